@@ -1,0 +1,63 @@
+"""The root Typer app and the options every command shares."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmledger import __version__
+
+app = typer.Typer(
+    name="llmledger",
+    help=(
+        "The books for LLM work: record model calls, price them, and report what plans, "
+        "tasks, agents, models and days cost.\n\n"
+        "The ledger is a SQLite file in your data directory unless --db or LLMLEDGER_DB "
+        "names another (sqlite:///path or postgresql+psycopg://user@host/db)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="LLMLEDGER_DB",
+        help="Ledger database URL (sqlite:///PATH or postgresql+psycopg://...). "
+        "Default: a SQLite file in your data directory.",
+        show_envvar=True,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmledger {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """The books for LLM work."""
+
+
+def _register_commands() -> None:
+    # Each command family lives in its own module and adds itself to ``app`` on import.
+    from llmledger.cli import db  # noqa: F401
+
+
+def main() -> None:
+    """Entry point of the ``llmledger`` console script."""
+    _register_commands()
+    app()
