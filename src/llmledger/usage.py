@@ -82,13 +82,15 @@ class Usage:
                 "reasoning is a part of output",
             )
         split = _sum_known(self.cache_write_5m_tokens, self.cache_write_1h_tokens)
-        if split is not None and self.cache_write_tokens is not None:
-            if split > self.cache_write_tokens:
-                raise UsageError(
-                    "cache_write_tokens",
-                    f"5m + 1h split ({split}) exceeds the cache-write total "
-                    f"{self.cache_write_tokens}",
-                )
+        if (
+            split is not None
+            and self.cache_write_tokens is not None
+            and split > self.cache_write_tokens
+        ):
+            raise UsageError(
+                "cache_write_tokens",
+                f"5m + 1h split ({split}) exceeds the cache-write total {self.cache_write_tokens}",
+            )
 
     # -- derived -------------------------------------------------------------------------
 

@@ -1,0 +1,88 @@
+"""``llmledger db``: where the ledger is, and keeping its schema current."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmledger.cli._app import DbOption, JsonOption, app
+from llmledger.errors import StoreError
+from llmledger.store import (
+    Repository,
+    current_revision,
+    head_revision,
+    open_engine,
+    upgrade,
+)
+
+db_app = typer.Typer(help="Create, migrate and inspect the ledger database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    db: DbOption = None,
+    revision: Annotated[
+        str, typer.Option(help="Target migration revision (default: the newest).")
+    ] = "head",
+) -> None:
+    """Create the ledger or migrate it to the newest schema. Safe to run again.
+
+    SQLite ledgers are migrated automatically when opened; run this for PostgreSQL, or before
+    the first deployment of a new llmledger version against a shared database.
+    """
+    try:
+        engine = open_engine(db)
+        before = current_revision(engine)
+        upgrade(engine, revision)
+        after = current_revision(engine)
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    url = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        typer.echo(f"{url} is already at revision {after}")
+    else:
+        typer.echo(f"{url}: migrated {before or 'empty'} -> {after}")
+
+
+@db_app.command("info")
+def db_info(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Show where the ledger is, its schema revision and how many rows each table holds."""
+    try:
+        engine = open_engine(db)
+        revision = current_revision(engine)
+        counts = Repository(engine).counts() if revision is not None else {}
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    info: dict[str, Any] = {
+        "url": engine.url.render_as_string(hide_password=True),
+        "backend": engine.dialect.name,
+        "revision": revision,
+        "head": head_revision(),
+        "up_to_date": revision == head_revision(),
+        "rows": counts,
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    console = Console()
+    console.print(f"[bold]ledger[/bold]   {info['url']}")
+    state = "up to date" if info["up_to_date"] else "run `llmledger db upgrade`"
+    console.print(f"[bold]revision[/bold] {revision or 'empty'} (newest {info['head']}; {state})")
+    if counts:
+        table = Table("table", "rows")
+        for name, count in counts.items():
+            table.add_row(name, f"{count:,}")
+        console.print(table)
+
+
+__all__ = ["db_app"]

@@ -1,0 +1,165 @@
+"""Opening the ledger database: URL resolution, engine setup and migrations.
+
+SQLite is the embedded default (a file in the user's data directory, WAL mode, a busy timeout,
+``BEGIN IMMEDIATE`` for writes so that concurrent writers wait instead of failing).
+PostgreSQL is reached through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from llmledger.errors import StoreError
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "READ_ONLY",
+    "current_revision",
+    "default_url",
+    "downgrade",
+    "ensure_current",
+    "head_revision",
+    "open_engine",
+    "resolve_url",
+    "upgrade",
+]
+
+#: How long a SQLite writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_MS = 60_000
+_MIGRATIONS = Path(__file__).with_name("migrations")
+#: Execution option for connections that only read: they skip SQLite's write lock.
+READ_ONLY = {"llmledger_read_only": True}
+
+
+def default_url() -> str:
+    """The embedded default: ``ledger.db`` in the user's data directory."""
+    data_dir = Path(platformdirs.user_data_dir("llmledger", appauthor=False))
+    return f"sqlite:///{data_dir / 'ledger.db'}"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else ``LLMLEDGER_DB``, else :func:`default_url`.
+
+    A bare filesystem path is taken as a SQLite file; ``postgresql://`` is routed to psycopg 3.
+    """
+    url = url or os.environ.get("LLMLEDGER_DB") or default_url()
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """Create an engine for the ledger at ``url`` (see :func:`resolve_url`).
+
+    Creates the SQLite file's directory when needed. Raises :class:`StoreError` for a URL that
+    is not SQLite or PostgreSQL.
+    """
+    resolved = resolve_url(url)
+    try:
+        parsed = make_url(resolved)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {resolved!r} ({exc})") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    raise StoreError(
+        f"unsupported database {backend!r} in {resolved!r}: use sqlite:///PATH or "
+        "postgresql+psycopg://USER@HOST/DB"
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        # NORMAL in WAL mode survives a crash of the process; only power loss can cost the
+        # last commits.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so a writer waits (busy_timeout) instead of
+        # failing with "database is locked" when it upgrades a read lock.
+        if conn.get_execution_options().get("llmledger_read_only"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration revision this version of llmledger knows."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(_MIGRATIONS))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    try:
+        with engine.connect().execution_options(**READ_ONLY) as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            return None if row is None else str(row[0])
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot read the ledger at {engine.url!r}: {exc}") from exc
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database to ``revision`` (default: the newest)."""
+    _migrate(engine, "upgrade", revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate the database down to ``revision`` ("base" empties it)."""
+    _migrate(engine, "downgrade", revision)
+
+
+def _migrate(engine: Engine, direction: str, revision: str) -> None:
+    from alembic import command
+
+    try:
+        with engine.begin() as conn:
+            config = _alembic_config(conn)
+            getattr(command, direction)(config, revision)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot migrate the ledger at {engine.url!r}: {exc}") from exc
+
+
+def ensure_current(engine: Engine) -> None:
+    """Upgrade the database to head if it is behind (a no-op check when it is current)."""
+    if current_revision(engine) != head_revision():
+        upgrade(engine)

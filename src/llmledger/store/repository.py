@@ -1,0 +1,430 @@
+"""Reading and writing the ledger: calls (idempotent), runs, status events, run usage."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.dml import Insert
+
+from llmledger.call import Call
+from llmledger.errors import UsageError
+from llmledger.store.engine import READ_ONLY
+from llmledger.store.schema import (
+    CALL_STATUSES,
+    COST_STATUSES,
+    RUN_STATUSES,
+    TERMINAL_RUN_STATUSES,
+    TOKEN_COLUMNS,
+    TOKEN_PROVENANCES,
+    calls,
+    import_state,
+    runs,
+    task_status_events,
+)
+from llmledger.totals import Totals
+from llmledger.usage import Usage
+
+__all__ = ["PriceLike", "Repository", "new_run_id"]
+
+
+class PriceLike(Protocol):
+    """What the repository needs of a price (``llmledger.pricing.Price`` satisfies it)."""
+
+    @property
+    def cost_usd(self) -> Decimal | None: ...
+    @property
+    def cost_status(self) -> str: ...
+    @property
+    def price_version(self) -> str | None: ...
+
+
+def new_run_id() -> str:
+    """A fresh run id: 32 hex digits, unique across processes and machines."""
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# Columns a larger copy of the same call replaces; where the call was first filed (run,
+# session, project) and when it started stay as first recorded.
+_REPLACED_ON_LARGER_COPY = (
+    *TOKEN_COLUMNS,
+    "cost_usd",
+    "cost_status",
+    "price_version",
+    "model",
+    "provider",
+    "finished_at",
+    "duration_ms",
+    "status",
+    "metadata",
+)
+
+
+def _token_total(table: Any) -> ColumnElement[int]:
+    cols = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+    total: ColumnElement[int] = literal(0)
+    for name in cols:
+        total = total + func.coalesce(table[name], 0)
+    return total
+
+
+class Repository:
+    """Typed access to the ledger tables of one database (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._upsert = self._build_upsert()
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def _build_upsert(self) -> Insert:
+        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else pg_insert
+        stmt = insert(calls)
+        excluded = stmt.excluded
+        # RETURNING yields a row for each insert or replacement and none for an unchanged
+        # duplicate; that count is reliable on both engines, where rowcount is not.
+        return stmt.on_conflict_do_update(
+            index_elements=[calls.c.dedupe_key],
+            set_={name: excluded[name] for name in _REPLACED_ON_LARGER_COPY},
+            where=_token_total(excluded) > _token_total(calls.c),
+        ).returning(calls.c.id)
+
+    def call_rows(
+        self,
+        items: Iterable[Call],
+        *,
+        run_id: str | None = None,
+        prices: Sequence[PriceLike | None] | None = None,
+        recorded_at: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Validate calls and turn them into rows for :meth:`write_call_rows`.
+
+        Raises :class:`UsageError` naming the field for a missing dedupe key, an unknown status
+        or cost status; nothing is written then.
+        """
+        recorded = recorded_at or _now()
+        rows: list[dict[str, Any]] = []
+        for index, call in enumerate(items):
+            price = prices[index] if prices is not None else None
+            rows.append(_call_row(call, run_id=run_id, price=price, recorded_at=recorded))
+        return rows
+
+    def write_call_rows(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert rows in one transaction; returns how many were inserted or replaced.
+
+        A row whose dedupe key is already stored replaces the stored copy only when its token
+        total is larger (streaming snapshots); otherwise it changes nothing.
+        """
+        if not rows:
+            return 0
+        unique = _largest_per_key(rows)
+        with self.engine.begin() as conn:
+            return len(conn.execute(self._upsert, unique).all())
+
+    def add_calls(
+        self,
+        items: Iterable[Call],
+        *,
+        run_id: str | None = None,
+        prices: Sequence[PriceLike | None] | None = None,
+    ) -> int:
+        """Validate and store calls idempotently (see :meth:`write_call_rows`)."""
+        return self.write_call_rows(self.call_rows(items, run_id=run_id, prices=prices))
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        kind: str,
+        *,
+        name: str | None = None,
+        key: str | None = None,
+        parent_id: str | None = None,
+        run_id: str | None = None,
+        attempt: int | None = None,
+        agent_id: str | None = None,
+        agent_ids: Sequence[str] | None = None,
+        command_name: str | None = None,
+        action: str | None = None,
+        invocation_kind: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
+    ) -> str:
+        """Create a running run (under ``parent_id`` if given) and return its id."""
+        if not kind:
+            raise UsageError("kind", "a run needs a kind, e.g. 'task' or 'session'")
+        run_id = run_id or new_run_id()
+        with self.engine.begin() as conn:
+            root_id = run_id
+            if parent_id is not None:
+                parent_root = conn.execute(
+                    select(runs.c.root_id).where(runs.c.id == parent_id)
+                ).scalar_one_or_none()
+                if parent_root is None:
+                    raise UsageError("parent_id", f"no run {parent_id!r} in the ledger")
+                root_id = parent_root
+            conn.execute(
+                runs.insert().values(
+                    id=run_id,
+                    parent_id=parent_id,
+                    root_id=root_id,
+                    kind=kind,
+                    name=name,
+                    key=key,
+                    status="running",
+                    attempt=attempt,
+                    agent_id=agent_id,
+                    agent_ids=list(agent_ids) if agent_ids is not None else None,
+                    command_name=command_name,
+                    action=action,
+                    invocation_kind=invocation_kind,
+                    started_at=started_at or _now(),
+                    owner_host=socket.gethostname(),
+                    owner_pid=os.getpid(),
+                    metadata=dict(metadata) if metadata else None,
+                )
+            )
+        return run_id
+
+    def finalize_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        finished_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Totals:
+        """End a run: write its terminal status and its inclusive usage roll-up in one
+        transaction, and return the roll-up."""
+        if status not in TERMINAL_RUN_STATUSES:
+            raise UsageError(
+                "status",
+                f"unknown terminal status {status!r}; one of {sorted(TERMINAL_RUN_STATUSES)}",
+            )
+        finished = finished_at or _now()
+        with self.engine.begin() as conn:
+            started = conn.execute(
+                select(runs.c.started_at, runs.c.metadata).where(runs.c.id == run_id)
+            ).first()
+            if started is None:
+                raise UsageError("run_id", f"no run {run_id!r} in the ledger")
+            totals = Totals.total(
+                _totals_from_row(row)
+                for row in conn.execute(self._usage_query(run_id, True)).mappings()
+            )
+            values: dict[str, Any] = {
+                "status": status,
+                "finished_at": finished,
+                "duration_ms": int((finished - started.started_at).total_seconds() * 1000),
+                **{name: getattr(totals.usage, name) for name in TOKEN_COLUMNS},
+                "cost_usd": totals.cost_usd,
+                "unpriced_calls": totals.unpriced_calls,
+                "call_count": totals.calls,
+            }
+            if metadata:
+                values["metadata"] = {**(started.metadata or {}), **metadata}
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+        return totals
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        """The run's row as a dict, or None."""
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+            return dict(row) if row is not None else None
+
+    def set_run_status(self, run_id: str, status: str) -> None:
+        """Change a run's status without finalizing it (e.g. back to running on resume)."""
+        if status not in RUN_STATUSES:
+            raise UsageError("status", f"unknown status {status!r}; one of {sorted(RUN_STATUSES)}")
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(status=status))
+
+    # -- status events -------------------------------------------------------------------
+
+    def add_status_event(
+        self,
+        to_status: str,
+        *,
+        run_id: str | None = None,
+        task_key: str | None = None,
+        from_status: str | None = None,
+        at: datetime | None = None,
+        command_name: str | None = None,
+        job: str | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record that a task moved from one status to another (for velocity and ETA)."""
+        if not to_status:
+            raise UsageError("to_status", "a status event needs the status it moved to")
+        if run_id is None and task_key is None:
+            raise UsageError("task_key", "a status event needs a run_id or a task_key")
+        with self.engine.begin() as conn:
+            conn.execute(
+                task_status_events.insert().values(
+                    run_id=run_id,
+                    task_key=task_key,
+                    from_status=from_status,
+                    to_status=to_status,
+                    at=at or _now(),
+                    command_name=command_name,
+                    job=job,
+                    agent_id=agent_id,
+                    metadata=dict(metadata) if metadata else None,
+                )
+            )
+
+    # -- usage ---------------------------------------------------------------------------
+
+    def _usage_query(self, run_id: str, inclusive: bool) -> Select[Any]:
+        if inclusive:
+            base = select(runs.c.id).where(runs.c.id == bindparam("root", run_id))
+            tree = base.cte("subtree", recursive=True)
+            tree = tree.union_all(select(runs.c.id).where(runs.c.parent_id == tree.c.id))
+            where: ColumnElement[bool] = calls.c.run_id.in_(select(tree.c.id))
+        else:
+            where = calls.c.run_id == run_id
+        return (
+            select(calls.c.model, *_usage_columns())
+            .where(where)
+            .group_by(calls.c.model)
+            .order_by(calls.c.model)
+        )
+
+    def run_usage(self, run_id: str, *, inclusive: bool = False) -> dict[str | None, Totals]:
+        """Usage and cost by model of a run's own calls, or (``inclusive``) of its whole
+        subtree. Buckets no call reported stay None."""
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            rows = conn.execute(self._usage_query(run_id, inclusive)).mappings().all()
+        return {row["model"]: _totals_from_row(row) for row in rows}
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of the ledger's tables."""
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return {
+                table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+                for table in (runs, calls, task_status_events, import_state)
+            }
+
+
+def _row_total(row: Mapping[str, Any]) -> int:
+    return sum(
+        row[name] or 0
+        for name in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+    )
+
+
+def _largest_per_key(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    # One statement may not touch a key twice (PostgreSQL refuses), so copies within a batch
+    # are settled here by the same rule as the store's: the larger token total wins.
+    best: dict[str, Mapping[str, Any]] = {}
+    for row in rows:
+        key = row["dedupe_key"]
+        kept = best.get(key)
+        if kept is None or _row_total(row) > _row_total(kept):
+            best[key] = row
+    return list(best.values())
+
+
+def _usage_columns() -> list[ColumnElement[Any]]:
+    return [
+        *(func.sum(calls.c[name]).label(name) for name in TOKEN_COLUMNS),
+        func.sum(calls.c.cost_usd).label("cost_usd"),
+        func.sum(case((calls.c.cost_usd.is_(None), 1), else_=0)).label("unpriced_calls"),
+        func.count().label("calls"),
+    ]
+
+
+def _totals_from_row(row: Any) -> Totals:
+    usage = Usage(**{name: _int(row[name]) for name in TOKEN_COLUMNS})
+    return Totals(
+        usage=usage,
+        # SUM keeps the Money type, so the amount arrives as a Decimal (or None).
+        cost_usd=row["cost_usd"],
+        unpriced_calls=int(row["unpriced_calls"] or 0),
+        calls=int(row["calls"]),
+    )
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _call_row(
+    call: Call, *, run_id: str | None, price: PriceLike | None, recorded_at: datetime
+) -> dict[str, Any]:
+    if not call.dedupe_key:
+        raise UsageError(
+            "dedupe_key",
+            "missing: a stored call needs a key that identifies it across copies "
+            "(message/request id, or Call.key() for a content hash)",
+        )
+    if call.status not in CALL_STATUSES:
+        raise UsageError("status", f"unknown call status {call.status!r}; one of ok, error")
+    if call.token_provenance not in TOKEN_PROVENANCES:
+        raise UsageError(
+            "token_provenance", f"unknown {call.token_provenance!r}; one of reported, estimated"
+        )
+    if price is not None:
+        cost, cost_status, version = price.cost_usd, price.cost_status, price.price_version
+    elif call.reported_cost_usd is not None:
+        cost, cost_status, version = call.reported_cost_usd, "reported", None
+    else:
+        cost, cost_status, version = None, "unpriced", None
+    if cost_status not in COST_STATUSES:
+        raise UsageError("cost_status", f"unknown {cost_status!r}; one of {sorted(COST_STATUSES)}")
+    if cost is not None and cost < 0:
+        raise UsageError("cost_usd", f"must not be negative, got {cost}")
+    usage = call.usage
+    return {
+        "dedupe_key": call.dedupe_key,
+        "run_id": run_id,
+        "source": call.source,
+        "provider": call.provider,
+        "model": call.model,
+        "message_id": call.message_id,
+        "request_id": call.request_id,
+        "session_id": call.session_id,
+        "project": call.project,
+        "agent_id": call.agent_id,
+        "started_at": call.started_at,
+        "finished_at": call.finished_at,
+        "duration_ms": call.duration_ms,
+        "input_tokens": usage.input_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_5m_tokens": usage.cache_write_5m_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+        "output_tokens": usage.output_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "cost_usd": cost,
+        "cost_status": cost_status,
+        "currency": "USD",
+        "price_version": version,
+        "status": call.status,
+        "token_provenance": call.token_provenance,
+        "metadata": call.metadata or None,
+        "recorded_at": recorded_at,
+    }

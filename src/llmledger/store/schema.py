@@ -1,0 +1,173 @@
+"""The ledger's tables (SQLAlchemy Core), one schema for SQLite and PostgreSQL.
+
+This module describes the schema at the newest migration. Alembic migrations in
+``store/migrations/versions`` create it step by step; ``tests/test_migrations.py`` pins the
+column list so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from llmledger.store.types import BigIntId, JsonType, Money, Timestamp
+
+__all__ = [
+    "CALL_STATUSES",
+    "COST_STATUSES",
+    "RUN_STATUSES",
+    "TERMINAL_RUN_STATUSES",
+    "TOKEN_COLUMNS",
+    "TOKEN_PROVENANCES",
+    "calls",
+    "import_state",
+    "metadata",
+    "runs",
+    "task_status_events",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: A run that has not ended is "running"; every other status is terminal.
+TERMINAL_RUN_STATUSES = frozenset(
+    {"succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped", "paused_budget"}
+)
+RUN_STATUSES = frozenset({"running"}) | TERMINAL_RUN_STATUSES
+CALL_STATUSES = frozenset({"ok", "error"})
+COST_STATUSES = frozenset({"reported", "computed", "included", "unpriced"})
+TOKEN_PROVENANCES = frozenset({"reported", "estimated"})
+
+#: Usage buckets stored on calls (and rolled up on runs); names as in ``Usage``.
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+def _token_columns() -> list[Column[int]]:
+    return [Column(name, BigInteger, nullable=True) for name in TOKEN_COLUMNS]
+
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("parent_id", String(32), ForeignKey("runs.id"), nullable=True),
+    Column("root_id", String(32), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", Text, nullable=True),
+    Column("key", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=True),
+    Column("agent_id", String(128), nullable=True),
+    Column("agent_ids", JsonType, nullable=True),
+    Column("command_name", String(128), nullable=True),
+    Column("action", String(128), nullable=True),
+    Column("invocation_kind", String(64), nullable=True),
+    Column("started_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("duration_ms", BigInteger, nullable=True),
+    Column("owner_host", String(255), nullable=True),
+    Column("owner_pid", Integer, nullable=True),
+    Column("metadata", JsonType, nullable=True),
+    # Inclusive usage roll-up, written with the terminal status in one transaction.
+    *_token_columns(),
+    Column("cost_usd", Money, nullable=True),
+    Column("unpriced_calls", Integer, nullable=True),
+    Column("call_count", Integer, nullable=True),
+    Index(None, "parent_id"),
+    Index(None, "root_id"),
+    Index(None, "kind", "key"),
+    Index(None, "started_at"),
+    Index(None, "status"),
+    Index(None, "agent_id"),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(255), nullable=False, unique=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=True),
+    Column("source", String(48), nullable=False),
+    Column("provider", String(64), nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("message_id", String(255), nullable=True),
+    Column("request_id", String(255), nullable=True),
+    Column("session_id", String(255), nullable=True),
+    Column("project", Text, nullable=True),
+    Column("agent_id", String(128), nullable=True),
+    Column("started_at", Timestamp, nullable=True),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("duration_ms", BigInteger, nullable=True),
+    *_token_columns(),
+    Column("cost_usd", Money, nullable=True),
+    Column("cost_status", String(16), nullable=False),
+    Column("currency", String(8), nullable=False, server_default="USD"),
+    Column("price_version", String(64), nullable=True),
+    Column("status", String(8), nullable=False),
+    Column("token_provenance", String(16), nullable=False),
+    Column("metadata", JsonType, nullable=True),
+    Column("recorded_at", Timestamp, nullable=False),
+    Index(None, "run_id"),
+    Index(None, "started_at"),
+    Index(None, "model"),
+    Index(None, "agent_id"),
+    Index(None, "source", "started_at"),
+    Index(None, "session_id"),
+    Index(None, "message_id"),
+)
+
+task_status_events = Table(
+    "task_status_events",
+    metadata,
+    Column("id", BigIntId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=True),
+    Column("task_key", Text, nullable=True),
+    Column("from_status", String(32), nullable=True),
+    Column("to_status", String(32), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Column("command_name", String(128), nullable=True),
+    Column("job", String(255), nullable=True),
+    Column("agent_id", String(128), nullable=True),
+    Column("metadata", JsonType, nullable=True),
+    Index(None, "task_key", "at"),
+    Index(None, "run_id", "at"),
+)
+
+import_state = Table(
+    "import_state",
+    metadata,
+    Column("path", Text, primary_key=True),
+    Column("source", String(48), nullable=False),
+    Column("device", BigInteger, nullable=True),
+    Column("inode", BigInteger, nullable=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("head_sha256", String(64), nullable=True),
+    Column("lines", BigInteger, nullable=False, server_default="0"),
+    Column("calls", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", Timestamp, nullable=False),
+)

@@ -1,0 +1,122 @@
+"""Migrations: fresh databases reach head with the pinned schema; down and up again works;
+rows written at the previous revision survive the upgrade. Every new migration adds a case."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import inspect
+
+from llmledger.store import current_revision, head_revision, open_engine, upgrade
+from llmledger.store.engine import downgrade
+
+TOKENS = [
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+]
+
+EXPECTED_COLUMNS = {
+    "runs": [
+        "id", "parent_id", "root_id", "kind", "name", "key", "status", "attempt",
+        "agent_id", "agent_ids", "command_name", "action", "invocation_kind",
+        "started_at", "finished_at", "duration_ms", "owner_host", "owner_pid", "metadata",
+        *TOKENS, "cost_usd", "unpriced_calls", "call_count",
+    ],
+    "calls": [
+        "id", "dedupe_key", "run_id", "source", "provider", "model", "message_id",
+        "request_id", "session_id", "project", "agent_id", "started_at", "finished_at",
+        "duration_ms", *TOKENS, "cost_usd", "cost_status", "currency", "price_version",
+        "status", "token_provenance", "metadata", "recorded_at",
+    ],
+    "task_status_events": [
+        "id", "run_id", "task_key", "from_status", "to_status", "at", "command_name",
+        "job", "agent_id", "metadata",
+    ],
+    "import_state": [
+        "path", "source", "device", "inode", "size", "mtime_ns", "offset", "head_sha256",
+        "lines", "calls", "updated_at",
+    ],
+}  # fmt: skip
+
+EXPECTED_INDEXES = {
+    "runs": {"ix_runs_parent_id", "ix_runs_root_id", "ix_runs_kind_key", "ix_runs_started_at",
+             "ix_runs_status", "ix_runs_agent_id"},
+    "calls": {"ix_calls_run_id", "ix_calls_started_at", "ix_calls_model", "ix_calls_agent_id",
+              "ix_calls_source_started_at", "ix_calls_session_id", "ix_calls_message_id"},
+    "task_status_events": {"ix_task_status_events_task_key_at",
+                           "ix_task_status_events_run_id_at"},
+}  # fmt: skip
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    engine = open_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_fresh_database_upgrades_to_head_with_the_pinned_schema(engine: sa.Engine) -> None:
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    inspector = inspect(engine)
+    assert set(inspector.get_table_names()) == {*EXPECTED_COLUMNS, "alembic_version"}
+    for table, columns in EXPECTED_COLUMNS.items():
+        assert [c["name"] for c in inspector.get_columns(table)] == columns, table
+    for table, indexes in EXPECTED_INDEXES.items():
+        # PostgreSQL also lists the index behind the unique constraint; that one is checked
+        # below.
+        names = {i["name"] for i in inspector.get_indexes(table)} - {"uq_calls_dedupe_key"}
+        assert names == indexes, table
+    unique = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("calls")}
+    assert ("dedupe_key",) in unique
+
+
+def test_schema_module_matches_the_migrations(engine: sa.Engine) -> None:
+    from llmledger.store.schema import metadata
+
+    upgrade(engine)
+    for table, columns in EXPECTED_COLUMNS.items():
+        assert [c.name for c in metadata.tables[table].columns] == columns, table
+
+
+def test_downgrade_then_upgrade(engine: sa.Engine) -> None:
+    upgrade(engine)
+    downgrade(engine, "base")
+    assert current_revision(engine) is None
+    assert "calls" not in inspect(engine).get_table_names()
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+
+
+def test_rows_at_0001_survive_the_upgrade_to_head(engine: sa.Engine) -> None:
+    upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (id, root_id, kind, status, started_at) "
+                "VALUES ('r1', 'r1', 'task', 'succeeded', 1700000000000000)"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO calls (dedupe_key, run_id, source, model, input_tokens, "
+                "output_tokens, cost_usd, cost_status, status, token_provenance, recorded_at) "
+                "VALUES ('k1', 'r1', 'test', 'm', 10, 5, 1500000000000, 'computed', 'ok', "
+                "'reported', 1700000000000000)"
+            )
+        )
+    upgrade(engine)
+    from llmledger.store.repository import Repository
+
+    usage = Repository(engine).run_usage("r1")
+    assert usage["m"].usage.input_tokens == 10
+    assert usage["m"].usage.cache_read_tokens is None
+    assert str(usage["m"].cost_usd.normalize()) == "1.5"  # type: ignore[union-attr]
