@@ -38,6 +38,7 @@ from llmledger.errors import LedgerError
 from llmledger.usage import Usage
 
 __all__ = [
+    "PRICES_ENV",
     "CostStatus",
     "OverridesError",
     "Price",
