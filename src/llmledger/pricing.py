@@ -486,13 +486,14 @@ def _genai_entry(model: str, provider: str | None) -> _GenaiEntry | None:
         boundaries = tuple(
             sorted({c.start_date for c in constraints if isinstance(c, StartDateConstraint)})
         )
-        note = None
+        notes = []
         if cand.name != model.strip().lower():
-            note = f"matched {model!r} as {cand.name!r}"
+            notes.append(f"matched {model!r} as {cand.name!r}")
+        if context:
+            notes.append("fast-mode prices (speed=fast) where the data has them")
         if provider_id is None and wanted is not None:
-            note = (note + "; " if note else "") + (
-                f"provider {provider!r} not in genai-prices, priced as {prov.id}"
-            )
+            notes.append(f"provider {provider!r} not matched in genai-prices, priced as {prov.id}")
+        note = "; ".join(notes) or None
         return _GenaiEntry(model, prov, info, context, version, boundaries, slow, note=note)
     return None
 
