@@ -16,6 +16,7 @@ from llmledger.store import (
     current_revision,
     head_revision,
     open_engine,
+    open_repository,
     upgrade,
 )
 
@@ -86,3 +87,22 @@ def db_info(db: DbOption = None, as_json: JsonOption = False) -> None:
 
 
 __all__ = ["db_app"]
+
+
+@db_app.command("repair")
+def db_repair(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Mark runs interrupted whose process on this machine is gone (killed, crashed, rebooted).
+
+    Their calls are kept and rolled up into the run. Opening a ledger from Python does this
+    too; runs owned by other machines are left alone.
+    """
+    from llmledger.ledger import repair_stale_runs
+
+    try:
+        repaired = repair_stale_runs(open_repository(db))
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"interrupted": repaired}))
+    else:
+        typer.echo(f"marked {len(repaired)} stale run(s) interrupted")

@@ -1,0 +1,554 @@
+"""The collector: ``Ledger``, context-scoped runs, and ``record()``.
+
+A run is opened with ``with ledger.run("task", key="1.1") as run:``; it nests under the run
+that is current in this context (``contextvars``: asyncio tasks and threads started with a
+copied context see it). ``ledger.record(...)`` files a call under the innermost run. Leaving the
+block writes the run's terminal status and its usage roll-up in one transaction: succeeded,
+failed (an exception), timed_out (``TimeoutError``), cancelled (``CancelledError``,
+``KeyboardInterrupt``). The exception is re-raised untouched.
+
+Recording never breaks the caller: a bad payload or an unreachable store is logged with its
+cause, counted in ``ledger.failures``, reported to observers, and ``record()`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import select
+
+from llmledger.call import Call, CallStatus
+from llmledger.pricing import Price, Pricer
+from llmledger.store import Repository, open_repository
+from llmledger.store.engine import READ_ONLY
+from llmledger.store.schema import runs
+from llmledger.totals import Totals
+from llmledger.usage import Usage
+
+__all__ = [
+    "Ledger",
+    "LedgerObserver",
+    "Run",
+    "current_run",
+    "repair_stale_runs",
+    "status_for_exception",
+]
+
+_log = logging.getLogger("llmledger")
+_current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "llmledger_current_run", default=None
+)
+
+
+def current_run() -> Run | None:
+    """The innermost open run in this context, if any."""
+    return _current.get()
+
+
+def status_for_exception(exc: BaseException | None) -> str:
+    """The terminal status for a run that ended with ``exc`` (None: it succeeded)."""
+    if exc is None:
+        return "succeeded"
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, subprocess.TimeoutExpired)):
+        return "timed_out"
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        return "cancelled"
+    if isinstance(exc, SystemExit):
+        return "succeeded" if exc.code in (None, 0) else "failed"
+    if isinstance(exc, Exception):
+        return "failed"
+    return "cancelled"  # GeneratorExit and other BaseExceptions end the work from outside
+
+
+class LedgerObserver(Protocol):
+    """Told about what the ledger records; the metrics exporter implements this.
+
+    Observers must not raise; if one does, the error is logged and counted like any other.
+    """
+
+    def on_record(self, call: Call, price: Price, run: Run | None) -> None: ...
+
+    def on_finalize(self, run: Run, status: str, totals: Totals | None) -> None: ...
+
+    def on_failure(self, error: BaseException, what: str) -> None: ...
+
+
+@dataclass(eq=False)
+class Run:
+    """An open run: a node of the run tree (session, plan, section, task, attempt, ...).
+
+    Created by :meth:`Ledger.run`; record calls with :meth:`record`, start a retry with
+    :meth:`attempt`, and set a terminal status other than the automatic one with
+    :meth:`set_status`.
+    """
+
+    ledger: Ledger
+    id: str
+    kind: str
+    name: str | None = None
+    key: str | None = None
+    parent: Run | None = None
+    agent: str | None = None
+    attempt_number: int | None = None
+    status: str = "running"
+    _forced_status: str | None = field(default=None, repr=False)
+    _attempts: int = field(default=0, repr=False)
+    _token: contextvars.Token[Run | None] | None = field(default=None, repr=False)
+
+    def record(self, payload: Any, **kwargs: Any) -> list[Call]:
+        """Record a call under this run (see :meth:`Ledger.record`)."""
+        return self.ledger.record(payload, run=self, **kwargs)
+
+    def attempt(self, **kwargs: Any) -> _RunScope:
+        """Open the next attempt of this run (1, 2, 3, ...) as a child run of kind
+        ``attempt``; each attempt keeps its own calls, so retries never overwrite usage."""
+        self._attempts += 1
+        name = kwargs.pop("name", None) or f"{self.name or self.kind} attempt {self._attempts}"
+        return self.ledger.run("attempt", name=name, parent=self, attempt=self._attempts, **kwargs)
+
+    def set_status(self, status: str) -> None:
+        """Use ``status`` instead of the automatic one when the run ends (e.g. "skipped")."""
+        self._forced_status = status
+
+    def totals(self, *, inclusive: bool = True) -> Totals:
+        """Usage and cost so far: of the whole subtree (default) or the run's own calls."""
+        return self.ledger.totals(self.id, inclusive=inclusive)
+
+
+class _RunScope:
+    """Context manager (sync and async) that opens a run and finalizes it on exit."""
+
+    def __init__(self, ledger: Ledger, kind: str, kwargs: dict[str, Any]) -> None:
+        self._ledger = ledger
+        self._kind = kind
+        self._kwargs = kwargs
+        self._run: Run | None = None
+
+    def __enter__(self) -> Run:
+        self._run = self._ledger._open_run(self._kind, **self._kwargs)
+        self._run._token = _current.set(self._run)
+        return self._run
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        run = self._run
+        assert run is not None
+        if run._token is not None:
+            # Exited in another context than it was entered in: nothing to restore there.
+            with contextlib.suppress(ValueError):
+                _current.reset(run._token)
+            run._token = None
+        self._ledger._finalize(run, run._forced_status or status_for_exception(exc))
+        return False  # never swallow: the exception propagates untouched
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        return self.__exit__(exc_type, exc, tb)
+
+
+class Ledger:
+    """The books: open runs, record calls, read totals.
+
+    ``url`` is the database (default: ``LLMLEDGER_DB``, else the SQLite file in the user data
+    directory). With ``durable=True`` (default) every ``record()`` commits before it returns,
+    so a recorded call survives a crash of this process. ``durable=False`` keeps calls in
+    memory until a run ends, :meth:`flush` or :meth:`close` — faster, and a crash loses them.
+
+    The store is opened on first use; if it cannot be, the error is logged and counted and the
+    ledger keeps accepting calls (they are lost, and ``failures`` says so).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        durable: bool = True,
+        pricer: Pricer | None = None,
+        observers: Sequence[LedgerObserver] = (),
+        repair_stale: bool = True,
+    ) -> None:
+        self.url = url
+        self.durable = durable
+        self.pricer = pricer or Pricer()
+        self.observers: list[LedgerObserver] = list(observers)
+        self.failures = 0
+        self._repair_stale = repair_stale
+        self._repo: Repository | None = None
+        self._lock = threading.Lock()
+        self._buffer: list[dict[str, Any]] = []
+
+    # -- store ---------------------------------------------------------------------------
+
+    @property
+    def repository(self) -> Repository:
+        """The store, opened (and migrated) on first use; raises if it cannot be opened."""
+        if self._repo is None:
+            with self._lock:
+                if self._repo is None:
+                    repo = open_repository(self.url)
+                    if self._repair_stale:
+                        repair_stale_runs(repo)
+                    self._repo = repo
+        return self._repo
+
+    def close(self) -> None:
+        """Write buffered calls and release database connections."""
+        self.flush()
+        if self._repo is not None:
+            self._repo.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def flush(self) -> None:
+        """Write calls buffered by a non-durable ledger."""
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+        if rows:
+            self._guard("flush", lambda: self.repository.write_call_rows(rows))
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        key: str | None = None,
+        agent: str | None = None,
+        parent: Run | None = None,
+        attempt: int | None = None,
+        agent_ids: Sequence[str] | None = None,
+        command_name: str | None = None,
+        action: str | None = None,
+        invocation_kind: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> _RunScope:
+        """A context manager (``with`` or ``async with``) that opens a run of ``kind``.
+
+        The run nests under ``parent``, else under the current run of this context. ``key`` is
+        your own id for it (a task id, a job id); ``agent`` names the agent doing the work and
+        is inherited by child runs and calls that name none.
+        """
+        return _RunScope(
+            self,
+            kind,
+            {
+                "name": name,
+                "key": key,
+                "agent": agent,
+                "parent": parent,
+                "attempt": attempt,
+                "agent_ids": agent_ids,
+                "command_name": command_name,
+                "action": action,
+                "invocation_kind": invocation_kind,
+                "metadata": metadata,
+            },
+        )
+
+    @asynccontextmanager
+    async def arun(
+        self, kind: str, name: str | None = None, *, timeout: float | None = None, **kwargs: Any
+    ) -> AsyncIterator[Run]:
+        """``async with ledger.arun(...)``: :meth:`run` with the store writes done off the
+        event loop's thread.
+
+        ``timeout`` (seconds, Python 3.11+) bounds the block and ends the run ``timed_out``.
+        A run *inside* ``asyncio.wait_for`` only sees the cancellation that the timeout causes
+        and ends ``cancelled``; give the timeout to the run, or put it inside the run's block.
+        """
+        scope = self.run(kind, name, **kwargs)
+        # to_thread copies the context, so the current run is seen as the parent.
+        run = await asyncio.to_thread(self._open_run, kind, **scope._kwargs)
+        token = _current.set(run)
+        status = "succeeded"
+        try:
+            if timeout is None:
+                yield run
+            else:
+                async with asyncio.timeout(timeout):
+                    yield run
+        except BaseException as exc:
+            status = status_for_exception(exc)
+            raise
+        finally:
+            _current.reset(token)
+            await asyncio.to_thread(self._finalize, run, run._forced_status or status)
+
+    def _open_run(
+        self,
+        kind: str,
+        *,
+        name: str | None,
+        key: str | None,
+        agent: str | None,
+        parent: Run | None,
+        attempt: int | None,
+        agent_ids: Sequence[str] | None,
+        command_name: str | None,
+        action: str | None,
+        invocation_kind: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> Run:
+        parent = parent if parent is not None else _current.get()
+        if parent is not None and parent.ledger is not self:
+            parent = None  # a run of another ledger cannot be a parent here
+        agent = agent or (parent.agent if parent is not None else None)
+        run = Run(
+            ledger=self,
+            id=uuid.uuid4().hex,
+            kind=kind,
+            name=name,
+            key=key,
+            parent=parent,
+            agent=agent,
+            attempt_number=attempt,
+        )
+        self._guard(
+            f"open {kind} run",
+            lambda: self.repository.create_run(
+                kind,
+                run_id=run.id,
+                name=name,
+                key=key,
+                parent_id=parent.id if parent is not None else None,
+                attempt=attempt,
+                agent_id=agent,
+                agent_ids=agent_ids,
+                command_name=command_name,
+                action=action,
+                invocation_kind=invocation_kind,
+                metadata=metadata,
+            ),
+        )
+        return run
+
+    def _finalize(self, run: Run, status: str) -> None:
+        self.flush()
+        totals = self._guard(
+            f"finalize {run.kind} run {run.id}",
+            lambda: self.repository.finalize_run(run.id, status),
+        )
+        run.status = status
+        for observer in self.observers:
+            self._guard("observer", observer.on_finalize, run, status, totals)
+
+    # -- calls ---------------------------------------------------------------------------
+
+    def record(
+        self,
+        payload: Any,
+        *,
+        model: str | None = None,
+        provider: str | None = None,
+        run: Run | None = None,
+        format: str | None = None,
+        dedupe_key: str | None = None,
+        agent: str | None = None,
+        status: CallStatus | None = None,
+        started_at: datetime | None = None,
+        duration_ms: int | None = None,
+        cost_usd: Decimal | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Call]:
+        """Record the call(s) in ``payload`` under ``run`` (default: the current run).
+
+        ``payload`` is a :class:`Usage`, a :class:`Call`, or anything a parser of
+        :mod:`llmledger.sources` understands (a provider response as dict or JSON text, an SDK
+        response object with ``model_dump()``, Claude Code or Codex output, ...). ``model``,
+        ``provider``, ``agent`` fill in what the payload does not say. ``cost_usd`` is a cost
+        the caller knows was billed (status reported).
+
+        Returns the calls recorded — an empty list when recording failed; it never raises.
+        A call without a run, model or usage is still stored, flagged in its metadata.
+        """
+        target = run if run is not None else _current.get()
+        result = self._guard(
+            "record",
+            lambda: self._record(
+                payload,
+                target,
+                model=model,
+                provider=provider,
+                format=format,
+                dedupe_key=dedupe_key,
+                agent=agent,
+                status=status,
+                started_at=started_at,
+                duration_ms=duration_ms,
+                cost_usd=cost_usd,
+                metadata=metadata,
+            ),
+        )
+        return result or []
+
+    def _record(
+        self,
+        payload: Any,
+        run: Run | None,
+        *,
+        model: str | None,
+        provider: str | None,
+        format: str | None,
+        dedupe_key: str | None,
+        agent: str | None,
+        status: CallStatus | None,
+        started_at: datetime | None,
+        duration_ms: int | None,
+        cost_usd: Decimal | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> list[Call]:
+        calls, reported_by_model = _calls_of(payload, format)
+        agent = agent or (run.agent if run is not None else None)
+        prepared: list[Call] = []
+        for index, call in enumerate(calls):
+            call = replace(
+                call,
+                model=call.model or model,
+                provider=call.provider or provider,
+                agent_id=call.agent_id or agent,
+                status=status or call.status,
+                started_at=call.started_at or started_at,
+                duration_ms=call.duration_ms if call.duration_ms is not None else duration_ms,
+                reported_cost_usd=cost_usd if cost_usd is not None else call.reported_cost_usd,
+                metadata={**call.metadata, **(metadata or {})},
+            )
+            key = call.dedupe_key or (
+                f"{dedupe_key}#{index}" if dedupe_key and len(calls) > 1 else dedupe_key
+            )
+            # A call the source gave no id for is a distinct event each time it is recorded.
+            call.dedupe_key = key or f"rec:{uuid.uuid4().hex}"
+            flags = [
+                flag
+                for flag, missing in (
+                    ("no_run", run is None),
+                    ("no_model", call.model is None),
+                    ("no_usage", call.usage.is_empty),
+                )
+                if missing
+            ]
+            if flags:
+                call.metadata["flags"] = flags
+            prepared.append(call)
+        prices = self._prices(prepared, reported_by_model)
+        repo_rows = self.repository.call_rows(
+            prepared, run_id=run.id if run is not None else None, prices=prices
+        )
+        if self.durable:
+            self.repository.write_call_rows(repo_rows)
+        else:
+            with self._lock:
+                self._buffer.extend(repo_rows)
+        for call, price in zip(prepared, prices, strict=True):
+            for observer in self.observers:
+                self._guard("observer", observer.on_record, call, price, run)
+        return prepared
+
+    def _prices(self, calls: list[Call], reported_by_model: Mapping[str, Decimal]) -> list[Price]:
+        prices = [self.pricer.price(call) for call in calls]
+        if reported_by_model:
+            from llmledger.pricing import apportion_reported
+
+            prices = apportion_reported(list(zip(calls, prices, strict=True)), reported_by_model)
+        return prices
+
+    # -- reading -------------------------------------------------------------------------
+
+    def totals(self, run_id: str, *, inclusive: bool = True) -> Totals:
+        """Usage and cost of a run: its whole subtree (default) or its own calls."""
+        self.flush()
+        by_model = self.repository.run_usage(run_id, inclusive=inclusive)
+        return Totals.total(by_model.values())
+
+    # -- failure handling ----------------------------------------------------------------
+
+    def _guard(self, what: str, action: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return action(*args)
+        except Exception as exc:
+            self.failures += 1
+            _log.warning("llmledger could not %s: %s: %s", what, type(exc).__name__, exc,
+                         exc_info=_log.isEnabledFor(logging.DEBUG))  # fmt: skip
+            if what != "observer":
+                for observer in self.observers:
+                    try:
+                        observer.on_failure(exc, what)
+                    except Exception:  # an observer's own failure must not recurse
+                        _log.exception("llmledger observer failed in on_failure")
+            return None
+
+
+def _calls_of(payload: Any, format: str | None) -> tuple[list[Call], Mapping[str, Decimal]]:
+    """The calls in a payload, and the per-model costs its summary reports (if any)."""
+    if isinstance(payload, Call):
+        return [replace(payload, metadata=dict(payload.metadata))], {}
+    if isinstance(payload, Usage):
+        return [Call(usage=payload, source="api")], {}
+    if hasattr(payload, "model_dump"):  # pydantic models of the provider SDKs
+        payload = payload.model_dump(mode="json", exclude_none=False)
+    from llmledger.sources import parse
+
+    parsed = parse(payload, format=format)
+    summary = parsed.summary
+    reported = getattr(summary, "reported_cost_by_model", None) or {}
+    return parsed.calls, reported
+
+
+def repair_stale_runs(repo: Repository) -> list[str]:
+    """Mark runs interrupted whose process on this host is gone (killed, crashed).
+
+    Their calls are kept and rolled up. Returns the ids of the runs repaired.
+    """
+    host = socket.gethostname()
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        rows = conn.execute(
+            select(runs.c.id, runs.c.owner_pid)
+            .where(runs.c.status == "running", runs.c.owner_host == host)
+            .order_by(runs.c.started_at.desc())
+        ).all()
+    repaired = []
+    for run_id, pid in rows:
+        if pid is not None and not _process_alive(int(pid)):
+            repo.finalize_run(run_id, "interrupted", finished_at=datetime.now(timezone.utc))
+            repaired.append(run_id)
+    return repaired
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
