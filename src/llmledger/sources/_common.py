@@ -1,0 +1,356 @@
+"""Shared pieces of the parsers: decoded records, typed field access, counts and timestamps.
+
+Every accessor raises :class:`~llmledger.errors.ParseError` naming the field when a value has
+the wrong type, so that a malformed payload never surfaces as a ``KeyError`` or ``TypeError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from llmledger.call import Call
+from llmledger.errors import ParseError, UsageError
+from llmledger.usage import Usage
+
+JsonObj = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The result a session or turn reports about itself (Claude Code ``result``, Gemini CLI).
+
+    ``usage`` is the result's own ``usage`` object (Claude Code: main agent loop only);
+    ``model_usage`` the per-model totals it reports; ``total_cost_usd`` its reported cost.
+    """
+
+    session_id: str | None = None
+    duration_ms: int | None = None
+    duration_api_ms: int | None = None
+    num_turns: int | None = None
+    is_error: bool | None = None
+    subtype: str | None = None
+    stop_reason: str | None = None
+    total_cost_usd: Decimal | None = None
+    reported_cost_by_model: dict[str, Decimal] = field(default_factory=dict)
+    usage: Usage | None = None
+    model_usage: dict[str, Usage] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Parsed:
+    """What a parser yields: the format, one :class:`Call` per model request, and a summary."""
+
+    format: str
+    calls: list[Call]
+    summary: Summary | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def usage(self) -> Usage:
+        """The sum of the calls' usage."""
+        return Usage.total(c.usage for c in self.calls)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One decoded JSON value and the 1-based line it starts on (None for in-memory input)."""
+
+    line: int | None
+    value: Any
+
+
+@dataclass(slots=True)
+class Ctx:
+    """Where a parser is reading (for error messages) and the warnings it collects."""
+
+    fmt: str
+    path: str | Path | None = None
+    warnings: list[str] = field(default_factory=list)
+    line: int | None = None
+
+    def error(
+        self, message: str, *, field: str | None = None, line: int | None = None
+    ) -> ParseError:
+        return ParseError(
+            self.fmt, message, field=field, path=self.path, line=line if line else self.line
+        )
+
+    def warn(self, message: str, *, line: int | None = None) -> None:
+        where = line or self.line
+        self.warnings.append(f"line {where}: {message}" if where else message)
+
+
+# -- decoding -----------------------------------------------------------------------------------
+
+_SSE_SKIP = (b"event:", b"id:", b"retry:", b":")
+_CONTINUATION = frozenset(b" \t}],")
+
+
+def decode_document(data: bytes, ctx: Ctx) -> list[Record] | Record:
+    """Decode a whole file: one JSON document (returned as a Record) or JSON lines (a list).
+
+    JSON lines may be compact or pretty-printed (an object spanning several lines), and may
+    carry SSE ``data:`` prefixes. A truncated last record is skipped with a warning; a
+    malformed record anywhere else raises with its line number.
+    """
+    try:
+        return Record(1, orjson.loads(data))
+    except orjson.JSONDecodeError:
+        pass
+    records = [Record(line, value) for line, value in iter_json_records(data, ctx)]
+    if not records:
+        raise ctx.error("no complete JSON value in the input")
+    return records
+
+
+def iter_raw_records(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """Split JSON-lines bytes into (start line, raw record) without decoding them.
+
+    A record starts on a line whose first byte is not whitespace or a closing bracket; the
+    following indented or closing lines belong to it (pretty-printed JSON).
+    """
+    start = 0
+    parts: list[bytes] = []
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if line[:1] == b"{":  # the common case: a compact record
+            if parts:
+                yield start, parts[0] if len(parts) == 1 else b"\n".join(parts)
+            start, parts = number, [line]
+            continue
+        line = line.rstrip(b"\r")
+        if not line.strip():
+            continue
+        if line.startswith(b"data:"):
+            line = line[5:].lstrip()
+            if line == b"[DONE]":
+                continue
+        elif line.startswith(_SSE_SKIP):
+            continue
+        if line[0] in _CONTINUATION and parts:
+            parts.append(line)
+            continue
+        if parts:
+            yield start, parts[0] if len(parts) == 1 else b"\n".join(parts)
+        start, parts = number, [line]
+    if parts:
+        yield start, parts[0] if len(parts) == 1 else b"\n".join(parts)
+
+
+def iter_json_records(data: bytes, ctx: Ctx) -> Iterator[tuple[int, Any]]:
+    """Decode JSON-lines records, tolerating only a truncated last one (see decode_document)."""
+    pending: tuple[int, bytes] | None = None
+    for start, raw in iter_raw_records(data):
+        if pending is not None:
+            yield from _decode_strict(*pending, ctx)
+        pending = (start, raw)
+    if pending is not None:
+        start, raw = pending
+        try:
+            yield from _decode_lines(start, raw)
+        except orjson.JSONDecodeError:
+            ctx.warn("skipped a truncated last record", line=start)
+
+
+def _decode_strict(start: int, raw: bytes, ctx: Ctx) -> Iterator[tuple[int, Any]]:
+    try:
+        yield from _decode_lines(start, raw)
+    except orjson.JSONDecodeError as exc:
+        raise ctx.error(f"malformed JSON: {exc}", line=start) from None
+
+
+def _decode_lines(start: int, raw: bytes) -> Iterator[tuple[int, Any]]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # A compact line with leading whitespace was glued to the previous record.
+        if b"\n" not in raw:
+            raise
+        lines = raw.split(b"\n")
+        values = [orjson.loads(line) for line in lines]
+        yield from ((start + i, v) for i, v in enumerate(values))
+        return
+    yield start, value
+
+
+# -- typed access -------------------------------------------------------------------------------
+
+
+def as_obj(value: object, ctx: Ctx, name: str) -> JsonObj:
+    """``value`` as a JSON object, or a ParseError naming ``name``."""
+    if not isinstance(value, dict):
+        raise ctx.error(f"expected a JSON object, got {type(value).__name__}", field=name)
+    return value
+
+
+def get_obj(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -> JsonObj | None:
+    """The object at ``obj[key]``; None when missing or null."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    return as_obj(value, ctx, name or key)
+
+
+def get_list(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -> list[Any]:
+    """The list at ``obj[key]``; empty when missing or null."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ctx.error(f"expected a list, got {type(value).__name__}", field=name or key)
+    return value
+
+
+def get_str(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -> str | None:
+    """The string at ``obj[key]``; None when missing or null."""
+    value = obj.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise ctx.error(f"expected a string, got {type(value).__name__}", field=name or key)
+
+
+def get_bool(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -> bool | None:
+    """The boolean at ``obj[key]``; None when missing or null."""
+    value = obj.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise ctx.error(f"expected true or false, got {value!r}", field=name or key)
+
+
+def count(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -> int | None:
+    """A non-negative token count at ``obj[key]``; None when missing or null."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    return to_count(value, ctx, name or key)
+
+
+def to_count(value: object, ctx: Ctx, name: str) -> int:
+    """``value`` as a non-negative integer (integral floats accepted)."""
+    if isinstance(value, bool):
+        raise ctx.error(f"expected a token count, got {value!r}", field=name)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ctx.error(f"expected a token count, got {value!r}", field=name)
+    if value < 0:
+        raise ctx.error(f"must not be negative, got {value}", field=name)
+    return value
+
+
+def money(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -> Decimal | None:
+    """A USD amount at ``obj[key]`` as an exact Decimal of its JSON text; None when missing."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ctx.error(f"expected a number, got {value!r}", field=name or key)
+    try:
+        # str() of a float is its shortest round-trip text, i.e. the digits the JSON held.
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ctx.error(f"expected a number, got {value!r}", field=name or key) from None
+    if not amount.is_finite():
+        raise ctx.error(f"expected a finite number, got {value!r}", field=name or key)
+    return amount
+
+
+def sub(total: int | None, parts: int, ctx: Ctx, name: str, parts_name: str) -> int | None:
+    """``total - parts`` for an inclusive count; raises rather than going negative."""
+    if total is None:
+        return None
+    if parts > total:
+        raise ctx.error(
+            f"{name} ({total}) is less than {parts_name} ({parts}) that it should include",
+            field=name,
+        )
+    return total - parts
+
+
+def plus(*counts: int | None) -> int | None:
+    """Sum where None is "not reported"; None only when every count is None."""
+    known = [c for c in counts if c is not None]
+    return sum(known) if known else None
+
+
+def make_usage(ctx: Ctx, **buckets: int | None) -> Usage:
+    """Build a Usage, turning its validation error into a ParseError naming the field."""
+    try:
+        return Usage(**buckets)
+    except UsageError as exc:
+        raise ctx.error(str(exc), field=exc.field) from None
+
+
+# -- time ---------------------------------------------------------------------------------------
+
+
+def timestamp(value: object, ctx: Ctx, name: str = "timestamp") -> datetime | None:
+    """An ISO-8601 timestamp as an aware UTC datetime; None when missing."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ctx.error(f"expected an ISO-8601 timestamp, got {value!r}", field=name)
+    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ctx.error(f"expected an ISO-8601 timestamp, got {value!r}", field=name) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def unix_seconds(value: object, ctx: Ctx, name: str) -> datetime | None:
+    """Unix seconds (int or float) as an aware UTC datetime; None when missing."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ctx.error(f"expected Unix seconds, got {value!r}", field=name)
+    try:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise ctx.error(f"timestamp out of range: {value!r}", field=name) from None
+
+
+# -- naming -------------------------------------------------------------------------------------
+
+_PROVIDER_PREFIXES = (
+    ("claude", "anthropic"),
+    ("anthropic", "anthropic"),
+    ("gpt", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+    ("chatgpt", "openai"),
+    ("codex", "openai"),
+    ("gemini", "google"),
+    ("gemma", "google"),
+    ("mistral", "mistral"),
+    ("llama", "meta"),
+    ("grok", "xai"),
+    ("deepseek", "deepseek"),
+)
+
+
+def guess_provider(model: str | None) -> str | None:
+    """The provider a well-known model name belongs to; None when unknown."""
+    if not model:
+        return None
+    name = model.lower().rsplit("/", 1)[-1]
+    for prefix, provider in _PROVIDER_PREFIXES:
+        if name.startswith(prefix):
+            return provider
+    return None
+
+
+def join_key(*parts: str | None) -> str | None:
+    """Join the known parts of a dedupe key with ``:``; None when the first part is unknown."""
+    if not parts or not parts[0]:
+        return None
+    return ":".join(p for p in parts if p)

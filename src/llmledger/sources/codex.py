@@ -1,0 +1,209 @@
+"""OpenAI Codex CLI: rollout files (``~/.codex/sessions/**.jsonl``) and ``codex exec --json``.
+
+Codex ``TokenUsage`` is Responses usage: ``input_tokens`` includes ``cached_input_tokens`` and
+``output_tokens`` includes ``reasoning_output_tokens``. Rollouts log a cumulative
+``total_token_usage``: events with ``info: null`` and re-emitted unchanged totals are skipped,
+and each call is the difference between two distinct totals, so the calls sum to the final
+total. A forked or spawned child rollout starts by replaying its parent's token counts; those
+only move the baseline (traps 15, 16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from llmledger.call import Call
+from llmledger.sources._common import (
+    Ctx,
+    JsonObj,
+    Record,
+    Summary,
+    as_obj,
+    count,
+    get_obj,
+    get_str,
+    join_key,
+    make_usage,
+    sub,
+    timestamp,
+)
+from llmledger.usage import Usage
+
+ROLLOUT = "codex_rollout"
+EXEC = "codex_exec_json"
+PROVIDER = "openai"
+
+ROLLOUT_TYPES = frozenset(
+    {"session_meta", "turn_context", "event_msg", "response_item", "compacted"}
+)
+EXEC_TYPES = frozenset(
+    {
+        "thread.started",
+        "turn.started",
+        "turn.completed",
+        "turn.failed",
+        "item.started",
+        "item.updated",
+        "item.completed",
+    }
+)
+
+_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "reasoning_output_tokens",
+    "cache_write_input_tokens",
+)
+
+
+def token_usage(u: Mapping[str, Any], ctx: Ctx, where: str) -> Usage:
+    """Normalize a Codex ``TokenUsage`` (or ``turn.completed`` usage)."""
+    cached = count(u, "cached_input_tokens", ctx, f"{where}.cached_input_tokens")
+    written = count(u, "cache_write_input_tokens", ctx, f"{where}.cache_write_input_tokens")
+    return make_usage(
+        ctx,
+        input_tokens=sub(
+            count(u, "input_tokens", ctx, f"{where}.input_tokens"),
+            (cached or 0) + (written or 0),
+            ctx,
+            f"{where}.input_tokens",
+            "cached_input_tokens",
+        ),
+        cache_read_tokens=cached,
+        cache_write_tokens=written,
+        output_tokens=count(u, "output_tokens", ctx, f"{where}.output_tokens"),
+        reasoning_tokens=count(u, "reasoning_output_tokens", ctx, f"{where}.reasoning"),
+    )
+
+
+class _Rollout:
+    """State while reading one rollout file."""
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.session_id: str | None = None
+        self.project: str | None = None
+        self.provider = PROVIDER
+        self.model: str | None = None
+        self.child = False
+        self.created: datetime | None = None
+        self.previous: dict[str, int] = {}
+        self.calls: list[Call] = []
+        self.replayed = 0
+
+    def session_meta(self, payload: JsonObj, line_ts: datetime | None) -> None:
+        ctx = self.ctx
+        if self.session_id is not None:
+            return  # a second session_meta is the replayed parent's
+        self.session_id = get_str(payload, "id", ctx, "session_meta.id")
+        self.project = get_str(payload, "cwd", ctx, "session_meta.cwd")
+        provider = payload.get("model_provider")
+        if isinstance(provider, str) and provider:
+            self.provider = provider
+        model = payload.get("model")
+        if isinstance(model, str):
+            self.model = model
+        self.child = bool(payload.get("forked_from_id")) or _spawned(payload)
+        self.created = timestamp(payload.get("timestamp"), ctx, "session_meta.timestamp")
+        self.created = self.created or line_ts
+
+    def token_count(self, info: JsonObj, line_ts: datetime | None) -> None:
+        ctx = self.ctx
+        total_obj = get_obj(info, "total_token_usage", ctx, "info.total_token_usage")
+        if total_obj is None:
+            return
+        total: dict[str, int] = {}
+        for k in _FIELDS:
+            value = count(total_obj, k, ctx, f"total_token_usage.{k}")
+            if value is not None:
+                total[k] = value
+        if total == self.previous:
+            return  # re-emitted unchanged totals (trap 15)
+        # A child's replay of its parent: timestamps at or before the child's creation.
+        replay = self.child and (line_ts is None or self.created is None or line_ts <= self.created)
+        delta = {k: v - self.previous.get(k, 0) for k, v in total.items()}
+        if any(v < 0 for v in delta.values()):
+            ctx.warn("total_token_usage went down; counting from the new total")
+            delta = total
+        self.previous = total
+        if replay:
+            self.replayed += 1
+            return
+        self.calls.append(
+            Call(
+                usage=token_usage(delta, ctx, "total_token_usage (delta)"),
+                source=ROLLOUT,
+                model=self.model,
+                provider=self.provider,
+                dedupe_key=join_key(self.session_id, f"turn{len(self.calls) + 1}"),
+                started_at=line_ts,
+                session_id=self.session_id,
+                project=self.project,
+            )
+        )
+
+
+def _spawned(payload: Mapping[str, Any]) -> bool:
+    source = payload.get("source")
+    if not isinstance(source, dict):
+        return False
+    sub_agent = source.get("subagent")
+    if not isinstance(sub_agent, dict):
+        return False
+    spawn = sub_agent.get("thread_spawn")
+    return isinstance(spawn, dict) and bool(spawn.get("parent_thread_id"))
+
+
+def parse_rollout(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summary | None]:
+    """One call per distinct cumulative total; they sum to the final ``total_token_usage``."""
+    state = _Rollout(ctx)
+    for rec in records:
+        ctx.line = rec.line
+        line = as_obj(rec.value, ctx, "line")
+        kind = line.get("type")
+        if kind not in ("session_meta", "turn_context", "event_msg"):
+            continue
+        payload = as_obj(line.get("payload"), ctx, "payload")
+        line_ts = timestamp(line.get("timestamp"), ctx)
+        if kind == "session_meta":
+            state.session_meta(payload, line_ts)
+        elif kind == "turn_context":
+            state.model = get_str(payload, "model", ctx, "turn_context.model") or state.model
+            if state.project is None:
+                state.project = get_str(payload, "cwd", ctx, "turn_context.cwd")
+        elif payload.get("type") == "token_count":
+            info = get_obj(payload, "info", ctx, "token_count.info")
+            if info is not None:  # info: null is a rate-limit-only update
+                state.token_count(info, line_ts)
+    if state.replayed:
+        ctx.warn(f"skipped {state.replayed} token counts replayed from the parent session")
+    return state.calls, None
+
+
+def parse_exec(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summary | None]:
+    """One call per ``turn.completed`` event of ``codex exec --json``."""
+    thread_id: str | None = None
+    calls: list[Call] = []
+    for rec in records:
+        ctx.line = rec.line
+        event = as_obj(rec.value, ctx, "event")
+        kind = event.get("type")
+        if kind == "thread.started":
+            thread_id = get_str(event, "thread_id", ctx)
+        elif kind == "turn.completed":
+            u = get_obj(event, "usage", ctx, "turn.completed.usage")
+            calls.append(
+                Call(
+                    usage=token_usage(u, ctx, "usage") if u is not None else Usage(),
+                    source=EXEC,
+                    provider=PROVIDER,
+                    dedupe_key=join_key(thread_id, f"turn{len(calls) + 1}"),
+                    session_id=thread_id,
+                )
+            )
+        elif kind == "turn.failed":
+            ctx.warn("a turn failed; codex exec reports no usage for it")
+    return calls, None
