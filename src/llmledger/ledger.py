@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -295,9 +296,11 @@ class Ledger:
         try:
             if timeout is None:
                 yield run
-            else:
+            elif sys.version_info >= (3, 11):
                 async with asyncio.timeout(timeout):
                     yield run
+            else:  # pragma: no cover - Python 3.10
+                raise NotImplementedError("arun(timeout=...) needs Python 3.11 or newer")
         except BaseException as exc:
             status = status_for_exception(exc)
             raise
