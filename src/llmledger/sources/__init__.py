@@ -117,7 +117,7 @@ def detect(data: object, *, path: str | Path | None = None) -> str:
 
     Raises :class:`ParseError` when the payload is not JSON or matches no known format.
     """
-    ctx = Ctx("detect", path)
+    ctx = Ctx("json", path)
     records, kind = _load(data, ctx)
     fmt = detect_records(records, kind)
     if fmt is None:
@@ -130,9 +130,9 @@ def parse(data: object, *, format: str | None = None, path: str | Path | None = 
 
     ``format`` is a name from :data:`FORMATS` (or :data:`ALIASES`); None or "auto" detects it.
     """
-    ctx = Ctx(_resolve(format) if format and format != "auto" else "detect", path)
+    ctx = Ctx(_resolve(format) if format and format != "auto" else "json", path)
     records, kind = _load(data, ctx)
-    if ctx.fmt == "detect":
+    if ctx.fmt == "json":
         fmt = detect_records(records, kind)
         if fmt is None:
             raise ctx.error("cannot tell the format of this payload; pass format=NAME")
