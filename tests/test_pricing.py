@@ -354,6 +354,12 @@ def test_missing_explicit_overrides_file_is_an_error(tmp_path: Path) -> None:
             "regional.anthropic.claude-sonnet-4-5-20250929-v1:0",
         ),
         (
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+            None,
+            "aws",
+            "global.anthropic.claude-sonnet-4-5-20250929-v1:0",
+        ),
+        (
             "bedrock/us.anthropic.claude-sonnet-4-5-20250929-v1:0",
             None,
             "aws",

@@ -460,19 +460,21 @@ def _genai_entry(model: str, provider: str | None) -> _GenaiEntry | None:
     candidates = _candidates(model)
     wanted = provider.strip().lower() if provider else None
     wanted = _PROVIDER_ALIASES.get(wanted, wanted) if wanted else None
-    attempts: list[tuple[_Candidate, str | None]] = []
-    for cand in candidates:
-        hint = _PROVIDER_ALIASES.get(cand.provider_hint or "", cand.provider_hint)
-        attempts.append((cand, wanted or hint))
+    # A hint found anywhere in the name (bedrock/, us.anthropic., @date) applies to every form
+    # of it: "global.anthropic.claude-…" must be looked up under aws as written, not only
+    # after normalization has turned it into a name that also matches aws' regional entry.
+    hint = candidates[-1].provider_hint
+    provider_id = wanted or _PROVIDER_ALIASES.get(hint or "", hint)
+    attempts = [(cand, provider_id) for cand in candidates]
     # The provider may be one genai-prices does not list (a proxy, a local server): then
     # infer it from the model name, as genai-prices does when given none.
-    if any(p is not None for _, p in attempts):
+    if provider_id is not None:
         attempts.extend((cand, None) for cand in candidates)
     # "-fast" selects Anthropic's fast-mode prices even when the bare name already matched.
     context = {"speed": "fast"} if any(c.fast for c in candidates) else None
-    for cand, provider_id in attempts:
+    for cand, attempt_provider in attempts:
         try:
-            prov, info = snapshot.find_provider_model(cand.name, None, provider_id, None)
+            prov, info = snapshot.find_provider_model(cand.name, None, attempt_provider, None)
         except LookupError:
             continue
         # Prices that change with the date are resolved once per price period; prices that
@@ -491,7 +493,7 @@ def _genai_entry(model: str, provider: str | None) -> _GenaiEntry | None:
             notes.append(f"matched {model!r} as {cand.name!r}")
         if context:
             notes.append("fast-mode prices (speed=fast) where the data has them")
-        if provider_id is None and wanted is not None:
+        if attempt_provider is None and wanted is not None:
             notes.append(f"provider {provider!r} not matched in genai-prices, priced as {prov.id}")
         note = "; ".join(notes) or None
         return _GenaiEntry(model, prov, info, context, version, boundaries, slow, note=note)
