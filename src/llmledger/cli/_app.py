@@ -57,6 +57,7 @@ def _register_commands() -> None:
     from llmledger.cli import db  # noqa: F401
     from llmledger.cli import parse  # noqa: F401
     from llmledger.cli import prices  # noqa: F401
+    from llmledger.cli import runs  # noqa: F401
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Select,
     bindparam,
@@ -43,7 +44,7 @@ from llmledger.store.schema import (
 from llmledger.totals import Totals
 from llmledger.usage import Usage
 
-__all__ = ["PriceLike", "Repository", "new_run_id"]
+__all__ = ["PriceLike", "Repository", "new_run_id", "rollup_of", "totals_by_run"]
 
 
 class PriceLike(Protocol):
@@ -365,6 +366,26 @@ def _totals_from_row(row: Any) -> Totals:
         cost_usd=row["cost_usd"],
         unpriced_calls=int(row["unpriced_calls"] or 0),
         calls=int(row["calls"]),
+    )
+
+
+def totals_by_run(conn: Connection, run_ids: Select[Any]) -> dict[str, Totals]:
+    """Own usage of each run whose id ``run_ids`` (a subquery) selects, keyed by run id."""
+    query = (
+        select(calls.c.run_id, *_usage_columns())
+        .where(calls.c.run_id.in_(run_ids))
+        .group_by(calls.c.run_id)
+    )
+    return {row["run_id"]: _totals_from_row(row) for row in conn.execute(query).mappings()}
+
+
+def rollup_of(run_row: Mapping[str, Any]) -> Totals:
+    """The inclusive usage roll-up stored on a finalized run's row."""
+    return Totals(
+        usage=Usage(**{name: _int(run_row[name]) for name in TOKEN_COLUMNS}),
+        cost_usd=run_row["cost_usd"],
+        unpriced_calls=int(run_row["unpriced_calls"] or 0),
+        calls=int(run_row["call_count"] or 0),
     )
 
 

@@ -1,0 +1,162 @@
+"""``llmledger runs`` and ``llmledger show``: the run tree and what each part cost."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from llmledger.cli._app import DbOption, JsonOption, app
+from llmledger.errors import StoreError
+from llmledger.run_tree import RunNode, find_run, load_tree, recent_runs
+from llmledger.store import open_repository
+from llmledger.timespec import parse_instant, parse_tz
+from llmledger.totals import Totals
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+def format_cost(totals: Totals) -> str:
+    """``$0.0792``, ``$1.20 + 3 unpriced``, or ``unpriced (3)`` — never a bare $0 for unknown."""
+    if totals.cost_usd is None:
+        return f"unpriced ({totals.unpriced_calls})" if totals.unpriced_calls else "-"
+    amount = totals.cost_usd
+    text = f"${amount:.4f}" if amount < Decimal(1) else f"${amount:,.2f}"
+    return f"{text} + {totals.unpriced_calls} unpriced" if totals.unpriced_calls else text
+
+
+def format_tokens(value: int | None) -> str:
+    """A count with thousands separators; ``-`` when it was never reported."""
+    return "-" if value is None else f"{value:,}"
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+@app.command("runs")
+def runs_command(
+    kind: Annotated[
+        str | None, typer.Option(help="Only runs of this kind (task, plan, ...).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs started since: 2026-11-01, 7d, 12h.")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only runs with this status (running, failed, ...).")
+    ] = None,
+    top: Annotated[bool, typer.Option("--top", help="Only runs with no parent.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    tz: Annotated[str | None, typer.Option(help="Time zone for --since dates.")] = None,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first, with status, duration, tokens and cost (whole subtree).
+
+    Examples:
+
+      llmledger runs --kind task --since 7d
+
+      llmledger runs --status failed --json
+    """
+    try:
+        since_at = parse_instant(since, tz=parse_tz(tz)) if since else None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        nodes = recent_runs(
+            open_repository(db), kind=kind, since=since_at, status=status, top_level=top,
+            limit=limit,
+        )  # fmt: skip
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        rows = []
+        for node in nodes:
+            data = node.to_dict()
+            data.pop("children")
+            data.pop("own")
+            data.pop("attempts")
+            rows.append(data)
+        typer.echo(json.dumps({"runs": rows}, indent=2))
+        return
+    table = Table("id", "kind", "name / key", "status", "started", "duration", "tokens", "cost")
+    for node in nodes:
+        row = node.row
+        label = " / ".join(str(x) for x in (row["name"], row["key"]) if x) or "-"
+        table.add_row(
+            row["id"][:8],
+            row["kind"],
+            label,
+            row["status"],
+            row["started_at"].strftime("%Y-%m-%d %H:%M"),
+            _duration(row["duration_ms"]),
+            format_tokens(node.inclusive.usage.total_tokens),
+            format_cost(node.inclusive),
+        )
+    Console().print(table)
+
+
+@app.command("show")
+def show_command(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix, or external key.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a run's tree: each node's status, attempts, own and inclusive usage and cost.
+
+    Example: llmledger show 1.1   (a task by its key)
+    """
+    try:
+        repo = open_repository(db)
+        run_id = find_run(repo, run)
+        tree = load_tree(repo, run_id) if run_id is not None else None
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    if tree is None:
+        raise _fail(f"no run with id, id prefix or key {run!r}; `llmledger runs` lists them")
+    if as_json:
+        typer.echo(json.dumps({"run": tree.to_dict()}, indent=2))
+        return
+    rich_tree = Tree(_label(tree))
+    _add_children(rich_tree, tree)
+    Console().print(rich_tree)
+
+
+def _label(node: RunNode) -> str:
+    row = node.row
+    name = row["name"] or row["key"] or row["id"][:8]
+    attempts = f", {node.attempts} attempts" if node.attempts else ""
+    own = node.own
+    usage = node.inclusive.usage
+    parts: list[Any] = [
+        f"[bold]{row['kind']}[/bold] {escape(str(name))} ({row['status']}{attempts})",
+        f"in {format_tokens(usage.input_tokens)} out {format_tokens(usage.output_tokens)} "
+        f"cache r/w {format_tokens(usage.cache_read_tokens)}/"
+        f"{format_tokens(usage.cache_write_tokens)}",
+        f"cost {format_cost(node.inclusive)}",
+    ]
+    if own.calls and node.children:
+        parts.append(f"own {own.calls} calls {format_cost(own)}")
+    return " · ".join(str(p) for p in parts)
+
+
+def _add_children(branch: Tree, node: RunNode) -> None:
+    for child in node.children:
+        _add_children(branch.add(_label(child)), child)

@@ -1,0 +1,141 @@
+"""A run and its subtree, each node with its own and inclusive usage (``llmledger show``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from llmledger.store import Repository
+from llmledger.store.engine import READ_ONLY
+from llmledger.store.repository import rollup_of, totals_by_run
+from llmledger.store.schema import runs
+from llmledger.totals import Totals
+
+__all__ = ["RunNode", "find_run", "load_tree", "recent_runs"]
+
+
+@dataclass
+class RunNode:
+    """One run of a tree: its row, its own usage, its subtree's usage, and its children."""
+
+    row: dict[str, Any]
+    own: Totals = field(default_factory=Totals)
+    inclusive: Totals = field(default_factory=Totals)
+    children: list[RunNode] = field(default_factory=list)
+
+    @property
+    def attempts(self) -> int:
+        """How many attempt runs sit directly under this run."""
+        return sum(1 for child in self.children if child.row["kind"] == "attempt")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``llmledger show --json``."""
+        row = self.row
+        return {
+            "id": row["id"],
+            "kind": row["kind"],
+            "name": row["name"],
+            "key": row["key"],
+            "status": row["status"],
+            "attempt": row["attempt"],
+            "attempts": self.attempts,
+            "agent": row["agent_id"],
+            "started_at": _iso(row["started_at"]),
+            "finished_at": _iso(row["finished_at"]),
+            "duration_ms": row["duration_ms"],
+            "own": self.own.to_dict(),
+            "inclusive": self.inclusive.to_dict(),
+            "children": [child.to_dict() for child in self.children],
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def find_run(repo: Repository, ref: str) -> str | None:
+    """The id of the run ``ref`` names: an id, a unique id prefix, or an external key (the
+    newest run with that key)."""
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        exact = conn.execute(select(runs.c.id).where(runs.c.id == ref)).scalar_one_or_none()
+        if exact is not None:
+            return str(exact)
+        by_key = conn.execute(
+            select(runs.c.id).where(runs.c.key == ref).order_by(runs.c.started_at.desc())
+        ).first()
+        if by_key is not None:
+            return str(by_key[0])
+        if len(ref) >= 4:
+            prefixed = conn.execute(
+                select(runs.c.id).where(runs.c.id.startswith(ref, autoescape=True)).limit(2)
+            ).all()
+            if len(prefixed) == 1:
+                return str(prefixed[0][0])
+    return None
+
+
+def load_tree(repo: Repository, run_id: str) -> RunNode | None:
+    """The run ``run_id`` with its whole subtree and usage, in two queries."""
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        base = select(runs.c.id).where(runs.c.id == run_id).cte("subtree", recursive=True)
+        tree = base.union_all(select(runs.c.id).where(runs.c.parent_id == base.c.id))
+        rows = [
+            dict(row)
+            for row in conn.execute(
+                select(runs).where(runs.c.id.in_(select(tree.c.id))).order_by(runs.c.started_at)
+            ).mappings()
+        ]
+        own = totals_by_run(conn, select(tree.c.id))
+    if not rows:
+        return None
+    nodes = {row["id"]: RunNode(row=row, own=own.get(row["id"], Totals())) for row in rows}
+    children: dict[str, list[RunNode]] = defaultdict(list)
+    for node in nodes.values():
+        parent = node.row["parent_id"]
+        if parent in nodes and node.row["id"] != run_id:
+            children[parent].append(node)
+
+    def settle(node: RunNode) -> Totals:
+        node.children = children.get(node.row["id"], [])
+        node.inclusive = Totals.total([node.own, *(settle(child) for child in node.children)])
+        return node.inclusive
+
+    root = nodes[run_id]
+    settle(root)
+    return root
+
+
+def recent_runs(
+    repo: Repository,
+    *,
+    kind: str | None = None,
+    since: datetime | None = None,
+    status: str | None = None,
+    top_level: bool = False,
+    limit: int = 50,
+) -> list[RunNode]:
+    """The newest runs (each without children), with inclusive usage: the roll-up written when
+    the run ended, or computed now for a run still going."""
+    query = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+    if kind:
+        query = query.where(runs.c.kind == kind)
+    if since is not None:
+        query = query.where(runs.c.started_at >= since)
+    if status:
+        query = query.where(runs.c.status == status)
+    if top_level:
+        query = query.where(runs.c.parent_id.is_(None))
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        rows = [dict(row) for row in conn.execute(query).mappings()]
+    result = []
+    for row in rows:
+        if row["status"] == "running" or row["call_count"] is None:
+            inclusive = Totals.total(repo.run_usage(row["id"], inclusive=True).values())
+        else:
+            inclusive = rollup_of(row)
+        result.append(RunNode(row=row, inclusive=inclusive))
+    return result

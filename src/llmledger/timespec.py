@@ -1,0 +1,63 @@
+"""Parsing the times people type: ``--since 7d``, ``--until 2026-11-01``, ``--tz Europe/Paris``."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+__all__ = ["parse_instant", "parse_tz"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_tz(name: str | None) -> tzinfo:
+    """The zone named (IANA name, ``UTC`` or ``local``); None means the local zone."""
+    if name is None or name.lower() == "local":
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local
+    if name.upper() in {"UTC", "Z"}:
+        return timezone.utc
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {name!r}: use an IANA name like Europe/Paris, or UTC"
+        ) from exc
+
+
+def parse_instant(
+    value: str, *, tz: tzinfo | None = None, now: datetime | None = None, end_of_day: bool = False
+) -> datetime:
+    """An aware datetime for ``value``: a duration back from now (``90m``, ``12h``, ``7d``,
+    ``2w``), a date (``2026-11-01`` or ``20261101``: midnight in ``tz``, or the end of that day
+    with ``end_of_day``), or an ISO datetime (naive ones are in ``tz``).
+
+    Raises ValueError with an example of what is accepted.
+    """
+    zone = tz or parse_tz(None)
+    current = now or datetime.now(timezone.utc)
+    match = _DURATION.match(value)
+    if match:
+        amount, unit = float(match.group(1)), match.group(2).lower()
+        return current - timedelta(**{_UNITS[unit]: amount})
+    text = value.strip()
+    if re.fullmatch(r"\d{8}", text):
+        text = f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        pass
+    else:
+        moment = datetime.combine(day, time.max if end_of_day else time.min)
+        return moment.replace(tzinfo=zone)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"cannot read {value!r} as a time: use a date (2026-11-01), a datetime "
+            "(2026-11-01T09:30) or a duration back from now (90m, 12h, 7d, 2w)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone)
