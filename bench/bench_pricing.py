@@ -19,7 +19,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ MODELS = [
 
 def make_calls(n: int, seed: int = 7) -> list[Call]:
     rng = random.Random(seed)
-    start = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2025, 3, 1, tzinfo=UTC)
     calls = []
     for _ in range(n):
         model, provider = rng.choice(MODELS)

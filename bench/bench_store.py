@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from llmledger import Call, Usage
@@ -49,7 +49,7 @@ def bench_inserts(repo: Repository, total: int, batch: int = 1000) -> float:
 def bench_tree(repo: Repository, descendants: int = 10_000) -> dict[str, float]:
     root = repo.create_run("plan")
     # Build a tree of sections -> tasks -> attempts directly (bulk), one call per node.
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows: list[dict[str, object]] = []
     parents = [root]
     while len(rows) < descendants:

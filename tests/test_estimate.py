@@ -6,7 +6,7 @@ gpt-4o is 2.5 in / 10 out; claude-sonnet-4-5 is 3 in / 15 out (genai-prices 0.2.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,7 +16,7 @@ from llmledger.estimate import Estimate, count_tokens, estimate_cost, should_war
 from llmledger.pricing import Pricer
 from llmledger.usage import Usage
 
-AT = datetime(2026, 1, 15, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 15, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
 from pathlib import Path
@@ -31,7 +31,7 @@ from llmledger.pricing import (
 )
 from llmledger.usage import Usage
 
-UTC = timezone.utc
+UTC = UTC
 AT = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 Q = Decimal("1e-12")
 GP = f"genai-prices {genai_prices.__version__}"

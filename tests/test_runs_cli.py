@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from typer.testing import CliRunner
@@ -79,14 +79,14 @@ def test_runs_lists_with_filters(plan_url: str) -> None:
 
 
 def test_parse_instant() -> None:
-    now = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     utc = parse_tz("UTC")
-    assert parse_instant("7d", now=now) == datetime(2026, 11, 15, 12, 0, tzinfo=timezone.utc)
-    assert parse_instant("90m", now=now) == datetime(2026, 11, 22, 10, 30, tzinfo=timezone.utc)
-    assert parse_instant("2026-11-01", tz=utc) == datetime(2026, 11, 1, tzinfo=timezone.utc)
+    assert parse_instant("7d", now=now) == datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+    assert parse_instant("90m", now=now) == datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
+    assert parse_instant("2026-11-01", tz=utc) == datetime(2026, 11, 1, tzinfo=UTC)
     assert parse_instant("20261101", tz=utc).day == 1
     paris = parse_instant("2026-07-01", tz=parse_tz("Europe/Paris"))
     assert paris.utcoffset() is not None
-    assert paris.astimezone(timezone.utc).hour == 22  # midnight in Paris in summer
+    assert paris.astimezone(UTC).hour == 22  # midnight in Paris in summer
     with pytest.raises(ValueError, match="IANA"):
         parse_tz("Mars/Olympus")

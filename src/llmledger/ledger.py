@@ -20,13 +20,12 @@ import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Literal, Protocol
@@ -284,7 +283,7 @@ class Ledger:
         """``async with ledger.arun(...)``: :meth:`run` with the store writes done off the
         event loop's thread.
 
-        ``timeout`` (seconds, Python 3.11+) bounds the block and ends the run ``timed_out``.
+        ``timeout`` (seconds) bounds the block and ends the run ``timed_out``.
         A run *inside* ``asyncio.wait_for`` only sees the cancellation that the timeout causes
         and ends ``cancelled``; give the timeout to the run, or put it inside the run's block.
         """
@@ -296,11 +295,9 @@ class Ledger:
         try:
             if timeout is None:
                 yield run
-            elif sys.version_info >= (3, 11):
+            else:
                 async with asyncio.timeout(timeout):
                     yield run
-            else:  # pragma: no cover - Python 3.10
-                raise NotImplementedError("arun(timeout=...) needs Python 3.11 or newer")
         except BaseException as exc:
             status = status_for_exception(exc)
             raise
@@ -542,7 +539,7 @@ def repair_stale_runs(repo: Repository) -> list[str]:
     repaired = []
     for run_id, pid in rows:
         if pid is not None and not _process_alive(int(pid)):
-            repo.finalize_run(run_id, "interrupted", finished_at=datetime.now(timezone.utc))
+            repo.finalize_run(run_id, "interrupted", finished_at=datetime.now(UTC))
             repaired.append(run_id)
     return repaired
 

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import importlib
 import logging
 import os
 import re
-import sys
 import threading
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
@@ -58,7 +57,7 @@ PRICES_ENV = "LLMLEDGER_PRICES"
 
 _QUANTUM = Decimal("1e-12")
 _PICO_DIGITS = 12
-_UTC = timezone.utc
+_UTC = UTC
 _MAX_CACHED = 4096
 
 
@@ -516,9 +515,7 @@ _OVERRIDE_KEYS = {
 
 
 def _load_toml(data: bytes) -> dict[str, Any]:
-    toml = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
-    loaded: dict[str, Any] = toml.loads(data.decode("utf-8"))
-    return loaded
+    return tomllib.loads(data.decode("utf-8"))
 
 
 def _rate(path: Path, model: str, key: str, value: Any) -> Decimal:

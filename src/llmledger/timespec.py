@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["parse_instant", "parse_tz"]
@@ -19,7 +19,7 @@ def parse_tz(name: str | None) -> tzinfo:
         assert local is not None
         return local
     if name.upper() in {"UTC", "Z"}:
-        return timezone.utc
+        return UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -38,7 +38,7 @@ def parse_instant(
     Raises ValueError with an example of what is accepted.
     """
     zone = tz or parse_tz(None)
-    current = now or datetime.now(timezone.utc)
+    current = now or datetime.now(UTC)
     match = _DURATION.match(value)
     if match:
         amount, unit = float(match.group(1)), match.group(2).lower()

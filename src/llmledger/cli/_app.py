@@ -54,10 +54,12 @@ def _root(
 
 def _register_commands() -> None:
     # Each command family lives in its own module and adds itself to ``app`` on import.
-    from llmledger.cli import db  # noqa: F401
-    from llmledger.cli import parse  # noqa: F401
-    from llmledger.cli import prices  # noqa: F401
-    from llmledger.cli import runs  # noqa: F401
+    from llmledger.cli import (
+        db,  # noqa: F401
+        parse,  # noqa: F401
+        prices,  # noqa: F401
+        runs,  # noqa: F401
+    )
 
 
 def main() -> None:

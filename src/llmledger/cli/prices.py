@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -97,12 +97,12 @@ def prices(
     Rates are USD per million tokens. Exits 1 when the model has no known price.
     """
     try:
-        when = datetime.fromisoformat(at) if at else datetime.now(timezone.utc)
+        when = datetime.fromisoformat(at) if at else datetime.now(UTC)
     except ValueError:
         typer.secho(f"error: --at {at!r} is not an ISO date or time", err=True, fg="red")
         raise typer.Exit(2) from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     try:
         pricer = Pricer(prices_file)
     except OverridesError as exc:

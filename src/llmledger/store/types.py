@@ -7,7 +7,7 @@ is plain integer arithmetic. Python code only ever sees ``Decimal`` and aware ``
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 PICO = Decimal("1e-12")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: An auto-incrementing 64-bit key (SQLite only auto-increments a column typed INTEGER).
 BigIntId: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
@@ -52,7 +52,7 @@ def money_from_pico(value: int | None) -> Decimal | None:
 def datetime_to_micros(value: datetime) -> int:
     """Microseconds since the epoch; a naive datetime is taken to be UTC."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     delta = value - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
