@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -129,7 +129,7 @@ def iter_raw_records(data: bytes) -> Iterator[tuple[int, bytes]]:
             continue
         if line.startswith(b"data:"):
             line = line[5:].lstrip()
-            if line == b"[DONE]":
+            if not line or line == b"[DONE]":
                 continue
         elif line.startswith(_SSE_SKIP):
             continue
@@ -302,8 +302,8 @@ def timestamp(value: object, ctx: Ctx, name: str = "timestamp") -> datetime | No
     except ValueError:
         raise ctx.error(f"expected an ISO-8601 timestamp, got {value!r}", field=name) from None
     if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def unix_seconds(value: object, ctx: Ctx, name: str) -> datetime | None:
@@ -313,7 +313,7 @@ def unix_seconds(value: object, ctx: Ctx, name: str) -> datetime | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ctx.error(f"expected Unix seconds, got {value!r}", field=name)
     try:
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise ctx.error(f"timestamp out of range: {value!r}", field=name) from None
 
