@@ -296,11 +296,12 @@ def timestamp(value: object, ctx: Ctx, name: str = "timestamp") -> datetime | No
         return None
     if not isinstance(value, str):
         raise ctx.error(f"expected an ISO-8601 timestamp, got {value!r}", field=name)
-    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ctx.error(f"expected an ISO-8601 timestamp, got {value!r}", field=name) from None
+    if parsed.tzinfo is UTC:
+        return parsed
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)

@@ -69,6 +69,34 @@ def anthropic_usage(u: Mapping[str, Any], ctx: Ctx, prefix: str = "usage") -> Us
     )
 
 
+def fast_anthropic_usage(u: Mapping[str, Any]) -> Usage | None:
+    """:func:`anthropic_usage` for the common well-formed shape; None means "use the full one".
+
+    The bulk importer calls this per transcript line, so it avoids per-field helper calls.
+    """
+    inp = u.get("input_tokens")
+    out = u.get("output_tokens")
+    read = u.get("cache_read_input_tokens")
+    written = u.get("cache_creation_input_tokens")
+    split = u.get("cache_creation")
+    five = one = None
+    if split is not None:
+        if type(split) is not dict:
+            return None
+        five = split.get("ephemeral_5m_input_tokens")
+        one = split.get("ephemeral_1h_input_tokens")
+    for v in (inp, out, read, written, five, one):
+        if v is not None and (type(v) is not int or v < 0):
+            return None
+    if "output_tokens_details" in u:
+        return None
+    if five is not None or one is not None:
+        split_sum = (five or 0) + (one or 0)
+        if written is None or split_sum > written:
+            written = split_sum
+    return Usage(inp, read, written, five, one, out)
+
+
 def usage_metadata(u: Mapping[str, Any]) -> dict[str, Any]:
     """The non-token facts of an Anthropic usage object worth keeping on a call."""
     meta: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from llmledger.sources._common import (
     money,
     timestamp,
 )
-from llmledger.sources.anthropic import PROVIDER, anthropic_usage
+from llmledger.sources.anthropic import PROVIDER, anthropic_usage, fast_anthropic_usage
 
 FORMAT = "claude_code_transcript"
 
@@ -43,8 +43,8 @@ def transcript_call(
     if type(u) is not dict:
         return None
     ctx = Ctx(FORMAT, path, line=line)
-    msg_id = get_str(msg, "id", ctx, "message.id")
-    request_id = get_str(obj, "requestId", ctx)
+    msg_id = _str(msg, "id", ctx, "message.id")
+    request_id = _str(obj, "requestId", ctx)
     meta: dict[str, Any] = {}
     if obj.get("isSidechain") is True:
         meta["is_sidechain"] = True
@@ -52,9 +52,9 @@ def transcript_call(
     if speed is not None:
         meta["speed"] = speed
     return Call(
-        usage=anthropic_usage(u, ctx, "message.usage"),
+        usage=fast_anthropic_usage(u) or anthropic_usage(u, ctx, "message.usage"),
         source=FORMAT,
-        model=get_str(msg, "model", ctx, "message.model"),
+        model=_str(msg, "model", ctx, "message.model"),
         provider=PROVIDER,
         dedupe_key=f"{msg_id}:{request_id}" if msg_id and request_id else msg_id or None,
         message_id=msg_id,
@@ -62,11 +62,18 @@ def transcript_call(
         started_at=timestamp(obj.get("timestamp"), ctx),
         reported_cost_usd=money(obj, "costUSD", ctx) if "costUSD" in obj else None,
         status="error" if obj.get("isApiErrorMessage") is True else "ok",
-        session_id=get_str(obj, "sessionId", ctx),
-        project=get_str(obj, "cwd", ctx),
-        agent_id=get_str(obj, "agentId", ctx),
+        session_id=_str(obj, "sessionId", ctx),
+        project=_str(obj, "cwd", ctx),
+        agent_id=_str(obj, "agentId", ctx) if "agentId" in obj else None,
         metadata=meta,
     )
+
+
+def _str(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -> str | None:
+    value = obj.get(key)
+    if value is None or type(value) is str:
+        return value
+    return get_str(obj, key, ctx, name)  # raises, naming the field
 
 
 def _progress_call(
