@@ -1,0 +1,194 @@
+"""Shared machinery of the client integrations: timing, payload dumps, stream wrapping.
+
+The SDK stream objects (``openai.Stream``, ``anthropic.Stream`` and their async twins) are
+instrumented in place: their ``_iterator`` is replaced by a generator that watches every item,
+and their ``close`` by one that also ends the watch. The caller keeps the very object the SDK
+returned (same type, ``response``, context manager), and sees the items it would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+__all__ = ["StreamWatch", "Timer", "dump", "instrument_async_stream", "instrument_stream"]
+
+_log = logging.getLogger("llmledger")
+
+#: How a stream ended: read to its end, closed by the caller before its end, failed, or
+#: cancelled (task cancellation, KeyboardInterrupt).
+COMPLETE, CLOSED, ERROR, CANCELLED = "complete", "closed_early", "error", "cancelled"
+
+
+@dataclass(slots=True)
+class Timer:
+    """When a call started (UTC wall clock) and how long it has taken (monotonic clock)."""
+
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _t0: float = field(default_factory=time.perf_counter)
+
+    def elapsed_ms(self) -> int:
+        """Milliseconds since the start, rounded."""
+        return round((time.perf_counter() - self._t0) * 1000)
+
+
+def dump(obj: Any, include: set[str] | None = None) -> Any:
+    """A JSON-shaped copy of an SDK model (pydantic) or mapping, limited to ``include``.
+
+    Only the fields the parsers read are dumped: dumping a whole response (its content) would
+    cost more than recording it.
+    """
+    if isinstance(obj, Mapping):
+        return {k: v for k, v in obj.items() if include is None or k in include}
+    model_dump = getattr(obj, "model_dump", None)
+    if model_dump is not None:
+        # warnings=False: SDK objects are built without validation, and a field of an
+        # unexpected type must not turn into a warning (an error under -W error) here.
+        return model_dump(mode="json", include=include, warnings=False)
+    return obj
+
+
+def guarded(what: str, action: Callable[[], object]) -> None:
+    """Run ``action``; log (never raise) what goes wrong, so the caller's call is untouched."""
+    try:
+        action()
+    except Exception as exc:  # recording must never break the instrumented call
+        _log.warning("llmledger could not %s: %s: %s", what, type(exc).__name__, exc)
+
+
+class StreamWatch(Protocol):
+    """What an integration keeps while a stream is read."""
+
+    def see(self, item: Any) -> bool:
+        """Take note of an item; False hides it from the caller."""
+        ...
+
+    def finish(self, error: BaseException | None, ended: str) -> None:
+        """The stream ended (``ended`` is one of complete, closed_early, error, cancelled).
+
+        Called once per stream; must not raise.
+        """
+        ...
+
+
+class _Once:
+    """Calls ``watch.finish`` once, whichever of the generator or ``close()`` gets there."""
+
+    __slots__ = ("done", "watch")
+
+    def __init__(self, watch: StreamWatch) -> None:
+        self.watch = watch
+        self.done = False
+
+    def finish(self, error: BaseException | None, ended: str) -> None:
+        if self.done:
+            return
+        self.done = True
+        guarded("record a stream", lambda: self.watch.finish(error, ended))
+
+
+def _ended_by(exc: BaseException) -> str:
+    return ERROR if isinstance(exc, Exception) else CANCELLED
+
+
+def _watched(inner: Iterator[Any], once: _Once) -> Generator[Any, None, None]:
+    ended, error = COMPLETE, None
+    try:
+        for item in inner:
+            if once.watch.see(item):
+                yield item
+    except GeneratorExit:
+        ended = CLOSED
+        raise
+    except BaseException as exc:
+        ended, error = _ended_by(exc), exc
+        raise
+    finally:
+        if ended != COMPLETE:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                guarded("close the stream", close)
+        once.finish(error if isinstance(error, Exception) else None, ended)
+
+
+async def _awatched(inner: AsyncIterator[Any], once: _Once) -> AsyncGenerator[Any, None]:
+    ended, error = COMPLETE, None
+    try:
+        async for item in inner:
+            if once.watch.see(item):
+                yield item
+    except GeneratorExit:
+        ended = CLOSED
+        raise
+    except BaseException as exc:
+        ended, error = _ended_by(exc), exc
+        raise
+    finally:
+        if ended != COMPLETE:
+            aclose = getattr(inner, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception as exc:
+                    _log.warning("llmledger could not close the stream: %r", exc)
+        once.finish(error if isinstance(error, Exception) else None, ended)
+
+
+def instrument_stream(stream: Any, watch: StreamWatch) -> Any:
+    """Watch a sync SDK stream in place; returns the same object."""
+    once = _Once(watch)
+    gen = _watched(stream._iterator, once)
+    stream._iterator = gen
+    # A weak reference: the stream holding a closure that holds the stream would be a cycle,
+    # and a dropped stream would then wait for the cyclic GC to be closed (and recorded).
+    ref = weakref.ref(stream)
+    original_close = type(stream).close
+
+    def close() -> None:
+        target = ref()
+        try:
+            if target is not None:
+                original_close(target)
+        finally:
+            try:
+                gen.close()
+            except ValueError:  # closed from another thread while it runs: it ends there
+                return
+            once.finish(None, CLOSED)
+
+    stream.close = close
+    return stream
+
+
+def instrument_async_stream(stream: Any, watch: StreamWatch) -> Any:
+    """Watch an async SDK stream in place; returns the same object."""
+    once = _Once(watch)
+    gen = _awatched(stream._iterator, once)
+    stream._iterator = gen
+    ref = weakref.ref(stream)
+    original_close = type(stream).close
+
+    async def close() -> None:
+        target = ref()
+        try:
+            if target is not None:
+                await original_close(target)
+        finally:
+            try:
+                await gen.aclose()
+            except RuntimeError:  # already running elsewhere: it ends there
+                return
+            once.finish(None, CLOSED)
+
+    stream.close = close
+    return stream
+
+
+def wrap_marker(func: Any) -> Any:
+    """The original of an instrumented method (or the method itself)."""
+    return getattr(func, "__llmledger_original__", func)

@@ -1,0 +1,295 @@
+"""Record every call an ``openai.OpenAI`` / ``openai.AsyncOpenAI`` client makes.
+
+>>> client = instrument_openai(OpenAI(), ledger, agent="reviewer")
+>>> client.chat.completions.create(model="gpt-4.1-mini", messages=[...])   # recorded
+
+``chat.completions.create`` and ``responses.create`` are wrapped, sync and async, streaming or
+not. Usage is normalized by :mod:`llmledger.sources` (OpenAI's prompt tokens include cached
+tokens; they are subtracted). The SDK is not imported by this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Mapping
+from typing import Any, Protocol, TypeVar
+
+from llmledger.integrations._common import (
+    COMPLETE,
+    ERROR,
+    Timer,
+    dump,
+    guarded,
+    instrument_async_stream,
+    instrument_stream,
+    wrap_marker,
+)
+from llmledger.ledger import Ledger
+from llmledger.sources import openai as openai_source
+
+__all__ = ["instrument_openai"]
+
+_C = TypeVar("_C")
+
+PROVIDER = "openai"
+_CHAT_FIELDS = {"id", "object", "model", "created", "usage", "service_tier"}
+_RESPONSE_FIELDS = {
+    "id",
+    "object",
+    "model",
+    "created_at",
+    "completed_at",
+    "status",
+    "error",
+    "usage",
+    "service_tier",
+}
+
+
+def instrument_openai(client: _C, ledger: Ledger, *, agent: str | None = None) -> _C:
+    """Record every chat completion and response ``client`` makes into ``ledger``.
+
+    Instruments the client in place and returns it. Works for ``OpenAI``, ``AsyncOpenAI``
+    and their Azure subclasses; copies made with ``client.with_options(...)`` are instrumented
+    too. Instrumenting a client again moves it to the new ledger (calls are not recorded
+    twice).
+
+    Each completed call is recorded under the current run with the model of the response,
+    provider ``"openai"``, the response id as dedupe key, and its wall-clock duration
+    (streams: until the stream ends). A chat stream asks for ``include_usage`` if the caller
+    did not, and the extra usage chunk is hidden from the caller. API errors propagate
+    unchanged and record nothing; a stream that fails after its first chunk is recorded with
+    status ``error`` and whatever usage it had reported.
+    """
+    recorder = _Recorder(ledger, agent)
+    chat = getattr(client, "chat", None)
+    completions = getattr(chat, "completions", None)
+    if completions is not None:
+        _wrap(completions, "create", recorder.chat)
+    responses = getattr(client, "responses", None)
+    if responses is not None:
+        _wrap(responses, "create", recorder.responses)
+    _wrap_copies(client, ledger, agent)
+    return client
+
+
+def _wrap_copies(client: Any, ledger: Ledger, agent: str | None) -> None:
+    for name in ("copy", "with_options"):
+        original = wrap_marker(getattr(client, name, None))
+        if original is None:
+            continue
+
+        def copy(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            return instrument_openai(_original(*args, **kwargs), ledger, agent=agent)
+
+        functools.update_wrapper(copy, original)
+        copy.__llmledger_original__ = original  # type: ignore[attr-defined]
+        setattr(client, name, copy)
+
+
+def _wrap(resource: Any, name: str, handle: _Handler) -> None:
+    original = wrap_marker(getattr(resource, name))
+
+    # One wrapper for both clients: the async SDK methods are not always coroutine
+    # functions (decorators hide it), so the result tells which kind of call this was.
+    def method(*args: Any, **kwargs: Any) -> Any:
+        kwargs, hide = _prepare(handle, kwargs)
+        timer = Timer()
+        result = original(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return _finish_async(result, handle, timer, hide, kwargs)
+        return handle(result, timer, hide, kwargs, is_async=False)
+
+    functools.update_wrapper(method, original)
+    method.__llmledger_original__ = original  # type: ignore[attr-defined]
+    setattr(resource, name, method)
+
+
+async def _finish_async(
+    pending: Awaitable[Any], handle: _Handler, timer: Timer, hide: bool, kwargs: dict[str, Any]
+) -> Any:
+    return handle(await pending, timer, hide, kwargs, is_async=True)
+
+
+class _Handler(Protocol):
+    """A per-endpoint result handler."""
+
+    chat_stream: bool
+
+    def __call__(
+        self, result: Any, timer: Timer, hide: bool, kwargs: Mapping[str, Any], *, is_async: bool
+    ) -> Any: ...
+
+
+def _prepare(handle: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Ask a chat stream for its usage chunk; True when the caller did not (so hide it)."""
+    if not getattr(handle, "chat_stream", False) or kwargs.get("stream") is not True:
+        return kwargs, False
+    options = kwargs.get("stream_options")
+    options = dict(options) if isinstance(options, Mapping) else {}
+    if options.get("include_usage") is True:
+        return kwargs, False
+    options["include_usage"] = True
+    return {**kwargs, "stream_options": options}, True
+
+
+class _Recorder:
+    def __init__(self, ledger: Ledger, agent: str | None) -> None:
+        self.ledger = ledger
+        self.agent = agent
+        self.chat = _ChatHandler(self)
+        self.responses = _ResponsesHandler(self)
+
+    def record(
+        self,
+        payload: Any,
+        fmt: str,
+        timer: Timer,
+        model: Any,
+        *,
+        status: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.ledger.record(
+            payload,
+            format=fmt,
+            model=model if isinstance(model, str) else None,
+            provider=PROVIDER,
+            agent=self.agent,
+            status=status,
+            started_at=timer.started_at,
+            duration_ms=timer.elapsed_ms(),
+            metadata=metadata,
+        )
+
+
+def _is_stream(result: Any) -> bool:
+    # The SDK's Stream/AsyncStream; a raw-response wrapper (with_raw_response) is neither.
+    return hasattr(result, "_iterator") and hasattr(result, "response")
+
+
+def _stream_metadata(ended: str) -> dict[str, Any] | None:
+    return None if ended == COMPLETE else {"stream_end": ended}
+
+
+class _ChatHandler:
+    chat_stream = True
+
+    def __init__(self, recorder: _Recorder) -> None:
+        self.recorder = recorder
+
+    def __call__(
+        self, result: Any, timer: Timer, hide: bool, kwargs: Mapping[str, Any], *, is_async: bool
+    ) -> Any:
+        model = kwargs.get("model")
+        if _is_stream(result):
+            watch = _ChatStreamWatch(self.recorder, timer, hide, model)
+            if is_async:
+                return instrument_async_stream(result, watch)
+            return instrument_stream(result, watch)
+        if hasattr(result, "usage") and hasattr(result, "id"):
+            guarded(
+                "record a chat completion",
+                lambda: self.recorder.record(
+                    dump(result, _CHAT_FIELDS), openai_source.CHAT, timer, model
+                ),
+            )
+        return result
+
+
+class _ChatStreamWatch:
+    """Keeps the first chunk (id, model, created) and the usage chunk of a chat stream."""
+
+    def __init__(self, recorder: _Recorder, timer: Timer, hide: bool, model: Any) -> None:
+        self.recorder = recorder
+        self.timer = timer
+        self.hide = hide
+        self.model = model
+        self.first: Any = None
+        self.usage: Any = None
+
+    def see(self, chunk: Any) -> bool:
+        if self.first is None:
+            self.first = dump(chunk, _CHAT_FIELDS - {"usage"})
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = dump(chunk, _CHAT_FIELDS)
+            # Only the extra usage chunk has no choices; an Azure content-filter chunk with
+            # no choices (and no usage) is the caller's and passes through.
+            if self.hide and not getattr(chunk, "choices", None):
+                return False
+        return True
+
+    def finish(self, error: BaseException | None, ended: str) -> None:
+        if self.first is None:
+            return  # nothing arrived: no id, no usage, nothing to record
+        chunks = [self.first] if self.usage is None else [self.first, self.usage]
+        self.recorder.record(
+            chunks,
+            openai_source.CHAT_STREAM,
+            self.timer,
+            self.model,
+            status="error" if ended == ERROR else None,
+            metadata=_stream_metadata(ended),
+        )
+
+
+class _ResponsesHandler:
+    chat_stream = False
+
+    def __init__(self, recorder: _Recorder) -> None:
+        self.recorder = recorder
+
+    def __call__(
+        self, result: Any, timer: Timer, hide: bool, kwargs: Mapping[str, Any], *, is_async: bool
+    ) -> Any:
+        model = kwargs.get("model")
+        if _is_stream(result):
+            watch = _ResponsesStreamWatch(self.recorder, timer, model)
+            if is_async:
+                return instrument_async_stream(result, watch)
+            return instrument_stream(result, watch)
+        if hasattr(result, "usage") and hasattr(result, "id"):
+            guarded(
+                "record a response",
+                lambda: self.recorder.record(
+                    dump(result, _RESPONSE_FIELDS), openai_source.RESPONSES, timer, model
+                ),
+            )
+        return result
+
+
+class _ResponsesStreamWatch:
+    """Keeps the latest ``response`` snapshot of a Responses stream.
+
+    The terminal event (``response.completed`` / ``failed`` / ``incomplete``) carries the final
+    one with usage; if the stream stops before it, the ``response.created`` snapshot still
+    names the response and model (usage unknown).
+    """
+
+    def __init__(self, recorder: _Recorder, timer: Timer, model: Any) -> None:
+        self.recorder = recorder
+        self.timer = timer
+        self.model = model
+        self.response: Any = None
+        self.failed = False
+
+    def see(self, event: Any) -> bool:
+        response = getattr(event, "response", None)
+        if response is not None:
+            self.response = response
+        if getattr(event, "type", None) in ("error", "response.failed"):
+            self.failed = True
+        return True
+
+    def finish(self, error: BaseException | None, ended: str) -> None:
+        if self.response is None:
+            return
+        self.recorder.record(
+            dump(self.response, _RESPONSE_FIELDS),
+            openai_source.RESPONSES,
+            self.timer,
+            self.model,
+            status="error" if ended == ERROR or self.failed else None,
+            metadata=_stream_metadata(ended),
+        )
