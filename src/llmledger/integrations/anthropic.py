@@ -1,0 +1,221 @@
+"""Record every call an ``anthropic.Anthropic`` / ``anthropic.AsyncAnthropic`` client makes.
+
+>>> client = instrument_anthropic(Anthropic(), ledger)
+>>> client.messages.create(model="claude-sonnet-4-5", max_tokens=512, messages=[...])
+
+``messages.create`` (sync and async, ``stream=True`` or not) and the ``messages.stream(...)``
+helper are wrapped. Stream usage is the ``message_start`` usage overwritten field by field by
+the cumulative ``message_delta`` usage (never added; :mod:`llmledger.sources.anthropic`).
+The SDK is not imported by this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from llmledger.integrations._common import (
+    COMPLETE,
+    ERROR,
+    Timer,
+    dump,
+    guarded,
+    instrument_async_stream,
+    instrument_stream,
+    wrap_marker,
+)
+from llmledger.ledger import Ledger
+from llmledger.sources import anthropic as anthropic_source
+
+__all__ = ["instrument_anthropic"]
+
+_C = TypeVar("_C")
+
+PROVIDER = "anthropic"
+_MESSAGE_FIELDS = {"id", "type", "model", "usage"}
+
+
+def instrument_anthropic(client: _C, ledger: Ledger, *, agent: str | None = None) -> _C:
+    """Record every message ``client`` creates into ``ledger``; returns the same client.
+
+    Each completed call is recorded under the current run with the model of the response,
+    provider ``"anthropic"``, the message id as dedupe key and its duration (streams: until
+    the stream ends). API errors propagate unchanged and record nothing; a stream that fails
+    after ``message_start`` is recorded with status ``error`` and the usage known so far.
+    Copies made with ``client.with_options(...)`` are instrumented too; instrumenting again
+    moves the client to the new ledger.
+    """
+    recorder = _Recorder(ledger, agent)
+    messages = getattr(client, "messages", None)
+    if messages is not None:
+        _wrap_create(messages, recorder)
+        if hasattr(messages, "stream"):
+            _wrap_stream_helper(messages, recorder)
+    for name in ("copy", "with_options"):
+        original = wrap_marker(getattr(client, name, None))
+        if original is None:
+            continue
+
+        def copy(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            return instrument_anthropic(_original(*args, **kwargs), ledger, agent=agent)
+
+        functools.update_wrapper(copy, original)
+        copy.__llmledger_original__ = original  # type: ignore[attr-defined]
+        setattr(client, name, copy)
+    return client
+
+
+class _Recorder:
+    def __init__(self, ledger: Ledger, agent: str | None) -> None:
+        self.ledger = ledger
+        self.agent = agent
+
+    def record(
+        self,
+        payload: Any,
+        fmt: str,
+        timer: Timer,
+        model: Any,
+        *,
+        status: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.ledger.record(
+            payload,
+            format=fmt,
+            model=model if isinstance(model, str) else None,
+            provider=PROVIDER,
+            agent=self.agent,
+            status=status,
+            started_at=timer.started_at,
+            duration_ms=timer.elapsed_ms(),
+            metadata=metadata,
+        )
+
+    def result(self, result: Any, timer: Timer, model: Any, *, is_async: bool) -> Any:
+        """Record a ``Message``, or instrument a raw event stream; returns ``result``."""
+        if hasattr(result, "_iterator") and hasattr(result, "response"):
+            watch = _StreamWatch(self, timer, model)
+            if is_async:
+                return instrument_async_stream(result, watch)
+            return instrument_stream(result, watch)
+        if hasattr(result, "usage") and hasattr(result, "id"):
+            guarded(
+                "record a message",
+                lambda: self.record(
+                    dump(result, _MESSAGE_FIELDS), anthropic_source.MESSAGES, timer, model
+                ),
+            )
+        return result  # e.g. a with_raw_response wrapper: passed through, not recorded
+
+
+def _wrap_create(messages: Any, recorder: _Recorder) -> None:
+    original = wrap_marker(messages.create)
+
+    # One wrapper for both clients: whether the call is async shows in its result.
+    def create(*args: Any, **kwargs: Any) -> Any:
+        timer = Timer()
+        result = original(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return _finish_async(result, recorder, timer, kwargs.get("model"))
+        return recorder.result(result, timer, kwargs.get("model"), is_async=False)
+
+    functools.update_wrapper(create, original)
+    create.__llmledger_original__ = original  # type: ignore[attr-defined]
+    messages.create = create
+
+
+async def _finish_async(
+    pending: Awaitable[Any], recorder: _Recorder, timer: Timer, model: Any
+) -> Any:
+    return recorder.result(await pending, timer, model, is_async=True)
+
+
+def _wrap_stream_helper(messages: Any, recorder: _Recorder) -> None:
+    original = wrap_marker(messages.stream)
+
+    def stream(*args: Any, **kwargs: Any) -> _StreamManager:
+        manager = original(*args, **kwargs)
+        return _StreamManager(manager, recorder, kwargs.get("model"))
+
+    functools.update_wrapper(stream, original)
+    stream.__llmledger_original__ = original  # type: ignore[attr-defined]
+    messages.stream = stream
+
+
+class _StreamManager:
+    """Wraps the SDK's ``MessageStreamManager`` (sync or async): the request is made on
+    entering the block; the raw event stream under the ``MessageStream`` is then watched."""
+
+    def __init__(self, manager: Any, recorder: _Recorder, model: Any) -> None:
+        self._manager = manager
+        self._recorder = recorder
+        self._model = model
+
+    def __enter__(self) -> Any:
+        timer = Timer()
+        message_stream = self._manager.__enter__()
+        raw = getattr(message_stream, "_raw_stream", None)
+        if raw is not None and hasattr(raw, "_iterator"):
+            instrument_stream(raw, _StreamWatch(self._recorder, timer, self._model))
+        return message_stream
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        return self._manager.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Any:
+        timer = Timer()
+        message_stream = await self._manager.__aenter__()
+        raw = getattr(message_stream, "_raw_stream", None)
+        if raw is not None and hasattr(raw, "_iterator"):
+            instrument_async_stream(raw, _StreamWatch(self._recorder, timer, self._model))
+        return message_stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any:
+        return await self._manager.__aexit__(exc_type, exc, tb)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+
+class _StreamWatch:
+    """Keeps ``message_start`` and every ``message_delta`` (their usage is cumulative)."""
+
+    def __init__(self, recorder: _Recorder, timer: Timer, model: Any) -> None:
+        self.recorder = recorder
+        self.timer = timer
+        self.model = model
+        self.events: list[Any] = []
+
+    def see(self, event: Any) -> bool:
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self.events.append({"type": kind, "message": dump(event.message, _MESSAGE_FIELDS)})
+        elif kind == "message_delta":
+            self.events.append({"type": kind, "usage": dump(event.usage)})
+        return True
+
+    def finish(self, error: BaseException | None, ended: str) -> None:
+        if not self.events:
+            return  # nothing arrived: no id, no usage
+        self.recorder.record(
+            self.events,
+            anthropic_source.STREAM,
+            self.timer,
+            self.model,
+            status="error" if ended == ERROR else None,
+            metadata=None if ended == COMPLETE else {"stream_end": ended},
+        )
