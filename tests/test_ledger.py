@@ -269,3 +269,25 @@ def test_observers_see_records_and_finalizations(ledger: Ledger) -> None:
         ledger.record(_usage(), model="m1")
     assert observer.records == ["m1"]
     assert observer.finalized == ["succeeded"]
+
+
+def test_what_the_caller_states_wins_over_the_payload(ledger: Ledger) -> None:
+    from datetime import datetime, timezone
+
+    measured = datetime(2026, 11, 22, 9, 0, 0, 123456, tzinfo=timezone.utc)
+    payload = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+    }
+    with ledger.run("task"):
+        [call] = ledger.record(
+            payload, provider="azure", started_at=measured, duration_ms=812, model="ignored"
+        )
+    assert call.provider == "azure"
+    assert call.started_at == measured
+    assert call.duration_ms == 812
+    assert call.model == "gpt-4o-2024-08-06"  # the payload's model is kept

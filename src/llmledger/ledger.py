@@ -385,9 +385,11 @@ class Ledger:
 
         ``payload`` is a :class:`Usage`, a :class:`Call`, or anything a parser of
         :mod:`llmledger.sources` understands (a provider response as dict or JSON text, an SDK
-        response object with ``model_dump()``, Claude Code or Codex output, ...). ``model``,
-        ``provider``, ``agent`` fill in what the payload does not say. ``cost_usd`` is a cost
-        the caller knows was billed (status reported).
+        response object with ``model_dump()``, Claude Code or Codex output, ...). ``model``
+        fills in for calls whose payload names none; ``provider``, ``agent``, ``status``,
+        ``started_at`` and ``duration_ms`` override what the payload says (the caller measured
+        them, or knows which endpoint served the call). ``cost_usd`` is a cost the caller knows
+        was billed (status reported).
 
         Returns the calls recorded — an empty list when recording failed; it never raises.
         A call without a run, model or usage is still stored, flagged in its metadata.
@@ -429,17 +431,19 @@ class Ledger:
         metadata: Mapping[str, Any] | None,
     ) -> list[Call]:
         calls, reported_by_model = _calls_of(payload, format)
-        agent = agent or (run.agent if run is not None else None)
+        run_agent = run.agent if run is not None else None
         prepared: list[Call] = []
         for index, call in enumerate(calls):
+            # What the caller states wins (it measured the time, it knows which endpoint served
+            # the call); only the model is a fill-in, since one payload may hold several models.
             call = replace(
                 call,
                 model=call.model or model,
-                provider=call.provider or provider,
-                agent_id=call.agent_id or agent,
+                provider=provider or call.provider,
+                agent_id=agent or call.agent_id or run_agent,
                 status=status or call.status,
-                started_at=call.started_at or started_at,
-                duration_ms=call.duration_ms if call.duration_ms is not None else duration_ms,
+                started_at=started_at or call.started_at,
+                duration_ms=duration_ms if duration_ms is not None else call.duration_ms,
                 reported_cost_usd=cost_usd if cost_usd is not None else call.reported_cost_usd,
                 metadata={**call.metadata, **(metadata or {})},
             )
