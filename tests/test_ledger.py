@@ -7,6 +7,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 
@@ -272,9 +273,9 @@ def test_observers_see_records_and_finalizations(ledger: Ledger) -> None:
 
 
 def test_what_the_caller_states_wins_over_the_payload(ledger: Ledger) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    measured = datetime(2026, 11, 22, 9, 0, 0, 123456, tzinfo=timezone.utc)
+    measured = datetime(2026, 11, 22, 9, 0, 0, 123456, tzinfo=UTC)
     payload = {
         "id": "chatcmpl-1",
         "object": "chat.completion",
