@@ -57,7 +57,9 @@ def _register_commands() -> None:
     from llmledger.cli import (
         db,  # noqa: F401
         parse,  # noqa: F401
+        plan,  # noqa: F401
         prices,  # noqa: F401
+        run,  # noqa: F401
         runs,  # noqa: F401
     )
 
