@@ -154,3 +154,31 @@ def test_unknown_parent_is_refused(repo: Repository) -> None:
         repo.create_run("task", parent_id="nope")
     assert info.value.field == "parent_id"
     assert repo.counts()["runs"] == 0
+
+
+def test_every_column_round_trips(repo: Repository) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import select
+
+    from llmledger.store.schema import calls
+
+    started = datetime(2026, 3, 1, 22, 38, 51, 902000, tzinfo=UTC)
+    call = dataclasses.replace(
+        _call("rt", input_tokens=1, cache_write_tokens=3, cache_write_1h_tokens=3),
+        reported_cost_usd=Decimal("0.000000123456"),
+        started_at=started,
+        metadata={"is_sidechain": True, "nested": [1, "x"]},
+        session_id="s-1",
+        project="/home/dev/pager",
+    )
+    repo.add_calls([call])
+    with repo.engine.connect() as conn:
+        row = conn.execute(select(calls)).mappings().one()
+    assert row["started_at"] == started
+    assert row["cost_usd"] == Decimal("0.000000123456")
+    assert row["cost_status"] == "reported"
+    assert row["metadata"] == {"is_sidechain": True, "nested": [1, "x"]}
+    assert row["cache_write_1h_tokens"] == 3
+    assert row["cache_write_5m_tokens"] is None
+    assert (row["session_id"], row["project"]) == ("s-1", "/home/dev/pager")
