@@ -15,6 +15,9 @@ prompt after ``fake:`` (e.g. ``-p "fix it fake: --fail-times 1 --counter /tmp/c"
 --die SIG          print the output, then kill itself with signal SIG
 --stderr TEXT      write TEXT to stderr first
 --echo-stdin       copy stdin to stdout before the output
+--tag TAG          the id suffix (default: random per invocation)
+--meet FIFO:r|w    open the named pipe for reading or writing first: two invocations meet
+                   only when they run at the same time (a rendezvous with no sleeping)
 
 Outputs are the files in ../shared/fixtures, read in place. Every invocation rewrites the
 message, session and thread ids with a fresh suffix: a real agent's attempts have new ids, and
@@ -57,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--die")
     p.add_argument("--stderr")
     p.add_argument("--echo-stdin", action="store_true")
+    p.add_argument("--tag")
+    p.add_argument("--meet")
     return p
 
 
@@ -75,7 +80,8 @@ def _codex() -> bytes:
             info = payload["info"]["total_token_usage"]
         elif payload.get("type") == "agent_message":
             message = payload["message"]
-    assert thread and info
+    assert thread
+    assert info
     usage = {
         "input_tokens": info["input_tokens"],
         "cached_input_tokens": info["cached_input_tokens"],
@@ -85,7 +91,10 @@ def _codex() -> bytes:
     events = [
         {"type": "thread.started", "thread_id": thread},
         {"type": "turn.started"},
-        {"type": "item.completed", "item": {"id": "item_0", "type": "agent_message", "text": message}},
+        {
+            "type": "item.completed",
+            "item": {"id": "item_0", "type": "agent_message", "text": message},
+        },
         {"type": "turn.completed", "usage": usage},
     ]
     return b"".join(json.dumps(e).encode() + b"\n" for e in events)
@@ -137,7 +146,11 @@ def main(argv: list[str]) -> int:
     exit_code = args.exit
     if args.fail_times and _count(args.counter) <= args.fail_times:
         kind, exit_code = args.fail_emit, 1
-    tag = uuid.uuid4().hex[:8].encode()
+    if args.meet:
+        fifo, role = args.meet.rsplit(":", 1)
+        with open(fifo, "rb" if role == "r" else "wb"):
+            pass  # open() of a FIFO blocks until the other end is opened too
+    tag = (args.tag or uuid.uuid4().hex[:8]).encode()
     data = _ID_KEYS.sub(lambda m: m.group(1) + m.group(2) + b"-" + tag + m.group(3), _output(kind))
     out = sys.stdout.buffer
     if args.stderr:
