@@ -56,9 +56,11 @@ def _register_commands() -> None:
     # Each command family lives in its own module and adds itself to ``app`` on import.
     from llmledger.cli import (
         db,  # noqa: F401
+        imports,  # noqa: F401
         parse,  # noqa: F401
         plan,  # noqa: F401
         prices,  # noqa: F401
+        reports,  # noqa: F401
         run,  # noqa: F401
         runs,  # noqa: F401
     )

@@ -1,0 +1,431 @@
+"""Reading one agent log file for :mod:`llmledger.imports` (runs in the worker processes).
+
+A Claude Code transcript is read from a byte offset up to its last complete newline; every
+record holding the bytes ``"usage"`` is decoded (compact or pretty-printed JSON) and handed to
+the sources' ``transcript_call``. Copies of a message inside the file are settled here (larger
+token total wins, as ccusage v20); copies across files are settled by the importer. Each kept
+call is priced and turned into a ready-to-write row of the ``calls`` table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from llmledger.call import Call
+from llmledger.errors import LedgerError
+from llmledger.store.types import datetime_to_micros, money_to_pico
+
+__all__ = ["HEAD_BYTES", "ROW_COLUMNS", "FileResult", "ReadTask", "head_sha256", "read_file"]
+
+#: Bytes hashed at the start of a file to notice that it was replaced.
+HEAD_BYTES = 4096
+#: Columns of a row as the worker builds it; the importer prepends ``run_id``.
+ROW_COLUMNS: tuple[str, ...] = (
+    "dedupe_key",
+    "source",
+    "provider",
+    "model",
+    "message_id",
+    "request_id",
+    "session_id",
+    "project",
+    "agent_id",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_status",
+    "currency",
+    "price_version",
+    "status",
+    "token_provenance",
+    "metadata",
+    "recorded_at",
+)
+#: Index of ``message_id`` and ``session_id`` in a row.
+MESSAGE_ID, SESSION_ID, STARTED_AT = 4, 6, 9
+_AGENT_NAMES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
+_MAX_ERRORS = 5
+_SYNTHETIC = "<synthetic>"
+_SHAPE_ERRORS = (LedgerError, ValueError, TypeError, KeyError, AttributeError, ArithmeticError)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTask:
+    """What to read: a file of an agent from ``offset`` to ``size``; ``line_base`` lines
+    precede ``offset``. ``session_id`` and ``project`` come from the path (Claude Code)."""
+
+    path: str
+    agent: str
+    size: int
+    offset: int = 0
+    line_base: int = 0
+    session_id: str | None = None
+    project: str | None = None
+    overrides_path: str | None = None
+    recorded_at: int = 0
+
+
+@dataclass(slots=True)
+class FileResult:
+    """What a file held: rows to write (with the facts the cross-file dedupe needs), how far
+    it was read, and what was skipped and why."""
+
+    path: str
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Per row: (token total, reported cost in pico-dollars, has speed, is sidechain).
+    info: list[tuple[int, int, bool, bool]] = field(default_factory=list)
+    offset: int = 0
+    lines: int = 0
+    calls_seen: int = 0
+    duplicates: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    head_sha256: str | None = None
+    cwd: str | None = None
+    failed: str | None = None
+
+
+def head_sha256(data: bytes) -> str:
+    """The hash the importer keeps of a file's first bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- pricing ---------------------------------------------------------------------------------
+
+_PRICERS: dict[str | None, Any] = {}
+
+
+def _pricer(overrides_path: str | None) -> Any:
+    pricer = _PRICERS.get(overrides_path)
+    if pricer is None:
+        from llmledger.pricing import Pricer
+
+        pricer = _PRICERS[overrides_path] = Pricer(overrides_path)
+    return pricer
+
+
+def set_pricer(pricer: Any, overrides_path: str | None) -> None:
+    """Use ``pricer`` in this process (the importer's own, when it reads files itself)."""
+    _PRICERS[overrides_path] = pricer
+
+
+def _price(call: Call, pricer: Any) -> tuple[int | None, str, str | None, int | None]:
+    """(cost pico, status, price version, computed-from-tokens pico for a reported cost)."""
+    if call.model == _SYNTHETIC:
+        # Claude Code's placeholder for an error it made up locally: no API call, no cost.
+        return 0, "computed", None, None
+    price = pricer.price(call)
+    cost = None if price.cost_usd is None else money_to_pico(price.cost_usd)
+    computed = None
+    if price.cost_status == "reported":
+        again = pricer.price_usage(
+            call.usage, call.model, call.provider, call.started_at or call.finished_at
+        )
+        computed = None if again.cost_usd is None else money_to_pico(again.cost_usd)
+    return cost, price.cost_status, price.price_version, computed
+
+
+# -- rows ------------------------------------------------------------------------------------
+
+
+def _micros(value: datetime | None) -> int | None:
+    return None if value is None else datetime_to_micros(value)
+
+
+def _info(call: Call) -> tuple[int, int, bool, bool]:
+    reported = call.reported_cost_usd
+    return (
+        call.usage.total_tokens or 0,
+        0 if reported is None else money_to_pico(Decimal(reported)),
+        "speed" in call.metadata,
+        call.metadata.get("is_sidechain") is True,
+    )
+
+
+def _row(call: Call, task: ReadTask, pricer: Any) -> tuple[Any, ...]:
+    cost, status, version, computed = _price(call, pricer)
+    meta = dict(call.metadata)
+    if computed is not None:
+        meta["computed_cost_pico"] = computed
+    u = call.usage
+    return (
+        call.dedupe_key,
+        call.source,
+        call.provider,
+        call.model,
+        call.message_id,
+        call.request_id,
+        call.session_id,
+        call.project,
+        call.agent_id or _AGENT_NAMES.get(task.agent),
+        _micros(call.started_at),
+        _micros(call.finished_at),
+        call.duration_ms,
+        u.input_tokens,
+        u.cache_read_tokens,
+        u.cache_write_tokens,
+        u.cache_write_5m_tokens,
+        u.cache_write_1h_tokens,
+        u.output_tokens,
+        u.reasoning_tokens,
+        cost,
+        status,
+        "USD",
+        version,
+        call.status,
+        call.token_provenance,
+        orjson.dumps(meta).decode() if meta else None,
+        task.recorded_at,
+    )
+
+
+def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) -> bool:
+    # ccusage v20: larger token total, then higher cost, then the copy that carries speed.
+    if new[0] != old[0]:
+        return new[0] > old[0]
+    if new[1] != old[1]:
+        return new[1] > old[1]
+    return new[2] and not old[2]
+
+
+class _Collector:
+    """Keeps the best copy of each dedupe key within one file."""
+
+    def __init__(self, task: ReadTask, result: FileResult) -> None:
+        self.task = task
+        self.result = result
+        self.pricer = _pricer(task.overrides_path)
+        self.slots: dict[str, int] = {}
+
+        self.calls: list[Call] = []
+        self.infos: list[tuple[int, int, bool, bool]] = []
+
+    def add(self, call: Call, copies: int = 1) -> None:
+        """Keep ``call`` (standing for ``copies`` lines) unless a better copy is kept."""
+        self.result.calls_seen += copies
+        self.result.duplicates += copies - 1
+        if call.dedupe_key is None:
+            call.dedupe_key = call.key()
+        info = _info(call)
+        slot = self.slots.get(call.dedupe_key)
+        if slot is None:
+            self.slots[call.dedupe_key] = len(self.calls)
+            self.calls.append(call)
+            self.infos.append(info)
+            return
+        self.result.duplicates += 1
+        if _better(info, self.infos[slot]):
+            self.calls[slot] = call
+            self.infos[slot] = info
+
+    def finish(self) -> None:
+        """Price the kept calls and turn them into rows."""
+        for call, info in zip(self.calls, self.infos, strict=True):
+            self.result.rows.append(_row(call, self.task, self.pricer))
+            self.result.info.append(info)
+        self.calls, self.infos, self.slots = [], [], {}
+
+
+# -- Claude Code transcripts -------------------------------------------------------------------
+
+
+def _skip(result: FileResult, path: str, line: int, reason: str, detail: str) -> None:
+    result.skipped[reason] += 1
+    if len(result.errors) < _MAX_ERRORS:
+        result.errors.append(f"{path}:{line}: {detail}")
+
+
+def _decode(raw: bytes) -> list[Any]:
+    try:
+        return [orjson.loads(raw)]
+    except orjson.JSONDecodeError:
+        if b"\n" not in raw:
+            raise
+        # Compact lines with leading whitespace were grouped as one record: decode each.
+        return [orjson.loads(part) for part in raw.split(b"\n") if part.strip()]
+
+
+def _rank(obj: dict[str, Any], msg: dict[str, Any]) -> tuple[int, Any, bool] | None:
+    """The parser's copy ranking (token total, cost, speed) read straight from a line, or None
+    when the usage is not plain counts (then every copy goes through the parser)."""
+    u = msg.get("usage")
+    if type(u) is not dict:
+        return None
+    try:
+        write = u.get("cache_creation_input_tokens") or 0
+        split = u.get("cache_creation")
+        if type(split) is dict:
+            split_total = (split.get("ephemeral_5m_input_tokens") or 0) + (
+                split.get("ephemeral_1h_input_tokens") or 0
+            )
+            write = max(write, split_total)
+        total = (
+            (u.get("input_tokens") or 0)
+            + (u.get("output_tokens") or 0)
+            + write
+            + (u.get("cache_read_input_tokens") or 0)
+        )
+        cost = obj.get("costUSD") or 0
+        return int(total), float(cost), "speed" in u
+    except (TypeError, ValueError):
+        return None
+
+
+class _Group:
+    """Consecutive lines of one API message (one line per content block): only the copy that
+    would win goes through the parser."""
+
+    __slots__ = ("best", "line", "rank", "seen", "sig")
+
+    def __init__(self) -> None:
+        self.sig: tuple[Any, ...] | None = None
+        self.best: dict[str, Any] | None = None
+        self.rank: tuple[int, Any, bool] | None = None
+        self.line = 0
+        self.seen = 0
+
+
+def _read_transcript(task: ReadTask, data: bytes, result: FileResult, *, final: bool) -> None:
+    from llmledger.sources._common import iter_raw_records
+    from llmledger.sources.claude_transcript import transcript_call
+
+    collector = _Collector(task, result)
+    path, base = task.path, task.line_base
+    group = _Group()
+
+    def parse(obj: dict[str, Any], line: int, copies: int) -> None:
+        try:
+            call = transcript_call(obj, path=path, line=line)
+        except _SHAPE_ERRORS as exc:
+            _skip(result, path, line, "invalid usage", str(exc))
+            return
+        if call is None:
+            return
+        if result.cwd is None and call.project:
+            result.cwd = call.project
+        # ccusage's derivation: session and project come from the path.
+        call.session_id = task.session_id or call.session_id
+        call.project = task.project or call.project
+        collector.add(call, copies)
+
+    def flush() -> None:
+        if group.best is not None:
+            parse(group.best, group.line, group.seen)
+        group.sig, group.best, group.rank, group.seen = None, None, None, 0
+
+    for start, raw in iter_raw_records(data):
+        if b'"usage"' not in raw:
+            continue
+        line = base + start
+        try:
+            objs = _decode(raw)
+        except orjson.JSONDecodeError as exc:
+            if not final:  # an unterminated last line is read again once it is complete
+                _skip(result, path, line, "malformed JSON", f"malformed JSON ({exc})")
+            continue
+        for obj in objs:
+            if type(obj) is not dict:
+                _skip(result, path, line, "not a JSON object", "not a JSON object")
+                continue
+            msg = obj.get("message")
+            rank = _rank(obj, msg) if type(msg) is dict and msg.get("id") else None
+            if rank is None:
+                flush()
+                parse(obj, line, 1)
+                continue
+            sig = (msg["id"], obj.get("requestId"), obj.get("isSidechain") is True)  # type: ignore[index]
+            if sig != group.sig:
+                flush()
+                group.sig = sig
+            group.seen += 1
+            if group.rank is None or _better_rank(rank, group.rank):
+                group.best, group.rank, group.line = obj, rank, line
+    flush()
+    collector.finish()
+
+
+def _better_rank(new: tuple[int, Any, bool], old: tuple[int, Any, bool]) -> bool:
+    if new[0] != old[0]:
+        return new[0] > old[0]
+    if new[1] != old[1]:
+        return bool(new[1] > old[1])
+    return new[2] and not old[2]
+
+
+def _read_whole(task: ReadTask, data: bytes, result: FileResult) -> None:
+    from llmledger import sources
+
+    fmt = "codex_rollout" if task.agent == "codex" else None
+    try:
+        parsed = sources.parse(data, format=fmt, path=task.path)
+    except _SHAPE_ERRORS as exc:
+        _skip(result, task.path, 1, "unreadable file", str(exc))
+        return
+    collector = _Collector(task, result)
+    stem = Path(task.path).stem
+    for call in parsed.calls:
+        if result.cwd is None and call.project:
+            result.cwd = call.project
+        call.session_id = call.session_id or stem
+        collector.add(call)
+    collector.finish()
+
+
+def read_file(task: ReadTask) -> FileResult:
+    """Read ``task.path`` from its offset and return its rows; never raises for bad content.
+
+    An unreadable file comes back with ``failed`` set and nothing read.
+    """
+    result = FileResult(task.path, offset=task.offset, lines=0)
+    try:
+        with open(task.path, "rb") as fh:
+            head = fh.read(HEAD_BYTES) if task.offset else b""
+            fh.seek(task.offset)
+            data = fh.read(max(0, task.size - task.offset))
+    except OSError as exc:
+        result.failed = f"{task.path}: cannot read ({exc.strerror})"
+        return result
+    if task.agent != "claude":
+        result.offset = task.offset + len(data)
+        result.lines = data.count(b"\n")
+        result.head_sha256 = head_sha256((head or data)[:HEAD_BYTES])
+        _read_whole(task, data, result)
+        return result
+    cut = data.rfind(b"\n") + 1
+    body, tail = data[:cut], data[cut:]
+    result.offset = task.offset + cut
+    result.lines = body.count(b"\n")
+    start = head if task.offset else body
+    result.head_sha256 = head_sha256(start[: min(HEAD_BYTES, result.offset)])
+    _read_transcript(task, body, result, final=False)
+    if tail.strip():
+        # The file does not end in a newline yet: take the last record if it is complete,
+        # without moving the offset past it (its key makes reading it again harmless).
+        tail_task = ReadTask(**{**_task_dict(task), "line_base": task.line_base + result.lines})
+        _read_transcript(tail_task, tail, result, final=True)
+    return result
+
+
+def _task_dict(task: ReadTask) -> dict[str, Any]:
+    return {name: getattr(task, name) for name in ReadTask.__dataclass_fields__}
+
+
+def now_micros() -> int:
+    """The current time as epoch microseconds (the ``recorded_at`` of an import)."""
+    return datetime_to_micros(datetime.now(UTC))

@@ -1,0 +1,176 @@
+"""Where coding agents write their logs, and what each file says about its session.
+
+Claude Code (as ccusage derives them): every ``*.jsonl`` under ``<root>/projects/``; the
+project is the first path segment under ``projects/`` (the encoded cwd, ``-home-dev-alpha``);
+the session is the file stem for ``projects/<project>/<session>.jsonl`` and the session
+directory for ``projects/<project>/<session>/…/*.jsonl`` (sub-agent files). Codex: rollout
+files under ``sessions/`` and ``archived_sessions/``. Gemini CLI: JSON files under
+``~/.gemini/tmp``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "AGENTS",
+    "SOURCE_OF",
+    "LogFile",
+    "claude_roots",
+    "codex_roots",
+    "discover",
+    "gemini_roots",
+]
+
+#: The agents ``llmledger import`` knows, and the ``calls.source`` each one's calls carry.
+SOURCE_OF: dict[str, str] = {
+    "claude": "claude_code_transcript",
+    "codex": "codex_rollout",
+    "gemini": "gemini_cli",
+}
+AGENTS: tuple[str, ...] = tuple(SOURCE_OF)
+
+
+@dataclass(frozen=True, slots=True)
+class LogFile:
+    """One log file to import: its agent, and the session and project its path names."""
+
+    path: str
+    agent: str
+    session_id: str | None = None
+    project: str | None = None
+
+
+def _split_env(value: str | None) -> list[Path]:
+    if not value:
+        return []
+    return [Path(p.strip()).expanduser() for p in value.split(",") if p.strip()]
+
+
+def claude_roots(env: Mapping[str, str] | None = None, home: Path | None = None) -> list[Path]:
+    """The ``projects/`` directories Claude Code writes to.
+
+    ``$CLAUDE_CONFIG_DIR`` (comma-separated; each entry a config dir or its ``projects/``)
+    replaces the defaults ``$XDG_CONFIG_HOME/claude`` (else ``~/.config/claude``) and
+    ``~/.claude``. Only directories that exist are returned, each once.
+    """
+    env = os.environ if env is None else env
+    home = home or Path.home()
+    configured = _split_env(env.get("CLAUDE_CONFIG_DIR"))
+    if not configured:
+        xdg = env.get("XDG_CONFIG_HOME")
+        configured = [Path(xdg) / "claude" if xdg else home / ".config" / "claude"]
+        configured.append(home / ".claude")
+    out: list[Path] = []
+    for root in configured:
+        projects = root if root.name == "projects" else root / "projects"
+        if projects.is_dir() and projects.resolve() not in {p.resolve() for p in out}:
+            out.append(projects)
+    return out
+
+
+def codex_roots(env: Mapping[str, str] | None = None, home: Path | None = None) -> list[Path]:
+    """``sessions/`` and ``archived_sessions/`` of ``$CODEX_HOME`` (comma-separated) or
+    ``~/.codex``; only those that exist."""
+    env = os.environ if env is None else env
+    homes = _split_env(env.get("CODEX_HOME")) or [(home or Path.home()) / ".codex"]
+    return [
+        h / sub for h in homes for sub in ("sessions", "archived_sessions") if (h / sub).is_dir()
+    ]
+
+
+def gemini_roots(env: Mapping[str, str] | None = None, home: Path | None = None) -> list[Path]:
+    """``$GEMINI_DATA_DIR`` (comma-separated) or ``~/.gemini/tmp``; only those that exist."""
+    env = os.environ if env is None else env
+    roots = _split_env(env.get("GEMINI_DATA_DIR")) or [(home or Path.home()) / ".gemini" / "tmp"]
+    return [r for r in roots if r.is_dir()]
+
+
+def _walk(root: Path, suffixes: tuple[str, ...]) -> Iterable[Path]:
+    if root.is_file():
+        yield root
+        return
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            if name.endswith(suffixes):
+                yield Path(dirpath, name)
+
+
+def _claude_file(path: Path) -> LogFile:
+    parts = path.parts
+    if "projects" in parts[:-1]:
+        at = len(parts) - 1 - parts[::-1].index("projects")
+        below = parts[at + 1 :]
+        project = below[0] if len(below) > 1 else None
+        session = path.stem if len(below) <= 2 else below[1]
+    else:
+        project, session = path.parent.name or None, path.stem
+    return LogFile(str(path), "claude", session, project)
+
+
+def _files(agent: str, roots: Sequence[Path]) -> list[LogFile]:
+    out: list[LogFile] = []
+    if agent == "claude":
+        for root in roots:
+            out.extend(_claude_file(p) for p in _walk(root, (".jsonl",)))
+    elif agent == "codex":
+        for root in roots:
+            out.extend(LogFile(str(p), "codex") for p in _walk(root, (".jsonl",)))
+    else:
+        for root in roots:
+            out.extend(LogFile(str(p), "gemini") for p in _walk(root, (".json", ".jsonl")))
+    return out
+
+
+def _guess_agent(path: Path) -> str:
+    if path.name.startswith("rollout-"):
+        return "codex"
+    if path.suffix == ".json":
+        return "gemini"
+    return "claude"
+
+
+def discover(
+    agents: Iterable[str],
+    paths: Sequence[str | Path] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    home: Path | None = None,
+) -> list[LogFile]:
+    """The log files of ``agents`` (names from :data:`AGENTS`), each path once.
+
+    With ``paths``, only those files and directories are read (a Claude config dir or its
+    ``projects/``, a directory of logs, or single files); with several agents, a file's agent
+    is guessed from its name (``rollout-*`` is Codex, ``*.json`` Gemini CLI, else Claude Code).
+    """
+    wanted = list(dict.fromkeys(agents))
+    found: list[LogFile] = []
+    if paths:
+        for raw in paths:
+            path = Path(raw).expanduser()
+            if len(wanted) == 1:
+                root = path
+                if wanted[0] == "claude" and (path / "projects").is_dir():
+                    root = path / "projects"
+                found.extend(_files(wanted[0], [root]))
+                continue
+            for item in _walk(path, (".jsonl", ".json")):
+                agent = _guess_agent(item)
+                if agent in wanted:
+                    found.extend(_files(agent, [item]))
+    else:
+        for agent in wanted:
+            if agent == "claude":
+                roots = claude_roots(env, home)
+            elif agent == "codex":
+                roots = codex_roots(env, home)
+            else:
+                roots = gemini_roots(env, home)
+            found.extend(_files(agent, roots))
+    unique: dict[str, LogFile] = {}
+    for file in found:
+        unique.setdefault(os.path.realpath(file.path), file)
+    return list(unique.values())

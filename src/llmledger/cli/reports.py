@@ -1,0 +1,443 @@
+"""``llmledger daily|weekly|monthly|sessions|blocks|tokens``: reports as queries over the ledger.
+
+Each report first imports what is new in the agents' logs (quietly; ``--no-import`` skips it),
+then prints a Rich table or, with ``--json``, the shapes documented in docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from llmledger.cli._app import DbOption, JsonOption, app
+from llmledger.errors import LedgerError
+from llmledger.totals import Totals
+
+_LOG_SOURCES = {
+    "claude": "claude_code_transcript",
+    "codex": "codex_rollout",
+    "gemini": "gemini_cli",
+}
+
+SinceOption = Annotated[
+    str | None,
+    typer.Option("--since", "-s", help="From this date or duration back: 2026-06-01, 7d, 12h."),
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", "-u", help="Up to this date (inclusive) or time.")
+]
+TzOption = Annotated[
+    str | None,
+    typer.Option("--tz", "-z", help="Time zone for dates: an IANA name or UTC (default: local)."),
+]
+BreakdownOption = Annotated[bool, typer.Option("--breakdown", "-b", help="A row per model.")]
+SourceOption = Annotated[
+    list[str] | None,
+    typer.Option("--source", help="Only calls from this source: claude, codex, gemini, or a "
+                 "source name such as openai_chat_completions. Repeatable."),
+]  # fmt: skip
+ProjectOption = Annotated[
+    list[str] | None, typer.Option("--project", help="Only this project. Repeatable.")
+]
+ModelOption = Annotated[
+    list[str] | None, typer.Option("--model", help="Only this model. Repeatable.")
+]
+AgentOption = Annotated[
+    list[str] | None,
+    typer.Option("--agent", help="Only this agent id (claude-code, codex, ...). Repeatable."),
+]
+CostOption = Annotated[
+    str,
+    typer.Option(
+        "--cost",
+        help="auto: the log's own cost where it has one, else computed; calculate: always "
+        "from tokens; reported: only logged costs (the rest unpriced).",
+    ),
+]
+NoImportOption = Annotated[
+    bool, typer.Option("--no-import", help="Do not import new agent log lines first.")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    return typer.Exit(2)
+
+
+class _Context:
+    """The options every report shares, parsed and checked."""
+
+    def __init__(self, db: str | None, since: str | None, until: str | None, tz: str | None,
+                 source: list[str] | None, project: list[str] | None, model: list[str] | None,
+                 agent: list[str] | None, cost: str, no_import: bool) -> None:  # fmt: skip
+        from llmledger.queries import COST_MODES, Filters
+        from llmledger.timespec import parse_instant, parse_tz
+
+        if cost not in COST_MODES:
+            raise _fail(f"unknown --cost {cost!r}: use one of {', '.join(COST_MODES)}")
+        try:
+            self.tz: tzinfo = parse_tz(tz)
+            start = parse_instant(since, tz=self.tz) if since else None
+            end = parse_instant(until, tz=self.tz, end_of_day=True) if until else None
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        sources = tuple(_LOG_SOURCES.get(s, s) for s in source or ())
+        self.filters = Filters(start, end, sources, tuple(project or ()), tuple(model or ()),
+                               tuple(agent or ()))  # fmt: skip
+        self.cost = cost
+        self.db = db
+        log_agents = [a for a, s in _LOG_SOURCES.items() if not sources or s in sources]
+        if not no_import and log_agents:
+            self._import(log_agents)
+
+    def _import(self, agents: list[str]) -> None:
+        from llmledger.cli.imports import run_import
+
+        try:
+            run_import(self.db, agents, None, quiet=True)
+        except LedgerError as exc:
+            typer.secho(f"warning: could not import agent logs first: {exc}", err=True,
+                        fg=typer.colors.YELLOW)  # fmt: skip
+
+    def repo(self) -> Any:
+        from llmledger.store import open_repository
+
+        try:
+            return open_repository(self.db)
+        except LedgerError as exc:
+            raise _fail(str(exc)) from None
+
+
+def fields(totals: Totals) -> dict[str, Any]:
+    """The JSON fields of a totals row (None where no call reported a value)."""
+    u = totals.usage
+    return {
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "reasoning_tokens": u.reasoning_tokens,
+        "total_tokens": u.total_tokens,
+        "cost_usd": None if totals.cost_usd is None else float(totals.cost_usd),
+        "unpriced_calls": totals.unpriced_calls,
+        "calls": totals.calls,
+    }
+
+
+def _iso(at: datetime | None, tz: tzinfo) -> str | None:
+    return None if at is None else at.astimezone(tz).isoformat()
+
+
+def report_json(rows: list[Any], *, sessions: bool = False, tz: tzinfo = UTC) -> dict[str, Any]:
+    """The ``--json`` document of a period or sessions report."""
+    out = []
+    for row in rows:
+        item: dict[str, Any] = {"period": row.period, **fields(row.totals)}
+        item["models"] = row.models
+        item["breakdown"] = [
+            {"model": model, **fields(t)}
+            for model, t in sorted(row.breakdown.items(), key=lambda kv: str(kv[0]))
+        ]
+        if sessions:
+            item["session_id"] = row.session_id
+            item["project"] = row.project
+            item["first_at"] = _iso(row.first_at, tz)
+            item["last_at"] = _iso(row.last_at, tz)
+        out.append(item)
+    return {"rows": out, "totals": fields(Totals.total(r.totals for r in rows))}
+
+
+def _cost_text(totals: Totals) -> str:
+    if totals.cost_usd is None:
+        return "-"
+    amount = totals.cost_usd
+    return f"${amount:,.2f}" if amount >= Decimal(1) else f"${amount:.4f}"
+
+
+def _n(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _cells(totals: Totals) -> list[str]:
+    u = totals.usage
+    return [
+        _n(u.input_tokens),
+        _n(u.output_tokens),
+        _n(u.cache_write_tokens),
+        _n(u.cache_read_tokens),
+        _n(u.total_tokens),
+        _cost_text(totals),
+        _n(totals.unpriced_calls) if totals.unpriced_calls else "",
+    ]
+
+
+_TOKEN_HEADERS = ("Input", "Output", "Cache write", "Cache read", "Total tokens", "Cost (USD)",
+                  "Unpriced calls")  # fmt: skip
+
+
+def _table(title: str, first: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in first:
+        table.add_column(name, overflow="fold")
+    for name in _TOKEN_HEADERS:
+        table.add_column(name, justify="right", no_wrap=True)
+    return table
+
+
+def short_model(model: str | None) -> str:
+    """A model name as tables show it: ``claude-opus-4-20250514`` -> ``opus-4``."""
+    if model is None:
+        return "(no model)"
+    name = model.removeprefix("claude-")
+    head, _, tail = name.rpartition("-")
+    return head if tail.isdigit() and len(tail) == 8 else name
+
+
+def _print_rows(title: str, rows: list[Any], *, breakdown: bool, sessions: bool,
+                tz: tzinfo) -> None:  # fmt: skip
+    first = ["Session", "Project", "Last activity", "Models"] if sessions else ["Period", "Models"]
+    table = _table(title, first)
+    for row in rows:
+        lead = (
+            [escape(str(row.session_id)), escape(row.project or "-"),
+             _iso(row.last_at, tz) or "-"]
+            if sessions else [row.period or "(no time)"]
+        )  # fmt: skip
+        table.add_row(*lead, escape(", ".join(map(short_model, row.models))),
+                      *_cells(row.totals))  # fmt: skip
+        if breakdown:
+            for model, t in sorted(row.breakdown.items(), key=lambda kv: str(kv[0])):
+                pad = [""] * (len(first) - 1)
+                table.add_row(*pad, f"└ {escape(short_model(model))}", *_cells(t), style="dim")
+    total = Totals.total(r.totals for r in rows)
+    table.add_section()
+    table.add_row("Total", *([""] * (len(first) - 1)), *_cells(total), style="bold")
+    Console().print(table)
+    if total.unpriced_calls:
+        Console(stderr=True).print(
+            f"[yellow]{total.unpriced_calls:,} call(s) have no price: their cost is unknown, "
+            "not $0. See `llmledger prices MODEL`.[/yellow]"
+        )
+
+
+def _period_command(kind: str, ctx: _Context, as_json: bool, breakdown: bool) -> None:
+    from llmledger.queries import period_report
+
+    rows = period_report(ctx.repo(), kind, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
+    if as_json:
+        typer.echo(json.dumps(report_json(rows, tz=ctx.tz), indent=2))
+    elif not rows:
+        typer.echo(
+            "no calls in the ledger for this selection (import logs with `llmledger import`)"
+        )
+    else:
+        _print_rows(f"{kind.capitalize()} usage", rows, breakdown=breakdown, sessions=False,
+                    tz=ctx.tz)  # fmt: skip
+
+
+def _make(kind: str) -> None:
+    def command(
+        db: DbOption = None,
+        as_json: JsonOption = False,
+        since: SinceOption = None,
+        until: UntilOption = None,
+        tz: TzOption = None,
+        breakdown: BreakdownOption = False,
+        source: SourceOption = None,
+        project: ProjectOption = None,
+        model: ModelOption = None,
+        agent: AgentOption = None,
+        cost: CostOption = "auto",
+        no_import: NoImportOption = False,
+    ) -> None:
+        ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
+        _period_command(kind, ctx, as_json, breakdown)
+
+    unit = {"daily": "day", "weekly": "week (Monday to Sunday)", "monthly": "month"}[kind]
+    command.__doc__ = (
+        f"Tokens and cost per {unit}, per model with --breakdown.\n\n"
+        "Imports what is new in the agents' logs first (--no-import skips it).\n\n"
+        f"Examples:\n\n  llmledger {kind} --since 7d\n\n"
+        f"  llmledger {kind} --tz UTC --json\n\n"
+        f"  llmledger {kind} --source claude --project=-home-dev-alpha --breakdown"
+    )
+    app.command(kind)(command)
+
+
+for _kind in ("daily", "weekly", "monthly"):
+    _make(_kind)
+
+
+@app.command("sessions")
+def sessions_command(
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    tz: TzOption = None,
+    breakdown: BreakdownOption = False,
+    source: SourceOption = None,
+    project: ProjectOption = None,
+    model: ModelOption = None,
+    agent: AgentOption = None,
+    cost: CostOption = "auto",
+    no_import: NoImportOption = False,
+) -> None:
+    """Tokens and cost per agent session, with its project and first / last activity.
+
+    Examples:
+
+      llmledger sessions --since 7d
+
+      llmledger sessions --json --tz UTC
+    """
+    from llmledger.queries import sessions_report
+
+    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
+    rows = sessions_report(ctx.repo(), filters=ctx.filters, cost=ctx.cost)
+    if as_json:
+        typer.echo(json.dumps(report_json(rows, sessions=True, tz=ctx.tz), indent=2))
+    elif not rows:
+        typer.echo("no sessions in the ledger for this selection")
+    else:
+        _print_rows("Sessions", rows, breakdown=breakdown, sessions=True, tz=ctx.tz)
+
+
+def _block_json(block: Any, now: datetime, tz: tzinfo) -> dict[str, Any]:
+    return {
+        "start": _iso(block.start, tz),
+        "end": _iso(block.end, tz),
+        "first_at": _iso(block.first_at, tz),
+        "last_at": _iso(block.last_at, tz),
+        "is_gap": block.is_gap,
+        "is_active": block.is_active,
+        "entries": block.entries,
+        "models": block.models,
+        **fields(block.totals),
+        "burn_rate": block.burn_rate(),
+        "projection": block.projection(now),
+    }
+
+
+@app.command("blocks")
+def blocks_command(
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    tz: TzOption = None,
+    source: SourceOption = None,
+    project: ProjectOption = None,
+    model: ModelOption = None,
+    agent: AgentOption = None,
+    cost: CostOption = "auto",
+    active: Annotated[bool, typer.Option("--active", help="Only the active block.")] = False,
+    hours: Annotated[float, typer.Option("--hours", help="Block length in hours.")] = 5,
+    no_import: NoImportOption = False,
+) -> None:
+    """5-hour usage windows as ccusage defines them, with the active block's burn rate and
+    its projection to the end of the window.
+
+    Examples:
+
+      llmledger blocks --since 3d
+
+      llmledger blocks --active --json
+    """
+    from llmledger.queries import blocks
+
+    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
+    now = datetime.now(UTC)
+    found = blocks(ctx.repo(), filters=ctx.filters, cost=ctx.cost, hours=hours, now=now)
+    if active:
+        found = [b for b in found if b.is_active]
+    if as_json:
+        typer.echo(json.dumps({"blocks": [_block_json(b, now, ctx.tz) for b in found]}, indent=2))
+        return
+    if not found:
+        typer.echo("no active block" if active else "no calls in the ledger for this selection")
+        return
+    table = _table("Usage blocks", ["Block start", "Status", "Models"])
+    for b in found:
+        if b.is_gap:
+            hours_idle = (b.end - b.start).total_seconds() / 3600
+            table.add_row(_iso(b.start, ctx.tz) or "", f"gap ({hours_idle:.1f}h)", "",
+                          *[""] * len(_TOKEN_HEADERS), style="dim")  # fmt: skip
+            continue
+        status = "ACTIVE" if b.is_active else "done"
+        models = escape(", ".join(map(short_model, b.models)))
+        table.add_row(_iso(b.start, ctx.tz) or "", status, models, *_cells(b.totals))
+    Console().print(table)
+    for b in found:
+        rate, projection = b.burn_rate(), b.projection(now)
+        if rate and projection:
+            Console().print(
+                f"active block: {rate['tokens_per_minute']:,.0f} tokens/min, "
+                f"${rate['cost_per_hour']:.2f}/h; projected by {_iso(b.end, ctx.tz)}: "
+                f"{projection['total_tokens']:,.0f} tokens, ${projection['cost_usd']:.2f}"
+            )
+
+
+@app.command("tokens")
+def tokens_command(
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by",
+            "-g",
+            help="Comma-separated: project, agent, command, day, model, job, action, provider.",
+        ),
+    ] = "model",
+    db: DbOption = None,
+    as_json: JsonOption = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    tz: TzOption = None,
+    source: SourceOption = None,
+    project: ProjectOption = None,
+    model: ModelOption = None,
+    agent: AgentOption = None,
+    cost: CostOption = "auto",
+    no_import: NoImportOption = False,
+) -> None:
+    """Calls, tokens (in / out / cache read / cache write), duration and cost grouped by any
+    dimensions; command, action and job are those of the run each call belongs to.
+
+    Examples:
+
+      llmledger tokens --group-by project,model --since 30d
+
+      llmledger tokens -g day,agent --json
+    """
+    from llmledger.queries import DIMENSIONS, group_tokens
+
+    dims = [d.strip() for d in group_by.split(",") if d.strip()]
+    unknown = [d for d in dims if d not in DIMENSIONS]
+    if not dims or unknown:
+        raise _fail(f"unknown --group-by {', '.join(unknown) or '(empty)'}: use any of "
+                    f"{', '.join(DIMENSIONS)}, comma-separated")  # fmt: skip
+    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
+    rows = group_tokens(ctx.repo(), dims, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
+    if as_json:
+        doc = {
+            "group_by": dims,
+            "rows": [{**r.key, **fields(r.totals), "duration_ms": r.duration_ms} for r in rows],
+            "totals": fields(Totals.total(r.totals for r in rows)),
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    table = _table("Tokens by " + ", ".join(dims), [d.capitalize() for d in dims])
+    for r in rows:
+        table.add_row(*[escape(str(v)) if v is not None else "-" for v in r.key.values()],
+                      *_cells(r.totals))  # fmt: skip
+    Console().print(table)
+
+
+__all__ = ["blocks_command", "fields", "report_json", "sessions_command", "tokens_command"]

@@ -1,0 +1,527 @@
+"""Incremental import of the logs coding agents write (Claude Code, Codex, Gemini CLI).
+
+>>> summary = import_logs(repo)                 # every agent, from where they write
+>>> summary.calls_added, summary.duplicates, summary.skipped
+
+The first import reads every file; the ledger's ``import_state`` table then remembers, per
+path, the device, inode, size, mtime, the offset read up to (the last complete newline) and a
+hash of the first bytes. The next import stats each file: unchanged files are not opened;
+grown files are read from the saved offset; a truncated (size < offset) or replaced (other
+inode, other first bytes) file is read again from the start, which changes nothing already
+stored because every call has a dedupe key.
+
+Copies of a call are settled as ccusage v20 does (DESIGN §4 rule 5; ccusage.md §2): the same
+dedupe key (message id + request id, or the message id alone) keeps the copy with the larger
+token total; a sidechain copy of a message id seen with another request id yields to the
+parent copy. Within the files being read this happens in memory; against calls imported
+before, the ``calls.message_id`` index finds the stored copies. Everything is written in one
+transaction, so an interrupted import leaves the ledger as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from llmledger._import_read import (
+    HEAD_BYTES,
+    MESSAGE_ID,
+    ROW_COLUMNS,
+    SESSION_ID,
+    STARTED_AT,
+    FileResult,
+    ReadTask,
+    head_sha256,
+    now_micros,
+    read_file,
+    set_pricer,
+)
+from llmledger._logfiles import AGENTS, SOURCE_OF, LogFile, discover
+from llmledger.store.repository import Repository, new_run_id
+from llmledger.store.schema import calls, import_state, runs
+from llmledger.store.types import micros_to_datetime
+from llmledger.usage import Usage
+
+__all__ = ["AGENTS", "ImportSummary", "LogFile", "discover", "import_logs", "plan_import"]
+
+#: Above this many bytes to read (and with more than one file), files go to a process pool.
+POOL_THRESHOLD_BYTES = 16 * 1024 * 1024
+_BATCH_ROWS = 20_000
+_IN_CHUNK = 500
+_MAX_ERRORS = 10
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class ImportSummary:
+    """What an import did: files seen and read, lines read, calls added, copies skipped, and
+    lines skipped by reason with the first few as ``file:line: message``."""
+
+    files: int = 0
+    files_read: int = 0
+    files_skipped_unchanged: int = 0
+    files_reread: int = 0
+    bytes_read: int = 0
+    lines: int = 0
+    calls_seen: int = 0
+    calls_added: int = 0
+    calls_updated: int = 0
+    duplicates: int = 0
+    sessions_added: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def lines_skipped(self) -> int:
+        """How many lines were skipped, over every reason."""
+        return sum(self.skipped.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON-ready values."""
+        return {
+            "files": self.files,
+            "files_read": self.files_read,
+            "files_skipped_unchanged": self.files_skipped_unchanged,
+            "files_reread": self.files_reread,
+            "bytes_read": self.bytes_read,
+            "lines": self.lines,
+            "calls_seen": self.calls_seen,
+            "calls_added": self.calls_added,
+            "calls_updated": self.calls_updated,
+            "duplicates": self.duplicates,
+            "sessions_added": self.sessions_added,
+            "lines_skipped": self.lines_skipped,
+            "skipped": dict(self.skipped),
+            "errors": list(self.errors),
+        }
+
+
+# -- deciding what to read ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    file: LogFile
+    stat: os.stat_result
+    offset: int
+    line_base: int
+    reread: bool
+
+
+def _state(conn: Connection, paths: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    if len(paths) > 2000:  # cheaper to read every row than to send thousands of parameters
+        rows = conn.execute(select(import_state)).mappings()
+        wanted = set(paths)
+        return {r["path"]: dict(r) for r in rows if r["path"] in wanted}
+    out: dict[str, Mapping[str, Any]] = {}
+    for i in range(0, len(paths), _IN_CHUNK):
+        chunk = paths[i : i + _IN_CHUNK]
+        query = select(import_state).where(import_state.c.path.in_(chunk))
+        out.update({r["path"]: dict(r) for r in conn.execute(query).mappings()})
+    return out
+
+
+def _head_matches(path: str, length: int, expected: str | None) -> bool:
+    if expected is None:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return head_sha256(fh.read(length)) == expected
+    except OSError:
+        return False
+
+
+def _decide(file: LogFile, st: os.stat_result, state: Mapping[str, Any] | None) -> _Plan | None:
+    if state is None:
+        return _Plan(file, st, 0, 0, False)
+    same_file = state["inode"] in (None, st.st_ino) and state["device"] in (None, st.st_dev)
+    if same_file and st.st_size == state["size"] and st.st_mtime_ns == state["mtime_ns"]:
+        return None  # unchanged: not even opened
+    offset = int(state["offset"])
+    grown = st.st_size > state["size"] or (st.st_size == state["size"] and st.st_size > offset)
+    if (
+        file.agent == "claude"
+        and same_file
+        and grown
+        and st.st_size >= offset
+        and _head_matches(file.path, min(HEAD_BYTES, offset), state["head_sha256"])
+    ):
+        return _Plan(file, st, offset, int(state["lines"]), False)
+    # Truncated, replaced, rewritten in place, or a whole-file format: read it all again.
+    return _Plan(file, st, 0, 0, True)
+
+
+def plan_import(repo: Repository, files: Sequence[LogFile]) -> tuple[list[_Plan], int]:
+    """Which files need reading (and from where), and how many are unchanged."""
+    stats: list[tuple[LogFile, os.stat_result]] = []
+    for file in files:
+        try:
+            stats.append((file, os.stat(file.path)))
+        except OSError:
+            continue
+    with repo.engine.connect().execution_options(llmledger_read_only=True) as conn:
+        state = _state(conn, [f.path for f, _ in stats])
+    plans: list[_Plan] = []
+    unchanged = 0
+    for file, st in stats:
+        plan = _decide(file, st, state.get(file.path))
+        if plan is None:
+            unchanged += 1
+        else:
+            plans.append(plan)
+    # Older files first, so a copy in a resumed session is filed under the original session.
+    plans.sort(key=lambda p: (p.stat.st_mtime_ns, p.file.path))
+    return plans, unchanged
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _tasks(plans: Sequence[_Plan], overrides: str | None, recorded_at: int) -> list[ReadTask]:
+    return [
+        ReadTask(
+            path=p.file.path,
+            agent=p.file.agent,
+            size=p.stat.st_size,
+            offset=p.offset,
+            line_base=p.line_base,
+            session_id=p.file.session_id,
+            project=p.file.project,
+            overrides_path=overrides,
+            recorded_at=recorded_at,
+        )
+        for p in plans
+    ]
+
+
+def _read_all(tasks: Sequence[ReadTask], workers: int | None) -> Iterator[FileResult]:
+    todo = sum(t.size - t.offset for t in tasks)
+    count = workers if workers is not None else min(2, os.cpu_count() or 1)
+    if count <= 1 or len(tasks) < 2 or todo < POOL_THRESHOLD_BYTES:
+        yield from map(read_file, tasks)
+        return
+    # Files go out in order and come back in order; chunks keep the pickling overhead low.
+    chunk = max(1, min(16, len(tasks) // (count * 8)))
+    with ProcessPoolExecutor(max_workers=count) as pool:
+        yield from pool.map(read_file, tasks, chunksize=chunk)
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+_COLUMNS = ("run_id", *ROW_COLUMNS)
+_TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+_REPLACED = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "cost_status",
+    "price_version",
+    "model",
+    "provider",
+    "finished_at",
+    "duration_ms",
+    "status",
+    "metadata",
+)
+
+
+def _upsert_sql(dialect: str) -> str:
+    # The same rule as Repository.write_call_rows (larger token total wins; where a call was
+    # first filed stays), sent through the driver's executemany with values already in their
+    # stored form: the importer's rows are many and the type processing per row is the cost.
+    mark = "?" if dialect == "sqlite" else "%s"
+    values = [f"CAST({mark} AS jsonb)" if c == "metadata" and mark == "%s" else mark
+              for c in _COLUMNS]  # fmt: skip
+    total_new = " + ".join(f"COALESCE(excluded.{c}, 0)" for c in _TOKENS)
+    total_old = " + ".join(f"COALESCE(calls.{c}, 0)" for c in _TOKENS)
+    return (
+        f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join(values)}) "
+        "ON CONFLICT (dedupe_key) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in _REPLACED)
+        + f" WHERE ({total_new}) > ({total_old})"
+    )
+
+
+class _Writer:
+    """Writes rows in large executemany batches inside the import's transaction, creating
+    the session runs they belong to first."""
+
+    def __init__(self, conn: Connection, summary: ImportSummary) -> None:
+        self.conn = conn
+        self.summary = summary
+        self.sql = _upsert_sql(conn.dialect.name)
+        self.pending: list[tuple[Any, ...]] = []
+        self.sessions: dict[str, str] = {}
+        self.session_meta: dict[str, dict[str, Any]] = {}
+        self.changes = 0
+
+    def add(self, row: tuple[Any, ...], meta: dict[str, Any]) -> None:
+        self.pending.append(row)
+        sid = row[SESSION_ID]
+        if sid is not None and sid not in self.sessions and sid not in self.session_meta:
+            self.session_meta[sid] = {**meta, "started_at": row[STARTED_AT]}
+        if len(self.pending) >= _BATCH_ROWS:
+            self.flush()
+
+    def _ensure_sessions(self) -> None:
+        wanted = [s for s in self.session_meta if s not in self.sessions]
+        if not wanted:
+            return
+        for i in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[i : i + _IN_CHUNK]
+            query = select(runs.c.key, runs.c.id).where(
+                runs.c.kind == "session", runs.c.key.in_(chunk)
+            )
+            self.sessions.update({k: v for k, v in self.conn.execute(query).all()})
+        new = []
+        for sid in wanted:
+            if sid in self.sessions:
+                continue
+            meta = self.session_meta[sid]
+            run_id = self.sessions[sid] = new_run_id()
+            started = meta.pop("started_at")
+            new.append(
+                {
+                    "id": run_id,
+                    "parent_id": None,
+                    "root_id": run_id,
+                    "kind": "session",
+                    "name": meta.get("project"),
+                    "key": sid,
+                    "status": "running",
+                    "agent_id": meta.get("agent"),
+                    "invocation_kind": "import",
+                    "started_at": micros_to_datetime(started) or datetime.now(UTC),
+                    "metadata": {k: v for k, v in meta.items() if v is not None},
+                }
+            )
+        if new:
+            self.conn.execute(runs.insert(), new)
+            self.summary.sessions_added += len(new)
+        self.session_meta.clear()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self._ensure_sessions()
+        rows = [(self.sessions.get(r[SESSION_ID]), *r) for r in self.pending]
+        result = self.conn.exec_driver_sql(self.sql, rows)
+        self.changes += max(0, result.rowcount or 0)
+        self.pending = []
+
+
+# -- dedupe across files and against the store -------------------------------------------------
+
+
+class _Dedupe:
+    """Global copy settlement (ccusage v20 rules) over the rows of every file read."""
+
+    def __init__(self, conn: Connection, source_has_calls: bool) -> None:
+        self.conn = conn
+        self.check_store = source_has_calls
+        self.best: dict[str, tuple[int, int, bool, bool]] = {}
+        # message id -> [(dedupe key, is sidechain)] for keys seen or stored
+        self.by_message: dict[str, list[tuple[str, bool]]] = {}
+        self.delete: set[str] = set()
+
+    def load_stored(self, message_ids: Iterable[str]) -> None:
+        """Remember stored copies of these message ids (only when the store may have some)."""
+        if not self.check_store:
+            return
+        wanted = [m for m in dict.fromkeys(message_ids) if m not in self.by_message]
+        for i in range(0, len(wanted), _IN_CHUNK):
+            query = select(calls.c.message_id, calls.c.dedupe_key, calls.c.metadata).where(
+                calls.c.message_id.in_(wanted[i : i + _IN_CHUNK])
+            )
+            for mid, key, meta in self.conn.execute(query).all():
+                side = bool(meta and meta.get("is_sidechain") is True)
+                self.by_message.setdefault(mid, []).append((key, side))
+                # A stored copy of the same key is settled by the upsert itself.
+
+    def keep(self, key: str, mid: str | None, info: tuple[int, int, bool, bool]) -> bool:
+        """Whether a row is written (True) or is a copy that changes nothing (False)."""
+        old = self.best.get(key)
+        if old is not None:
+            if _better(info, old):
+                self.best[key] = info
+                return True
+            return False
+        side = info[3]
+        if mid:
+            others = [(k, s) for k, s in self.by_message.get(mid, ()) if k != key]
+            if others:
+                if side:
+                    return False  # a sidechain replay of a message already counted
+                replaced = [k for k, s in others if s]
+                if replaced:  # the parent copy wins over sidechain replays seen first
+                    self.delete.update(replaced)
+                    self.by_message[mid] = [(k, s) for k, s in others if not s]
+            self.by_message.setdefault(mid, []).append((key, side))
+        self.best[key] = info
+        return True
+
+
+def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) -> bool:
+    if new[0] != old[0]:
+        return new[0] > old[0]
+    if new[1] != old[1]:
+        return new[1] > old[1]
+    return new[2] and not old[2]
+
+
+# -- the import --------------------------------------------------------------------------------
+
+
+def _count_calls(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT COUNT(*) FROM calls").scalar_one())
+
+
+def _save_state(conn: Connection, plans: Sequence[_Plan], results: Mapping[str, FileResult],
+                recorded: datetime) -> None:  # fmt: skip
+    done = [p for p in plans if p.file.path in results and results[p.file.path].failed is None]
+    if not done:
+        return
+    paths = [p.file.path for p in done]
+    for i in range(0, len(paths), _IN_CHUNK):
+        conn.execute(import_state.delete().where(import_state.c.path.in_(paths[i : i + _IN_CHUNK])))
+    conn.execute(
+        import_state.insert(),
+        [
+            {
+                "path": p.file.path,
+                "source": SOURCE_OF[p.file.agent],
+                "device": p.stat.st_dev,
+                "inode": p.stat.st_ino,
+                "size": p.stat.st_size,
+                "mtime_ns": p.stat.st_mtime_ns,
+                "offset": results[p.file.path].offset,
+                "head_sha256": results[p.file.path].head_sha256,
+                "lines": p.line_base + results[p.file.path].lines,
+                "calls": len(results[p.file.path].rows),
+                "updated_at": recorded,
+            }
+            for p in done
+        ],
+    )
+
+
+def import_logs(
+    repo: Repository,
+    agents: Iterable[str] = AGENTS,
+    paths: Sequence[str | Path] | None = None,
+    *,
+    pricer: Any | None = None,
+    overrides_path: str | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    files: Sequence[LogFile] | None = None,
+) -> ImportSummary:
+    """Import what is new in the agents' logs into the ledger and say what was done.
+
+    ``agents`` are names from :data:`AGENTS`; ``paths`` restricts the import to those files or
+    directories (default: where each agent writes). ``pricer`` prices calls read in this
+    process (worker processes build their own from ``overrides_path``). ``progress`` is called
+    with (bytes read, bytes to read) as files complete. Bad lines never abort the import: they
+    are counted in ``skipped`` and the first few reported in ``errors``.
+    """
+    found = list(files) if files is not None else discover(agents, paths)
+    summary = ImportSummary(files=len(found))
+    plans, summary.files_skipped_unchanged = plan_import(repo, found)
+    if not plans:
+        return summary
+    if pricer is not None:
+        set_pricer(pricer, overrides_path)
+        # Load the price data before worker processes fork, so that they share it.
+        pricer.price_usage(Usage(input_tokens=0), "claude-sonnet-4-5", "anthropic")
+    recorded = now_micros()
+    tasks = _tasks(plans, overrides_path, recorded)
+    total_bytes = sum(t.size - t.offset for t in tasks)
+    by_path = {p.file.path: p for p in plans}
+    results: dict[str, FileResult] = {}
+    skipped: Counter[str] = Counter()
+    with repo.engine.begin() as conn:
+        sources = sorted({SOURCE_OF[p.file.agent] for p in plans})
+        has_calls = (
+            conn.execute(select(calls.c.id).where(calls.c.source.in_(sources)).limit(1)).first()
+            is not None
+        )
+        if conn.dialect.name == "sqlite":
+            # The calls indexes are updated in random key order: a larger page cache keeps
+            # their pages in memory for the length of the import.
+            conn.exec_driver_sql("PRAGMA cache_size = -131072")
+        before = _count_calls(conn)
+        dedupe = _Dedupe(conn, has_calls)
+        writer = _Writer(conn, summary)
+        done_bytes = 0
+        for task, result in zip(tasks, _read_all(tasks, workers), strict=True):
+            plan = by_path[task.path]
+            results[task.path] = result
+            done_bytes += task.size - task.offset
+            _account(summary, skipped, plan, result)
+            dedupe.load_stored(r[MESSAGE_ID] for r in result.rows if r[MESSAGE_ID])
+            meta = {
+                "project": plan.file.project,
+                "cwd": result.cwd,
+                "source": SOURCE_OF[plan.file.agent],
+                "agent": _AGENT_IDS[plan.file.agent],
+            }
+            for row, info in zip(result.rows, result.info, strict=True):
+                if dedupe.keep(row[0], row[MESSAGE_ID], info):
+                    writer.add(row, meta if row[SESSION_ID] == plan.file.session_id else
+                               {**meta, "project": row[7]})  # fmt: skip
+                else:
+                    summary.duplicates += 1
+            result.rows.clear()
+            result.info.clear()
+            if progress is not None:
+                progress(done_bytes, total_bytes)
+        writer.flush()
+        deleted = 0
+        if dedupe.delete:
+            keys = sorted(dedupe.delete)
+            for i in range(0, len(keys), _IN_CHUNK):
+                deleted += conn.execute(
+                    calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
+                ).rowcount
+        after = _count_calls(conn)
+        _save_state(conn, plans, results, micros_to_datetime(recorded) or datetime.now(UTC))
+    summary.calls_added = max(0, after - before)
+    summary.calls_updated = max(0, writer.changes - (after - before) - deleted)
+    summary.duplicates = max(0, summary.calls_seen - summary.calls_added - summary.calls_updated)
+    summary.skipped = dict(skipped)
+    return summary
+
+
+_AGENT_IDS = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
+
+
+def _account(
+    summary: ImportSummary, skipped: Counter[str], plan: _Plan, result: FileResult
+) -> None:
+    summary.files_read += 1
+    summary.files_reread += int(plan.reread)
+    summary.bytes_read += plan.stat.st_size - plan.offset
+    summary.lines += result.lines
+    summary.calls_seen += result.calls_seen
+    skipped.update(result.skipped)
+    if result.failed is not None:
+        skipped["unreadable file"] += 1
+        if len(summary.errors) < _MAX_ERRORS:
+            summary.errors.append(result.failed)
+    for error in result.errors:
+        if len(summary.errors) < _MAX_ERRORS:
+            summary.errors.append(error)

@@ -1,0 +1,419 @@
+"""Aggregations every surface uses: period reports, sessions, 5-hour blocks, token group-by.
+
+Each is one SQL query over indexed ``calls`` columns. Period reports group in SQL by
+(15-minute bucket of ``started_at``, model) and map the buckets to local dates in Python: every
+time zone's offset is a multiple of 15 minutes, so a bucket never straddles a local midnight,
+and one query serves any ``tz``. Sums keep None for a bucket no call reported (None is not 0);
+a cost is the sum of the known costs plus the count of unpriced calls, never hidden.
+
+Cost modes (as ccusage's): ``auto`` is the stored cost (the log's own where it had one, else
+computed when imported); ``calculate`` recomputes a logged cost from tokens (the importer keeps
+that figure as ``metadata.computed_cost_pico``); ``reported`` counts only logged costs, every
+other call unpriced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    func,
+    null,
+    select,
+    type_coerce,
+)
+
+from llmledger.store.engine import READ_ONLY
+from llmledger.store.repository import Repository
+from llmledger.store.schema import calls, runs
+from llmledger.store.types import micros_to_datetime, money_from_pico
+from llmledger.totals import Totals
+from llmledger.usage import Usage
+
+__all__ = [
+    "COST_MODES",
+    "DIMENSIONS",
+    "PERIODS",
+    "Block",
+    "CostMode",
+    "Filters",
+    "GroupRow",
+    "ReportRow",
+    "blocks",
+    "group_tokens",
+    "period_report",
+    "sessions_report",
+    "total_of",
+]
+
+CostMode = Literal["auto", "calculate", "reported"]
+COST_MODES: tuple[str, ...] = ("auto", "calculate", "reported")
+PERIODS: tuple[str, ...] = ("daily", "weekly", "monthly")
+#: Dimensions of :func:`group_tokens`.
+DIMENSIONS: tuple[str, ...] = (
+    "project", "agent", "command", "day", "model", "job", "action", "provider",
+)  # fmt: skip
+
+_BUCKET_MICROS = 15 * 60 * 1_000_000
+_SUMMED = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+           "reasoning_tokens")  # fmt: skip
+_MICROS = type_coerce(calls.c.started_at, BigInteger)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which calls a report covers: a time range (inclusive) and value filters (any of)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    sources: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        """The WHERE clauses on ``calls``."""
+        out: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            out.append(calls.c.started_at >= self.since)
+        if self.until is not None:
+            out.append(calls.c.started_at <= self.until)
+        for column, values in (
+            (calls.c.source, self.sources),
+            (calls.c.project, self.projects),
+            (calls.c.model, self.models),
+            (calls.c.agent_id, self.agents),
+        ):
+            if values:
+                out.append(column.in_(values))
+        return out
+
+
+def _cost(mode: str) -> ColumnElement[Any]:
+    raw = type_coerce(calls.c.cost_usd, BigInteger)
+    if mode == "auto":
+        return raw
+    reported = calls.c.cost_status == "reported"
+    if mode == "reported":
+        return case((reported, raw), else_=null())
+    if mode == "calculate":
+        computed = calls.c.metadata["computed_cost_pico"].as_integer()
+        return case((reported, computed), else_=raw)
+    raise ValueError(f"unknown cost mode {mode!r}: one of {', '.join(COST_MODES)}")
+
+
+def _sums(mode: str) -> list[ColumnElement[Any]]:
+    cost = _cost(mode)
+    return [
+        *(func.sum(calls.c[name]).label(name) for name in _SUMMED),
+        func.sum(cost).label("cost_pico"),
+        func.sum(case((cost.is_(None), 1), else_=0)).label("unpriced_calls"),
+        func.count().label("calls"),
+    ]
+
+
+def _totals(row: Any) -> Totals:
+    return Totals(
+        usage=Usage(**{n: None if row[n] is None else int(row[n]) for n in _SUMMED}),
+        cost_usd=money_from_pico(row["cost_pico"]),
+        unpriced_calls=int(row["unpriced_calls"] or 0),
+        calls=int(row["calls"]),
+    )
+
+
+def total_of(rows: Iterable[Totals]) -> Totals:
+    """The sum of totals (None buckets stay None when no part reported them)."""
+    return Totals.total(rows)
+
+
+def _run(repo: Repository, query: Select[Any]) -> list[Any]:
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        return list(conn.execute(query).mappings())
+
+
+# -- period reports ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReportRow:
+    """One row of a report: its period (or session), totals, and totals per model."""
+
+    period: str | None
+    totals: Totals = field(default_factory=Totals)
+    breakdown: dict[str | None, Totals] = field(default_factory=dict)
+    session_id: str | None = None
+    project: str | None = None
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+
+    @property
+    def models(self) -> list[str]:
+        """The models used, by name (Claude Code's ``<synthetic>`` error placeholder left out)."""
+        return sorted(m for m in self.breakdown if m is not None and m != "<synthetic>")
+
+    def add(self, model: str | None, totals: Totals) -> None:
+        """Add a model's totals to the row and its breakdown."""
+        self.totals = self.totals + totals
+        self.breakdown[model] = self.breakdown.get(model, Totals()) + totals
+
+
+def _period_of(kind: str) -> Callable[[date], str]:
+    if kind == "daily":
+        return date.isoformat
+    if kind == "weekly":  # weeks start on Monday, as ccusage's unified weekly report
+        return lambda d: (d - timedelta(days=d.weekday())).isoformat()
+    if kind == "monthly":
+        return lambda d: f"{d.year:04d}-{d.month:02d}"
+    raise ValueError(f"unknown period {kind!r}: one of {', '.join(PERIODS)}")
+
+
+def _local_date(
+    bucket: int | None, tz: tzinfo, cache: dict[int | None, date | None]
+) -> date | None:
+    if bucket in cache:
+        return cache[bucket]
+    day = None
+    if bucket is not None:
+        day = datetime.fromtimestamp(bucket * (_BUCKET_MICROS // 1_000_000), tz).date()
+    cache[bucket] = day
+    return day
+
+
+def period_report(
+    repo: Repository,
+    kind: str,
+    *,
+    tz: tzinfo = UTC,
+    filters: Filters = Filters(),
+    cost: str = "auto",
+) -> list[ReportRow]:
+    """Daily, weekly or monthly totals with a per-model breakdown, oldest first; dates are in
+    ``tz``. Calls without a timestamp form a last row whose period is None."""
+    period_of = _period_of(kind)
+    bucket = (_MICROS // _BUCKET_MICROS).label("bucket")
+    query = (
+        select(bucket, calls.c.model, *_sums(cost))
+        .where(and_(True, *filters.clauses()))
+        .group_by(bucket, calls.c.model)
+    )
+    rows: dict[str | None, ReportRow] = {}
+    days: dict[int | None, date | None] = {}
+    for r in _run(repo, query):
+        b = r["bucket"]
+        day = _local_date(None if b is None else int(b), tz, days)
+        period = None if day is None else period_of(day)
+        row = rows.get(period)
+        if row is None:
+            row = rows[period] = ReportRow(period)
+        row.add(r["model"], _totals(r))
+    return sorted(rows.values(), key=lambda x: (x.period is None, x.period or ""))
+
+
+# -- sessions ----------------------------------------------------------------------------------
+
+
+def sessions_report(
+    repo: Repository, *, filters: Filters = Filters(), cost: str = "auto"
+) -> list[ReportRow]:
+    """Totals per session (``calls.session_id``) with a per-model breakdown, the project and
+    the first and last call times; ordered by last activity."""
+    query = (
+        select(
+            calls.c.session_id,
+            calls.c.model,
+            func.max(calls.c.project).label("project"),
+            func.min(_MICROS).label("first_at"),
+            func.max(_MICROS).label("last_at"),
+            *_sums(cost),
+        )
+        .where(and_(True, *filters.clauses()))
+        .group_by(calls.c.session_id, calls.c.model)
+    )
+    rows: dict[str | None, ReportRow] = {}
+    for r in _run(repo, query):
+        sid = r["session_id"]
+        row = rows.get(sid)
+        if row is None:
+            row = rows[sid] = ReportRow(sid, session_id=sid, project=r["project"])
+        row.project = row.project or r["project"]
+        first, last = micros_to_datetime(r["first_at"]), micros_to_datetime(r["last_at"])
+        if first is not None and (row.first_at is None or first < row.first_at):
+            row.first_at = first
+        if last is not None and (row.last_at is None or last > row.last_at):
+            row.last_at = last
+        row.add(r["model"], _totals(r))
+    never = datetime.min.replace(tzinfo=UTC)
+    return sorted(rows.values(), key=lambda x: (x.last_at or never, x.session_id or ""))
+
+
+# -- 5-hour blocks -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Block:
+    """A 5-hour billing window as ccusage defines it (or a gap between two)."""
+
+    start: datetime
+    end: datetime
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    totals: Totals = field(default_factory=Totals)
+    models: list[str] = field(default_factory=list)
+    entries: int = 0
+    is_gap: bool = False
+    is_active: bool = False
+
+    def burn_rate(self) -> dict[str, float] | None:
+        """Tokens per minute and USD per hour between the first and last call (active only)."""
+        if not self.is_active or self.first_at is None or self.last_at is None:
+            return None
+        minutes = (self.last_at - self.first_at).total_seconds() / 60
+        if minutes <= 0:
+            return None
+        usage = self.totals.usage
+        total = usage.total_tokens or 0
+        io = (usage.input_tokens or 0) + (usage.output_tokens or 0)
+        cost = float(self.totals.cost_usd or 0)
+        return {
+            "tokens_per_minute": total / minutes,
+            "tokens_per_minute_indicator": io / minutes,
+            "cost_per_hour": cost / minutes * 60,
+        }
+
+    def projection(self, now: datetime) -> dict[str, float] | None:
+        """Totals projected to the block's end at the current burn rate (active only)."""
+        rate = self.burn_rate()
+        if rate is None:
+            return None
+        remaining = max(0.0, (self.end - now).total_seconds() / 60)
+        return {
+            "total_tokens": (self.totals.usage.total_tokens or 0)
+            + rate["tokens_per_minute"] * remaining,
+            "cost_usd": float(self.totals.cost_usd or 0) + rate["cost_per_hour"] / 60 * remaining,
+            "remaining_minutes": remaining,
+        }
+
+
+def blocks(
+    repo: Repository,
+    *,
+    filters: Filters = Filters(),
+    cost: str = "auto",
+    hours: float = 5,
+    now: datetime | None = None,
+) -> list[Block]:
+    """Calls grouped into ``hours``-long blocks (ccusage ``blocks``): a block starts at its first
+    call's time floored to the hour; a call more than ``hours`` after the block's start or after
+    the previous call starts a new one; a gap block marks a long idle stretch."""
+    length = timedelta(hours=hours)
+    now = now or datetime.now(UTC)
+    query = (
+        select(_MICROS.label("at"), calls.c.model, *_sums(cost))
+        .where(and_(calls.c.started_at.is_not(None), *filters.clauses()))
+        .group_by(_MICROS, calls.c.model)
+        .order_by(_MICROS)
+    )
+    out: list[Block] = []
+    current: Block | None = None
+    for r in _run(repo, query):
+        at = micros_to_datetime(r["at"])
+        assert at is not None
+        if (
+            current is None
+            or at - current.start > length
+            or (current.last_at is not None and at - current.last_at > length)
+        ):
+            start = at.replace(minute=0, second=0, microsecond=0)
+            if current is not None and current.last_at is not None:
+                gap_start = current.last_at + length
+                if start > gap_start:
+                    out.append(Block(gap_start, start, is_gap=True))
+            current = Block(start, start + length, first_at=at)
+            out.append(current)
+        current.last_at = at
+        current.totals = current.totals + _totals(r)
+        current.entries += int(r["calls"])
+        model = r["model"]
+        if model and model != "<synthetic>" and model not in current.models:
+            current.models.append(model)
+    if current is not None and current.last_at is not None:
+        current.is_active = now - current.last_at < length and now < current.end
+    return out
+
+
+# -- tokens by dimension -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class GroupRow:
+    """Totals of one combination of dimension values, with the summed call duration."""
+
+    key: dict[str, str | None]
+    totals: Totals = field(default_factory=Totals)
+    duration_ms: int | None = None
+
+
+def _dimension(name: str) -> ColumnElement[Any]:
+    columns: dict[str, ColumnElement[Any]] = {
+        "project": calls.c.project,
+        "agent": calls.c.agent_id,
+        "model": calls.c.model,
+        "provider": calls.c.provider,
+        "day": (_MICROS // _BUCKET_MICROS),
+        "command": runs.c.command_name,
+        "action": runs.c.action,
+        "job": runs.c.key,
+    }
+    if name not in columns:
+        raise ValueError(f"unknown dimension {name!r}: use any of {', '.join(DIMENSIONS)}")
+    return columns[name]
+
+
+def group_tokens(
+    repo: Repository,
+    dimensions: Sequence[str],
+    *,
+    tz: tzinfo = UTC,
+    filters: Filters = Filters(),
+    cost: str = "auto",
+) -> list[GroupRow]:
+    """Calls, tokens, duration and cost grouped by ``dimensions`` (names from
+    :data:`DIMENSIONS`; ``command``, ``action`` and ``job`` are the call's run's command name,
+    action and external key); largest cost first."""
+    if not dimensions:
+        raise ValueError(f"name at least one dimension: {', '.join(DIMENSIONS)}")
+    cols = [_dimension(d).label(f"d_{i}") for i, d in enumerate(dimensions)]
+    query = select(*cols, func.sum(calls.c.duration_ms).label("duration_ms"), *_sums(cost))
+    if any(d in ("command", "action", "job") for d in dimensions):
+        query = query.select_from(calls.outerjoin(runs, runs.c.id == calls.c.run_id))
+    query = query.where(and_(True, *filters.clauses())).group_by(*cols)
+    merged: dict[tuple[str | None, ...], GroupRow] = {}
+    days: dict[int | None, date | None] = {}
+    for r in _run(repo, query):
+        values: list[str | None] = []
+        for i, name in enumerate(dimensions):
+            value = r[f"d_{i}"]
+            if name == "day":
+                day = _local_date(None if value is None else int(value), tz, days)
+                value = None if day is None else day.isoformat()
+            values.append(value)
+        key = tuple(values)
+        row = merged.get(key)
+        if row is None:
+            row = merged[key] = GroupRow(dict(zip(dimensions, values, strict=True)))
+        row.totals = row.totals + _totals(r)
+        if r["duration_ms"] is not None:
+            row.duration_ms = (row.duration_ms or 0) + int(r["duration_ms"])
+    return sorted(
+        merged.values(),
+        key=lambda g: (-(g.totals.cost_usd or Decimal(0)), tuple(str(v) for v in g.key.values())),
+    )
