@@ -292,3 +292,22 @@ def test_what_the_caller_states_wins_over_the_payload(ledger: Ledger) -> None:
     assert call.started_at == measured
     assert call.duration_ms == 812
     assert call.model == "gpt-4o-2024-08-06"  # the payload's model is kept
+
+
+def test_annotations_are_written_with_the_terminal_status(ledger: Ledger) -> None:
+    with ledger.run("task", metadata={"plan": "p"}) as task:
+        task.annotate(num_turns=3, duration_api_ms=15210)
+    row = ledger.repository.get_run(task.id)
+    assert row is not None
+    assert row["metadata"] == {"plan": "p", "num_turns": 3, "duration_api_ms": 15210}
+
+
+def test_record_an_already_parsed_payload(ledger: Ledger, fixtures_dir: Path) -> None:
+    from llmledger.sources import parse_file
+
+    parsed = parse_file(fixtures_dir / "claude-code" / "claude-stream-json.jsonl")
+    with ledger.run("task") as task:
+        ledger.record(parsed)
+    totals = ledger.totals(task.id)
+    assert totals.usage.total_tokens == 44068
+    assert totals.cost_usd == Decimal("0.07920015")  # the result's reported cost, apportioned

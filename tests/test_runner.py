@@ -167,6 +167,17 @@ def test_run_agent_recognizes_each_format(sqlite_url: str, emit: str) -> None:
     assert result.totals.usage.total_tokens == expected[emit]
 
 
+def test_plain_text_lines_between_json_lines_do_not_lose_the_usage(
+    sqlite_url: str, fixtures_dir: Path
+) -> None:
+    stream = fixtures_dir / "claude-code" / "claude-stream-json.jsonl"
+    script = f"echo 'Update available: run claude update'; cat '{stream}'"
+    with Ledger(sqlite_url) as ledger:
+        result = run_agent(["sh", "-c", script], ledger=ledger, stdout=io.BytesIO())
+    assert result.totals.usage.total_tokens == 44068
+    assert any("non-JSON line" in warning for warning in result.warnings)
+
+
 def test_retries_of_the_same_output_do_not_fold_into_one_call(sqlite_url: str) -> None:
     # Each invocation of the fake agent has fresh message ids, as real attempts do.
     with Ledger(sqlite_url) as ledger:

@@ -107,6 +107,7 @@ class Run:
     attempt_number: int | None = None
     status: str = "running"
     _forced_status: str | None = field(default=None, repr=False)
+    _metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     _attempts: int = field(default=0, repr=False)
     _token: contextvars.Token[Run | None] | None = field(default=None, repr=False)
 
@@ -120,6 +121,10 @@ class Run:
         self._attempts += 1
         name = kwargs.pop("name", None) or f"{self.name or self.kind} attempt {self._attempts}"
         return self.ledger.run("attempt", name=name, parent=self, attempt=self._attempts, **kwargs)
+
+    def annotate(self, **metadata: Any) -> None:
+        """Add to the run's metadata; written with its terminal status when the run ends."""
+        self._metadata.update(metadata)
 
     def set_status(self, status: str) -> None:
         """Use ``status`` instead of the automatic one when the run ends (e.g. "skipped")."""
@@ -357,7 +362,7 @@ class Ledger:
         self.flush()
         totals = self._guard(
             f"finalize {run.kind} run {run.id}",
-            lambda: self.repository.finalize_run(run.id, status),
+            lambda: self.repository.finalize_run(run.id, status, metadata=run._metadata or None),
         )
         run.status = status
         for observer in self.observers:
@@ -383,7 +388,8 @@ class Ledger:
     ) -> list[Call]:
         """Record the call(s) in ``payload`` under ``run`` (default: the current run).
 
-        ``payload`` is a :class:`Usage`, a :class:`Call`, or anything a parser of
+        ``payload`` is a :class:`Usage`, a :class:`Call`, a :class:`~llmledger.sources.Parsed`
+        (already parsed), or anything a parser of
         :mod:`llmledger.sources` understands (a provider response as dict or JSON text, an SDK
         response object with ``model_dump()``, Claude Code or Codex output, ...). ``model``
         fills in for calls whose payload names none; ``provider``, ``agent``, ``status``,
@@ -518,11 +524,14 @@ def _calls_of(payload: Any, format: str | None) -> tuple[list[Call], Mapping[str
         return [replace(payload, metadata=dict(payload.metadata))], {}
     if isinstance(payload, Usage):
         return [Call(usage=payload, source="api")], {}
-    if hasattr(payload, "model_dump"):  # pydantic models of the provider SDKs
-        payload = payload.model_dump(mode="json", exclude_none=False)
-    from llmledger.sources import parse
+    from llmledger.sources import Parsed, parse
 
-    parsed = parse(payload, format=format)
+    if isinstance(payload, Parsed):
+        parsed = payload
+    else:
+        if hasattr(payload, "model_dump"):  # pydantic models of the provider SDKs
+            payload = payload.model_dump(mode="json", exclude_none=False)
+        parsed = parse(payload, format=format)
     summary = parsed.summary
     reported = getattr(summary, "reported_cost_by_model", None) or {}
     return parsed.calls, reported

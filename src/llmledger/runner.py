@@ -32,7 +32,7 @@ from typing import IO, Any
 from llmledger.call import Call
 from llmledger.errors import ParseError
 from llmledger.ledger import Ledger, Run
-from llmledger.sources import Summary, parse
+from llmledger.sources import Parsed, Summary, parse
 from llmledger.totals import Totals
 
 __all__ = [
@@ -430,9 +430,7 @@ def _record_output(
         result.warnings.append("the command printed nothing on stdout; no usage recorded")
         return
     try:
-        # Parsed here for the format, summary and warnings; record() parses again to apportion
-        # the reported costs (cheap next to an agent's run time).
-        parsed = parse(output, format=format)
+        parsed = _parse_output(output, format)
     except ParseError as exc:
         result.warnings.append(f"no usage recognized in the output ({exc}); recorded no calls")
         return
@@ -440,11 +438,26 @@ def _record_output(
     result.summary = parsed.summary
     result.warnings.extend(parsed.warnings)
     if parsed.calls:
-        result.calls = run.record(output, format=parsed.format, model=model, started_at=started_at)
+        result.calls = run.record(parsed, model=model, started_at=started_at)
         if not result.calls:
             result.warnings.append("the ledger could not record the calls (see the log)")
     else:
         result.warnings.append(f"{parsed.format}: the output holds no usage yet")
+
+
+def _parse_output(output: bytes, format: str | None) -> Parsed:
+    try:
+        return parse(output, format=format)
+    except ParseError:
+        # An agent may print plain-text lines between its JSON lines (a banner, a notice);
+        # keep the JSON lines rather than lose the whole stream's usage.
+        json_lines = [line for line in output.splitlines() if line.lstrip().startswith(b"{")]
+        if not json_lines or len(json_lines) == len(output.splitlines()):
+            raise
+        parsed = parse(b"\n".join(json_lines), format=format)
+        skipped = len(output.splitlines()) - len(json_lines)
+        parsed.warnings.append(f"skipped {skipped} non-JSON line(s) in the agent's output")
+        return parsed
 
 
 def run_agent(
