@@ -26,6 +26,7 @@ from sqlalchemy import (
     Select,
     and_,
     case,
+    cast,
     func,
     null,
     select,
@@ -106,7 +107,7 @@ def _cost(mode: str) -> ColumnElement[Any]:
     if mode == "reported":
         return case((reported, raw), else_=null())
     if mode == "calculate":
-        computed = calls.c.metadata["computed_cost_pico"].as_integer()
+        computed = cast(calls.c.metadata["computed_cost_pico"].as_string(), BigInteger)
         return case((reported, computed), else_=raw)
     raise ValueError(f"unknown cost mode {mode!r}: one of {', '.join(COST_MODES)}")
 

@@ -1,0 +1,353 @@
+"""Importing agent logs: ccusage v20 dedupe (ccusage.md §2), incremental reads, bad lines."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from llmledger.imports import ImportSummary, discover, import_logs
+from llmledger.store import Repository, open_repository
+
+SESSION_A = "aaaaaaaa-0000-4000-8000-000000000001"
+SESSION_B = "bbbbbbbb-0000-4000-8000-000000000002"
+
+
+def line(
+    msg_id: str | None,
+    request_id: str | None = "req_1",
+    *,
+    output: int = 100,
+    cache_read: int = 1000,
+    session: str = SESSION_A,
+    sidechain: bool = False,
+    at: str = "2025-06-10T09:00:00.000Z",
+    model: str = "claude-sonnet-4-20250514",
+    cost: float | None = None,
+) -> dict[str, Any]:
+    """A Claude Code assistant transcript line."""
+    message: dict[str, Any] = {
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": "ok"}],
+        "usage": {
+            "input_tokens": 10,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": cache_read,
+            "output_tokens": output,
+        },
+    }
+    if msg_id is not None:
+        message["id"] = msg_id
+    obj: dict[str, Any] = {
+        "parentUuid": None,
+        "isSidechain": sidechain,
+        "cwd": "/home/dev/p",
+        "sessionId": session,
+        "version": "1.0.51",
+        "type": "assistant",
+        "message": message,
+        "timestamp": at,
+    }
+    if request_id is not None:
+        obj["requestId"] = request_id
+    if cost is not None:
+        obj["costUSD"] = cost
+    return obj
+
+
+def write(path: Path, lines: list[dict[str, Any]], *, mode: str = "wb") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, mode) as fh:
+        fh.write(b"".join(orjson.dumps(obj) + b"\n" for obj in lines))
+    return path
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "claude"
+
+
+@pytest.fixture
+def repo(sqlite_url: str) -> Repository:
+    return open_repository(sqlite_url)
+
+
+def session_file(home: Path, session: str = SESSION_A, project: str = "-home-dev-p") -> Path:
+    return home / "projects" / project / f"{session}.jsonl"
+
+
+def run(repo: Repository, home: Path) -> ImportSummary:
+    return import_logs(repo, ["claude"], [home], workers=1)
+
+
+def stored(repo: Repository) -> list[dict[str, Any]]:
+    with repo.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT dedupe_key, session_id, project, output_tokens, cache_read_tokens, metadata"
+            " FROM calls ORDER BY dedupe_key"
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+# -- dedupe: the cases of ccusage.md §2 ----------------------------------------------------------
+
+
+def test_per_block_copies_count_once(repo: Repository, home: Path) -> None:
+    write(session_file(home), [line("m1"), line("m1"), line("m1"), line("m2", "req_2")])
+    summary = run(repo, home)
+    assert summary.calls_added == 2
+    assert summary.duplicates == 2
+    assert [r["dedupe_key"] for r in stored(repo)] == ["m1:req_1", "m2:req_2"]
+
+
+def test_streaming_snapshots_keep_the_largest_output(repo: Repository, home: Path) -> None:
+    write(session_file(home), [line("m1", output=3), line("m1", output=159), line("m1", output=40)])
+    summary = run(repo, home)
+    assert summary.calls_added == 1
+    assert [r["output_tokens"] for r in stored(repo)] == [159]
+
+
+def test_growing_snapshot_in_a_later_import_replaces_the_stored_copy(
+    repo: Repository, home: Path
+) -> None:
+    path = write(session_file(home), [line("m1", output=3)])
+    run(repo, home)
+    write(path, [line("m1", output=200)], mode="ab")
+    summary = run(repo, home)
+    assert summary.calls_added == 0
+    assert summary.calls_updated == 1
+    assert [r["output_tokens"] for r in stored(repo)] == [200]
+
+
+def test_copies_in_resumed_sessions_stay_with_the_first_session(
+    repo: Repository, home: Path
+) -> None:
+    first = write(session_file(home, SESSION_A), [line("m1"), line("m2", "req_2")])
+    os.utime(first, ns=(1_000_000_000, 1_000_000_000))  # the older file is read first
+    write(
+        session_file(home, SESSION_B),
+        [line("m1", session=SESSION_B), line("m2", "req_2", session=SESSION_B), line("m3", "r3")],
+    )
+    summary = run(repo, home)
+    assert summary.calls_added == 3
+    assert summary.duplicates == 2
+    sessions = {r["dedupe_key"]: r["session_id"] for r in stored(repo)}
+    assert sessions == {"m1:req_1": SESSION_A, "m2:req_2": SESSION_A, "m3:r3": SESSION_B}
+
+
+def test_resumed_copy_imported_later_changes_nothing(repo: Repository, home: Path) -> None:
+    write(session_file(home, SESSION_A), [line("m1")])
+    run(repo, home)
+    write(session_file(home, SESSION_B), [line("m1", session=SESSION_B)])
+    summary = run(repo, home)
+    assert (summary.calls_added, summary.duplicates) == (0, 1)
+    assert [r["session_id"] for r in stored(repo)] == [SESSION_A]
+
+
+def test_sidechain_replay_yields_to_the_parent(repo: Repository, home: Path) -> None:
+    sub = home / "projects" / "-home-dev-p" / SESSION_A / "subagents" / "agent-1.jsonl"
+    write(session_file(home), [line("m1", "req_parent", cache_read=5000)])
+    write(
+        sub,
+        [line("m1", "req_side", cache_read=9000, sidechain=True), line("m9", "r9", sidechain=True)],
+    )
+    summary = run(repo, home)
+    keys = [r["dedupe_key"] for r in stored(repo)]
+    # The replay is dropped; the sidechain's own message is real usage and counts.
+    assert keys == ["m1:req_parent", "m9:r9"]
+    assert summary.duplicates == 1
+    assert {r["session_id"] for r in stored(repo)} == {SESSION_A}
+
+
+def test_sidechain_seen_first_is_replaced_by_the_parent(repo: Repository, home: Path) -> None:
+    sub = home / "projects" / "-home-dev-p" / SESSION_A / "subagents" / "agent-1.jsonl"
+    write(sub, [line("m1", "req_side", cache_read=9000, sidechain=True)])
+    run(repo, home)  # only the sidechain copy exists yet
+    write(session_file(home), [line("m1", "req_parent", cache_read=5000)])
+    run(repo, home)
+    rows = stored(repo)
+    assert [r["dedupe_key"] for r in rows] == ["m1:req_parent"]
+    assert rows[0]["cache_read_tokens"] == 5000
+
+
+def test_same_id_other_request_without_sidechain_counts_twice(repo: Repository, home: Path) -> None:
+    write(session_file(home), [line("m1", "req_1"), line("m1", "req_2")])
+    assert run(repo, home).calls_added == 2
+
+
+def test_missing_request_id_dedupes_on_message_id(repo: Repository, home: Path) -> None:
+    write(session_file(home), [line("m1", None, output=5), line("m1", None, output=50)])
+    summary = run(repo, home)
+    assert summary.calls_added == 1
+    assert [(r["dedupe_key"], r["output_tokens"]) for r in stored(repo)] == [("m1", 50)]
+
+
+def test_dedupe_holds_across_a_process_pool(
+    repo: Repository, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("llmledger.imports.POOL_THRESHOLD_BYTES", 0)
+    for i in range(6):
+        sid = f"{i:08d}-0000-4000-8000-000000000000"
+        write(session_file(home, sid), [line("shared", session=sid), line(f"own{i}", "r")])
+    summary = import_logs(repo, ["claude"], [home], workers=2)
+    assert summary.calls_added == 7
+    assert summary.duplicates == 5
+
+
+# -- incremental import ---------------------------------------------------------------------------
+
+
+def test_the_same_import_twice_reads_nothing_again(repo: Repository, home: Path) -> None:
+    write(session_file(home), [line("m1"), line("m2", "r2")])
+    first = run(repo, home)
+    second = run(repo, home)
+    assert first.calls_added == 2
+    assert (second.files_read, second.files_skipped_unchanged, second.calls_added) == (0, 1, 0)
+
+
+def test_appended_lines_are_read_from_the_saved_offset(repo: Repository, home: Path) -> None:
+    path = write(session_file(home), [line("m1"), line("m2", "r2")])
+    run(repo, home)
+    size = path.stat().st_size
+    write(path, [line("m3", "r3")], mode="ab")
+    summary = run(repo, home)
+    assert summary.calls_added == 1
+    assert summary.bytes_read == path.stat().st_size - size
+    assert summary.lines == 1
+
+
+def test_a_partial_last_line_waits_for_its_newline(repo: Repository, home: Path) -> None:
+    path = write(session_file(home), [line("m1")])
+    whole = orjson.dumps(line("m2", "r2"))
+    with open(path, "ab") as fh:
+        fh.write(whole[:40])
+    first = run(repo, home)
+    assert (first.calls_added, first.lines_skipped) == (1, 0)
+    with open(path, "ab") as fh:
+        fh.write(whole[40:] + b"\n")
+    assert run(repo, home).calls_added == 1
+
+
+def test_a_truncated_file_is_read_again_harmlessly(repo: Repository, home: Path) -> None:
+    path = write(session_file(home), [line("m1"), line("m2", "r2"), line("m3", "r3")])
+    run(repo, home)
+    write(path, [line("m1")])  # shorter than the saved offset
+    summary = run(repo, home)
+    assert summary.files_reread == 1
+    assert summary.calls_added == 0
+    assert len(stored(repo)) == 3
+
+
+def test_a_replaced_file_is_read_from_the_start(repo: Repository, home: Path) -> None:
+    path = write(session_file(home), [line("m1"), line("m2", "r2")])
+    run(repo, home)
+    replacement = path.with_suffix(".tmp")
+    write(replacement, [line("x1", "r"), line("x2", "r"), line("x3", "r"), line("x4", "r")])
+    os.replace(replacement, path)  # a new inode, other first bytes, a larger size
+    summary = run(repo, home)
+    assert summary.files_reread == 1
+    assert summary.calls_added == 4
+
+
+def test_a_new_file_is_picked_up(repo: Repository, home: Path) -> None:
+    write(session_file(home, SESSION_A), [line("m1")])
+    run(repo, home)
+    write(session_file(home, SESSION_B), [line("m2", "r2", session=SESSION_B)])
+    summary = run(repo, home)
+    assert (summary.files_read, summary.files_skipped_unchanged, summary.calls_added) == (1, 1, 1)
+    assert summary.sessions_added == 1
+
+
+def test_one_session_run_per_session(repo: Repository, home: Path) -> None:
+    write(session_file(home, SESSION_A), [line("m1")])
+    write(session_file(home, SESSION_B), [line("m2", "r2", session=SESSION_B)])
+    run(repo, home)
+    write(session_file(home, SESSION_A), [line("m3", "r3")], mode="ab")
+    run(repo, home)
+    with repo.engine.connect() as conn:
+        sessions = conn.exec_driver_sql(
+            "SELECT key, name, agent_id, id FROM runs WHERE kind = 'session' ORDER BY key"
+        ).all()
+        owners = conn.exec_driver_sql("SELECT COUNT(DISTINCT run_id) FROM calls").scalar_one()
+    assert [(s[0], s[1], s[2]) for s in sessions] == [
+        (SESSION_A, "-home-dev-p", "claude-code"),
+        (SESSION_B, "-home-dev-p", "claude-code"),
+    ]
+    assert owners == 2
+
+
+# -- bad and unusual lines ------------------------------------------------------------------------
+
+
+def test_malformed_lines_are_counted_and_reported(repo: Repository, home: Path) -> None:
+    path = session_file(home)
+    path.parent.mkdir(parents=True)
+    good = orjson.dumps(line("m1"))
+    path.write_bytes(
+        good + b'\n{"message": {"id": "x", "usage": {"input_tokens": 9\n' + good + b"\n"
+    )
+    summary = run(repo, home)
+    assert summary.calls_added == 1
+    assert summary.skipped == {"malformed JSON": 1}
+    assert summary.errors[0].startswith(f"{path}:2: malformed JSON")
+
+
+def test_invalid_usage_is_skipped_with_a_reason(repo: Repository, home: Path) -> None:
+    bad = line("m2", "r2")
+    bad["message"]["usage"]["output_tokens"] = -5
+    write(session_file(home), [line("m1"), bad])
+    summary = run(repo, home)
+    assert summary.calls_added == 1
+    assert summary.skipped == {"invalid usage": 1}
+    assert ":2: " in summary.errors[0]
+
+
+def test_pretty_printed_lines_parse(repo: Repository, home: Path) -> None:
+    path = session_file(home)
+    path.parent.mkdir(parents=True)
+    pretty = orjson.dumps(line("m1"), option=orjson.OPT_INDENT_2)
+    path.write_bytes(pretty + b"\n" + orjson.dumps(line("m2", "r2")) + b"\n")
+    assert run(repo, home).calls_added == 2
+
+
+def test_reported_cost_is_kept_with_the_computed_one(repo: Repository, home: Path) -> None:
+    write(session_file(home), [line("m1", cost=0.0123)])
+    run(repo, home)
+    with repo.engine.connect() as conn:
+        cost, status = conn.exec_driver_sql("SELECT cost_usd, cost_status FROM calls").one()
+    assert (cost, status) == (12_300_000_000, "reported")
+    assert "computed_cost_pico" in stored(repo)[0]["metadata"]
+
+
+# -- discovery -------------------------------------------------------------------------------------
+
+
+def test_discovery_follows_claude_config_dir(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    write(session_file(one, SESSION_A, "-p1"), [line("m1")])
+    nested = two / "projects" / "-p2" / SESSION_B / "subagents" / "agent-x.jsonl"
+    write(nested, [line("m2")])
+    env = {"CLAUDE_CONFIG_DIR": f"{one},{two / 'projects'}"}
+    files = sorted(discover(["claude"], env=env, home=tmp_path), key=lambda f: f.path)
+    assert [(f.session_id, f.project) for f in files] == [(SESSION_A, "-p1"), (SESSION_B, "-p2")]
+
+
+def test_discovery_defaults_and_other_agents(tmp_path: Path) -> None:
+    write(session_file(tmp_path / ".claude"), [line("m1")])
+    write(tmp_path / ".codex" / "sessions" / "2025" / "rollout-1.jsonl", [{"type": "x"}])
+    (tmp_path / ".gemini" / "tmp" / "h" / "chats").mkdir(parents=True)
+    (tmp_path / ".gemini" / "tmp" / "h" / "chats" / "session-1.json").write_text("{}")
+    found = discover(["claude", "codex", "gemini"], env={}, home=tmp_path)
+    assert sorted(f.agent for f in found) == ["claude", "codex", "gemini"]
+
+
+def test_codex_rollout_imports(repo: Repository, fixtures_dir: Path, tmp_path: Path) -> None:
+    summary = import_logs(repo, ["codex"], [fixtures_dir / "codex"], workers=1)
+    assert summary.calls_added > 0
+    again = import_logs(repo, ["codex"], [fixtures_dir / "codex"], workers=1)
+    assert again.files_skipped_unchanged == 1
