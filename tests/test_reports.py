@@ -197,7 +197,8 @@ def test_cli_import_then_reports(cli: CliRunner) -> None:
     assert daily.exit_code == 0, daily.output
     assert [r["period"] for r in json.loads(daily.output)["rows"]] == ["2025-06-10", "2025-06-11"]
     table = cli.invoke(_app.app, ["monthly", "--tz", "UTC", "--breakdown"])
-    assert "76,885" in table.output and "opus-4" in table.output
+    assert "76,885" in table.output
+    assert "opus-4" in table.output
     sessions = cli.invoke(_app.app, ["sessions", "--json", "--tz", "UTC"])
     assert json.loads(sessions.output)["rows"][1]["project"] == "-home-dev-beta"
     tokens = cli.invoke(_app.app, ["tokens", "--group-by", "model,provider", "--json"])
@@ -213,8 +214,11 @@ def test_cli_reports_import_first(cli: CliRunner) -> None:
 
 def test_cli_errors_say_what_to_do(cli: CliRunner) -> None:
     bad_tz = cli.invoke(_app.app, ["daily", "--tz", "Mars/Olympus", "--no-import"])
-    assert bad_tz.exit_code == 2 and "IANA" in bad_tz.output
+    assert bad_tz.exit_code == 2
+    assert "IANA" in bad_tz.output
     bad_dim = cli.invoke(_app.app, ["tokens", "--group-by", "colour", "--no-import"])
-    assert bad_dim.exit_code == 2 and "project" in bad_dim.output
+    assert bad_dim.exit_code == 2
+    assert "project" in bad_dim.output
     bad_cost = cli.invoke(_app.app, ["daily", "--cost", "display", "--no-import"])
-    assert bad_cost.exit_code == 2 and "calculate" in bad_cost.output
+    assert bad_cost.exit_code == 2
+    assert "calculate" in bad_cost.output
