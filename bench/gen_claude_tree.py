@@ -75,7 +75,7 @@ class _Session:
         line = self._base("user")
         rng = self.rng
         if rng.random() < 0.5:
-            line["message"] = {"role": "user", "content": _text(rng, rng.randint(8, 40))}
+            line["message"] = {"role": "user", "content": _text(rng, rng.randint(6, 30))}
         else:
             line["message"] = {
                 "role": "user",
@@ -83,7 +83,7 @@ class _Session:
                     {
                         "tool_use_id": f"toolu_{rng.getrandbits(64):016x}",
                         "type": "tool_result",
-                        "content": _text(rng, rng.randint(20, 120)),
+                        "content": _text(rng, rng.randint(15, 90)),
                     }
                 ],
             }
@@ -108,7 +108,7 @@ class _Session:
             "output_tokens": final_output,
             "service_tier": "standard",
         }
-        blocks: list[dict[str, Any]] = [{"type": "text", "text": _text(rng, rng.randint(5, 60))}]
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": _text(rng, rng.randint(3, 40))}]
         for _ in range(copies - 1):
             blocks.append(
                 {

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Index, select
 
 from llmledger._import_read import (
     HEAD_BYTES,
@@ -386,6 +386,17 @@ def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) 
 # -- the import --------------------------------------------------------------------------------
 
 
+def _drop_indexes(conn: Connection) -> list[Index]:
+    """Drop the secondary indexes of an empty SQLite ``calls`` table for a bulk load; the
+    caller builds them again before commit (sorting once beats updating them row by row)."""
+    if conn.dialect.name != "sqlite":
+        return []
+    dropped = [index for index in calls.indexes if not index.unique]
+    for index in dropped:
+        index.drop(conn)
+    return dropped
+
+
 def _count_calls(conn: Connection) -> int:
     return int(conn.exec_driver_sql("SELECT COUNT(*) FROM calls").scalar_one())
 
@@ -443,10 +454,13 @@ def import_logs(
     plans, summary.files_skipped_unchanged = plan_import(repo, found)
     if not plans:
         return summary
-    if pricer is not None:
-        set_pricer(pricer, overrides_path)
-        # Load the price data before worker processes fork, so that they share it.
-        pricer.price_usage(Usage(input_tokens=0), "claude-sonnet-4-5", "anthropic")
+    if pricer is None:
+        from llmledger.pricing import Pricer
+
+        pricer = Pricer(overrides_path)
+    set_pricer(pricer, overrides_path)
+    # Load the price data before worker processes fork, so that they share it.
+    pricer.price_usage(Usage(input_tokens=0), "claude-sonnet-4-5", "anthropic")
     recorded = now_micros()
     tasks = _tasks(plans, overrides_path, recorded)
     total_bytes = sum(t.size - t.offset for t in tasks)
@@ -464,6 +478,7 @@ def import_logs(
             # their pages in memory for the length of the import.
             conn.exec_driver_sql("PRAGMA cache_size = -131072")
         before = _count_calls(conn)
+        rebuilt = _drop_indexes(conn) if before == 0 else []
         dedupe = _Dedupe(conn, has_calls)
         writer = _Writer(conn, summary)
         done_bytes = 0
@@ -497,6 +512,8 @@ def import_logs(
                 deleted += conn.execute(
                     calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
                 ).rowcount
+        for index in rebuilt:
+            index.create(conn)
         after = _count_calls(conn)
         _save_state(conn, plans, results, micros_to_datetime(recorded) or datetime.now(UTC))
     summary.calls_added = max(0, after - before)

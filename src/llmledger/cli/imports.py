@@ -40,13 +40,11 @@ def run_import(
 ) -> Any:
     """Import, with a progress bar when it is big (unless ``quiet``); returns the summary."""
     from llmledger.imports import import_logs
-    from llmledger.pricing import Pricer
     from llmledger.store import open_repository
 
     repo = open_repository(db)
-    pricer = Pricer(prices)
     if quiet:
-        return import_logs(repo, agents, paths, pricer=pricer, overrides_path=prices)
+        return import_logs(repo, agents, paths, overrides_path=prices)
     bar: Progress | None = None
 
     def progress(done: int, total: int) -> None:
@@ -67,9 +65,7 @@ def run_import(
         bar.update(bar.task_ids[0], completed=done)
 
     try:
-        return import_logs(
-            repo, agents, paths, pricer=pricer, overrides_path=prices, progress=progress
-        )
+        return import_logs(repo, agents, paths, overrides_path=prices, progress=progress)
     finally:
         if bar is not None:
             bar.stop()
