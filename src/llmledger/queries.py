@@ -131,6 +131,26 @@ def _totals(row: Any) -> Totals:
     )
 
 
+def _add_into(slot: list[Any], values: Sequence[Any]) -> None:
+    for i, value in enumerate(values):
+        if value is not None:
+            current = slot[i]
+            slot[i] = value if current is None else current + value
+
+
+def _totals_of(values: Sequence[Any]) -> Totals:
+    """Totals from the values of :func:`_sums`, in order."""
+    *tokens, cost, unpriced, count = values
+    return Totals(
+        usage=Usage(
+            **{n: None if v is None else int(v) for n, v in zip(_SUMMED, tokens, strict=True)}
+        ),
+        cost_usd=money_from_pico(cost),
+        unpriced_calls=int(unpriced or 0),
+        calls=int(count),
+    )
+
+
 def total_of(rows: Iterable[Totals]) -> Totals:
     """The sum of totals (None buckets stay None when no part reported them)."""
     return Totals.total(rows)
@@ -206,16 +226,25 @@ def period_report(
         .where(and_(True, *filters.clauses()))
         .group_by(bucket, calls.c.model)
     )
-    rows: dict[str | None, ReportRow] = {}
+    # Fold the (bucket, model) groups as plain integers first: there can be tens of
+    # thousands, and building Totals for each would cost more than the query.
+    acc: dict[tuple[str | None, str | None], list[Any]] = {}
     days: dict[int | None, date | None] = {}
-    for r in _run(repo, query):
-        b = r["bucket"]
-        day = _local_date(None if b is None else int(b), tz, days)
-        period = None if day is None else period_of(day)
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        for b, model, *values in conn.execute(query):
+            day = _local_date(None if b is None else int(b), tz, days)
+            key = (None if day is None else period_of(day), model)
+            slot = acc.get(key)
+            if slot is None:
+                acc[key] = list(values)
+            else:
+                _add_into(slot, values)
+    rows: dict[str | None, ReportRow] = {}
+    for (period, model), values in acc.items():
         row = rows.get(period)
         if row is None:
             row = rows[period] = ReportRow(period)
-        row.add(r["model"], _totals(r))
+        row.add(model, _totals_of(values))
     return sorted(rows.values(), key=lambda x: (x.period is None, x.period or ""))
 
 
