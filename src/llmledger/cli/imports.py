@@ -37,12 +37,15 @@ def run_import(
     *,
     prices: str | None = None,
     quiet: bool = False,
+    repo: Any | None = None,
 ) -> Any:
-    """Import, with a progress bar when it is big (unless ``quiet``); returns the summary."""
+    """Import, with a progress bar when it is big (unless ``quiet``); returns the summary.
+
+    ``repo`` is an open repository to use instead of opening ``db``."""
     from llmledger.imports import import_logs
     from llmledger.store import open_repository
 
-    repo = open_repository(db)
+    repo = repo if repo is not None else open_repository(db)
     if quiet:
         return import_logs(repo, agents, paths, overrides_path=prices)
     bar: Progress | None = None

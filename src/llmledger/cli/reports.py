@@ -93,6 +93,7 @@ class _Context:
                                tuple(agent or ()))  # fmt: skip
         self.cost = cost
         self.db = db
+        self._repo: Any | None = None
         log_agents = [a for a, s in _LOG_SOURCES.items() if not sources or s in sources]
         if not no_import and log_agents:
             self._import(log_agents)
@@ -101,18 +102,21 @@ class _Context:
         from llmledger.cli.imports import run_import
 
         try:
-            run_import(self.db, agents, None, quiet=True)
+            run_import(self.db, agents, None, quiet=True, repo=self.repo())
         except LedgerError as exc:
             typer.secho(f"warning: could not import agent logs first: {exc}", err=True,
                         fg=typer.colors.YELLOW)  # fmt: skip
 
     def repo(self) -> Any:
+        """The ledger, opened (and migrated if needed) once per command."""
         from llmledger.store import open_repository
 
-        try:
-            return open_repository(self.db)
-        except LedgerError as exc:
-            raise _fail(str(exc)) from None
+        if self._repo is None:
+            try:
+                self._repo = open_repository(self.db)
+            except LedgerError as exc:
+                raise _fail(str(exc)) from None
+        return self._repo
 
 
 def fields(totals: Totals) -> dict[str, Any]:
