@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -68,5 +70,9 @@ def _register_commands() -> None:
 
 def main() -> None:
     """Entry point of the ``llmledger`` console script."""
+    # Rich lays tables out for 80 columns when the output is not a terminal (a pipe, a CI
+    # log), which folds every column of a report; give piped tables room unless told.
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = "160"
     _register_commands()
     app()

@@ -188,8 +188,8 @@ _TOKEN_HEADERS = ("Input", "Output", "Cache write", "Cache read", "Total tokens"
 
 def _table(title: str, first: list[str]) -> Table:
     table = Table(title=title, title_justify="left")
-    for name in first:
-        table.add_column(name, overflow="fold")
+    for index, name in enumerate(first):
+        table.add_column(name, overflow="fold", no_wrap=index == 0)
     for name in _TOKEN_HEADERS:
         table.add_column(name, justify="right", no_wrap=True)
     return table
