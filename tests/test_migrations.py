@@ -120,3 +120,9 @@ def test_rows_at_0001_survive_the_upgrade_to_head(engine: sa.Engine) -> None:
     assert usage["m"].usage.input_tokens == 10
     assert usage["m"].usage.cache_read_tokens is None
     assert str(usage["m"].cost_usd.normalize()) == "1.5"  # type: ignore[union-attr]
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    from llmledger.store.engine import HEAD_REVISION
+
+    assert head_revision() == HEAD_REVISION

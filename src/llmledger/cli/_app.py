@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Annotated
@@ -54,18 +55,33 @@ def _root(
     """The books for LLM work."""
 
 
-def _register_commands() -> None:
-    # Each command family lives in its own module and adds itself to ``app`` on import.
-    from llmledger.cli import (
-        db,  # noqa: F401
-        imports,  # noqa: F401
-        parse,  # noqa: F401
-        plan,  # noqa: F401
-        prices,  # noqa: F401
-        reports,  # noqa: F401
-        run,  # noqa: F401
-        runs,  # noqa: F401
-    )
+#: Which module defines each command; a command line that names one imports only that module.
+COMMAND_MODULES = {
+    "db": "db",
+    "import": "imports",
+    "parse": "parse",
+    "plan": "plan",
+    "prices": "prices",
+    "daily": "reports",
+    "weekly": "reports",
+    "monthly": "reports",
+    "sessions": "reports",
+    "blocks": "reports",
+    "tokens": "reports",
+    "run": "run",
+    "runs": "runs",
+    "show": "runs",
+}
+
+
+def _register_commands(argv: list[str] | None = None) -> None:
+    # Each command family lives in its own module and adds itself to ``app`` on import. A
+    # report should not pay for importing the plan runner: load only the module the command
+    # line names, or all of them for --help and anything unknown.
+    command = next((arg for arg in argv or [] if not arg.startswith("-")), None)
+    wanted = {COMMAND_MODULES[command]} if command in COMMAND_MODULES else None
+    for module in sorted(wanted or set(COMMAND_MODULES.values())):
+        importlib.import_module(f"llmledger.cli.{module}")
 
 
 def main() -> None:
@@ -74,5 +90,5 @@ def main() -> None:
     # log), which folds every column of a report; give piped tables room unless told.
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         os.environ["COLUMNS"] = "160"
-    _register_commands()
+    _register_commands(sys.argv[1:])
     app()

@@ -19,6 +19,7 @@ from llmledger.errors import StoreError
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "HEAD_REVISION",
     "READ_ONLY",
     "current_revision",
     "default_url",
@@ -159,7 +160,12 @@ def _migrate(engine: Engine, direction: str, revision: str) -> None:
         raise StoreError(f"cannot migrate the ledger at {engine.url!r}: {exc}") from exc
 
 
+#: The newest migration; a test keeps it equal to what Alembic finds, so that opening a current
+#: ledger needs one query and no Alembic import (about 0.15 s of every CLI command).
+HEAD_REVISION = "0002"
+
+
 def ensure_current(engine: Engine) -> None:
     """Upgrade the database to head if it is behind (a no-op check when it is current)."""
-    if current_revision(engine) != head_revision():
+    if current_revision(engine) != HEAD_REVISION:
         upgrade(engine)

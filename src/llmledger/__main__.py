@@ -1,0 +1,5 @@
+"""``python -m llmledger``: the command line."""
+
+from llmledger.cli import main
+
+main()
