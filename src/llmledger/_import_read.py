@@ -21,44 +21,22 @@ import orjson
 
 from llmledger.call import Call
 from llmledger.errors import LedgerError
+from llmledger.store.schema import calls
 from llmledger.store.types import datetime_to_micros, money_to_pico
 
 __all__ = ["HEAD_BYTES", "ROW_COLUMNS", "FileResult", "ReadTask", "head_sha256", "read_file"]
 
 #: Bytes hashed at the start of a file to notice that it was replaced.
 HEAD_BYTES = 4096
-#: Columns of a row as the worker builds it; the importer prepends ``run_id``.
-ROW_COLUMNS: tuple[str, ...] = (
-    "dedupe_key",
-    "source",
-    "provider",
-    "model",
-    "message_id",
-    "request_id",
-    "session_id",
-    "project",
-    "agent_id",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "cost_status",
-    "currency",
-    "price_version",
-    "status",
-    "token_provenance",
-    "metadata",
-    "recorded_at",
+#: Columns of a row as the worker builds it (the ``calls`` table's, less the id and the run,
+#: which the importer prepends).
+ROW_COLUMNS: tuple[str, ...] = tuple(
+    column.name for column in calls.columns if column.name not in ("id", "run_id")
 )
-#: Index of ``message_id`` and ``session_id`` in a row.
-MESSAGE_ID, SESSION_ID, STARTED_AT = 4, 6, 9
+#: Index of ``message_id``, ``session_id`` and ``started_at`` in a row.
+MESSAGE_ID = ROW_COLUMNS.index("message_id")
+SESSION_ID = ROW_COLUMNS.index("session_id")
+STARTED_AT = ROW_COLUMNS.index("started_at")
 _AGENT_NAMES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
 _MAX_ERRORS = 5
 _SYNTHETIC = "<synthetic>"

@@ -45,7 +45,7 @@ from llmledger._import_read import (
     set_pricer,
 )
 from llmledger._logfiles import AGENTS, SOURCE_OF, LogFile, discover
-from llmledger.store.repository import Repository, new_run_id
+from llmledger.store.repository import Repository, new_run_id, raw_upsert_sql
 from llmledger.store.schema import calls, import_state, runs
 from llmledger.store.types import micros_to_datetime
 from llmledger.usage import Usage
@@ -218,42 +218,6 @@ def _read_all(tasks: Sequence[ReadTask], workers: int | None) -> Iterator[FileRe
 # -- writing -----------------------------------------------------------------------------------
 
 _COLUMNS = ("run_id", *ROW_COLUMNS)
-_TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
-_REPLACED = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "cost_status",
-    "price_version",
-    "model",
-    "provider",
-    "finished_at",
-    "duration_ms",
-    "status",
-    "metadata",
-)
-
-
-def _upsert_sql(dialect: str) -> str:
-    # The same rule as Repository.write_call_rows (larger token total wins; where a call was
-    # first filed stays), sent through the driver's executemany with values already in their
-    # stored form: the importer's rows are many and the type processing per row is the cost.
-    mark = "?" if dialect == "sqlite" else "%s"
-    values = [f"CAST({mark} AS jsonb)" if c == "metadata" and mark == "%s" else mark
-              for c in _COLUMNS]  # fmt: skip
-    total_new = " + ".join(f"COALESCE(excluded.{c}, 0)" for c in _TOKENS)
-    total_old = " + ".join(f"COALESCE(calls.{c}, 0)" for c in _TOKENS)
-    return (
-        f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join(values)}) "
-        "ON CONFLICT (dedupe_key) DO UPDATE SET "
-        + ", ".join(f"{c} = excluded.{c}" for c in _REPLACED)
-        + f" WHERE ({total_new}) > ({total_old})"
-    )
 
 
 class _Writer:
@@ -263,7 +227,7 @@ class _Writer:
     def __init__(self, conn: Connection, summary: ImportSummary) -> None:
         self.conn = conn
         self.summary = summary
-        self.sql = _upsert_sql(conn.dialect.name)
+        self.sql = raw_upsert_sql(conn.dialect.name, _COLUMNS)
         self.pending: list[tuple[Any, ...]] = []
         self.sessions: dict[str, str] = {}
         self.session_meta: dict[str, dict[str, Any]] = {}

@@ -46,7 +46,14 @@ from llmledger.store.types import datetime_to_micros, money_to_pico
 from llmledger.totals import Totals
 from llmledger.usage import Usage
 
-__all__ = ["PriceLike", "Repository", "new_run_id", "rollup_of", "totals_by_run"]
+__all__ = [
+    "PriceLike",
+    "Repository",
+    "new_run_id",
+    "raw_upsert_sql",
+    "rollup_of",
+    "totals_by_run",
+]
 
 
 class PriceLike(Protocol):
@@ -337,16 +344,28 @@ class Repository:
 
 
 _CALL_COLUMNS = [column.name for column in calls.columns if column.name != "id"]
-_SQLITE_UPSERT = (
-    f"INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _CALL_COLUMNS)}) "
-    "ON CONFLICT (dedupe_key) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED_ON_LARGER_COPY)
-    + " WHERE "
-    + " + ".join(f"coalesce(excluded.{n}, 0)" for n in _TOTAL_COLUMNS)
-    + " > "
-    + " + ".join(f"coalesce(calls.{n}, 0)" for n in _TOTAL_COLUMNS)
-)
+
+
+def raw_upsert_sql(dialect: str, columns: Sequence[str]) -> str:
+    """The call upsert of :meth:`Repository.write_call_rows` as driver SQL, for bulk writers
+    that hand the driver's ``executemany`` values already in their stored form (integer
+    pico-dollars and microseconds, JSON text) in the order of ``columns``."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    values = [
+        f"CAST({mark} AS jsonb)" if name == "metadata" and dialect != "sqlite" else mark
+        for name in columns
+    ]
+    total_new = " + ".join(f"COALESCE(excluded.{n}, 0)" for n in _TOTAL_COLUMNS)
+    total_old = " + ".join(f"COALESCE(calls.{n}, 0)" for n in _TOTAL_COLUMNS)
+    return (
+        f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join(values)}) "
+        "ON CONFLICT (dedupe_key) DO UPDATE SET "
+        + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED_ON_LARGER_COPY)
+        + f" WHERE ({total_new}) > ({total_old})"
+    )
+
+
+_SQLITE_UPSERT = raw_upsert_sql("sqlite", _CALL_COLUMNS)
 
 
 def _sqlite_value(name: str, value: Any) -> Any:

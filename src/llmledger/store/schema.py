@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 from llmledger.store.types import BigIntId, JsonType, Money, Timestamp
+from llmledger.usage import BUCKETS
 
 __all__ = [
     "CALL_STATUSES",
@@ -53,16 +54,8 @@ CALL_STATUSES = frozenset({"ok", "error"})
 COST_STATUSES = frozenset({"reported", "computed", "included", "unpriced"})
 TOKEN_PROVENANCES = frozenset({"reported", "estimated"})
 
-#: Usage buckets stored on calls (and rolled up on runs); names as in ``Usage``.
-TOKEN_COLUMNS: tuple[str, ...] = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
+#: Usage buckets stored on calls (and rolled up on runs); the names of ``Usage``'s buckets.
+TOKEN_COLUMNS: tuple[str, ...] = BUCKETS
 
 
 def _token_columns() -> list[Column[int]]:
