@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmledger.cli._app import DbOption, JsonOption, app
+from llmledger.cli._app import DbOption, JsonOption, app, fail
 from llmledger.errors import StoreError
 from llmledger.store import (
     Repository,
@@ -22,11 +22,6 @@ from llmledger.store import (
 
 db_app = typer.Typer(help="Create, migrate and inspect the ledger database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
 
 
 @db_app.command("upgrade")
@@ -47,7 +42,7 @@ def db_upgrade(
         upgrade(engine, revision)
         after = current_revision(engine)
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     url = engine.url.render_as_string(hide_password=True)
     if before == after:
         typer.echo(f"{url} is already at revision {after}")
@@ -63,7 +58,7 @@ def db_info(db: DbOption = None, as_json: JsonOption = False) -> None:
         revision = current_revision(engine)
         counts = Repository(engine).counts() if revision is not None else {}
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     info: dict[str, Any] = {
         "url": engine.url.render_as_string(hide_password=True),
         "backend": engine.dialect.name,
@@ -101,7 +96,7 @@ def db_repair(db: DbOption = None, as_json: JsonOption = False) -> None:
     try:
         repaired = repair_stale_runs(open_repository(db))
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps({"interrupted": repaired}))
     else:

@@ -10,17 +10,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from llmledger.cli._app import DbOption, JsonOption, app
+from llmledger.cli._app import DbOption, JsonOption, app, fail
 from llmledger.errors import LedgerError, StoreError
 
 _CHOICES = ("claude", "codex", "gemini", "all")
 #: Imports reading more than this show a progress bar.
 _PROGRESS_BYTES = 32 * 1024 * 1024
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
 
 
 def agents_of(name: str) -> list[str]:
@@ -134,14 +129,14 @@ def import_command(
             paths = [Path(agent), *(paths or [])]
             agent = "all"
         else:
-            raise _fail(f"unknown agent {agent!r}: use one of {', '.join(_CHOICES)}, or a path")
+            raise fail(f"unknown agent {agent!r}: use one of {', '.join(_CHOICES)}, or a path")
     for path in paths or []:
         if not path.exists():
-            raise _fail(f"{path} does not exist: name a log file or a directory of logs")
+            raise fail(f"{path} does not exist: name a log file or a directory of logs")
     try:
         summary = run_import(db, agents_of(agent), paths, prices=prices, quiet=as_json)
     except (StoreError, LedgerError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llmledger.cli._app import DbOption, JsonOption, app
+from llmledger.cli._app import DbOption, JsonOption, app, fail
 from llmledger.errors import StoreError
 from llmledger.ledger import Ledger
 from llmledger.plans.estimate import estimate_plan
@@ -65,20 +65,15 @@ def _echo_err(line: str) -> None:
     typer.echo(line, err=True)
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
-
-
 def _money(value: str | None) -> Decimal | None:
     if value is None:
         return None
     try:
         amount = Decimal(value.lstrip("$"))
     except InvalidOperation:
-        raise _fail(f"--max-cost: not an amount in US dollars: {value!r}") from None
+        raise fail(f"--max-cost: not an amount in US dollars: {value!r}") from None
     if not amount.is_finite() or amount < 0:
-        raise _fail(f"--max-cost: must be zero or more, got {value!r}")
+        raise fail(f"--max-cost: must be zero or more, got {value!r}")
     return amount
 
 
@@ -91,12 +86,12 @@ def plan_files(paths: list[Path]) -> tuple[list[Path], bool]:
             found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
             found += sorted([*path.glob("*/plan.yaml"), *path.glob("*/plan.yml")])
             if not found:
-                raise _fail(f"{path}: no plan files (*.yaml, */plan.yaml) in this directory")
+                raise fail(f"{path}: no plan files (*.yaml, */plan.yaml) in this directory")
             files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise _fail(f"{path}: no such plan file or directory")
+            raise fail(f"{path}: no such plan file or directory")
     session = len(files) > 1 or any(p.is_dir() for p in paths)
     return [f.resolve() for f in files], session
 
@@ -105,7 +100,7 @@ def _load_all(files: list[Path]) -> list[Plan]:
     try:
         return [load_plan(f) for f in files]
     except PlanError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 @contextmanager
@@ -211,7 +206,7 @@ def plan_run(
                     echo(f"  {session.reason}")
                 final = session.status
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(document, indent=2))
     raise typer.Exit(EXIT_CODES.get(final, 1))
@@ -303,12 +298,12 @@ def plan_estimate(
     try:
         plan = load_plan(plan_path)
     except PlanError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         with Ledger(db) as ledger:
             result = estimate_plan(plan, ledger.repository, pricer=ledger.pricer)
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -16,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from llmledger.cli._app import DbOption, JsonOption, app
+from llmledger.cli._app import DbOption, JsonOption, app, fail
+from llmledger.display import format_money, format_tokens
 from llmledger.errors import LedgerError
 from llmledger.totals import Totals
 
@@ -66,11 +66,6 @@ NoImportOption = Annotated[
 ]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
-
-
 class _Context:
     """The options every report shares, parsed and checked."""
 
@@ -81,13 +76,13 @@ class _Context:
         from llmledger.timespec import parse_instant, parse_tz
 
         if cost not in COST_MODES:
-            raise _fail(f"unknown --cost {cost!r}: use one of {', '.join(COST_MODES)}")
+            raise fail(f"unknown --cost {cost!r}: use one of {', '.join(COST_MODES)}")
         try:
             self.tz: tzinfo = parse_tz(tz)
             start = parse_instant(since, tz=self.tz) if since else None
             end = parse_instant(until, tz=self.tz, end_of_day=True) if until else None
         except ValueError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         sources = tuple(_LOG_SOURCES.get(s, s) for s in source or ())
         self.filters = Filters(start, end, sources, tuple(project or ()), tuple(model or ()),
                                tuple(agent or ()))  # fmt: skip
@@ -115,7 +110,7 @@ class _Context:
             try:
                 self._repo = open_repository(self.db)
             except LedgerError as exc:
-                raise _fail(str(exc)) from None
+                raise fail(str(exc)) from None
         return self._repo
 
 
@@ -158,27 +153,16 @@ def report_json(rows: list[Any], *, sessions: bool = False, tz: tzinfo = UTC) ->
     return {"rows": out, "totals": fields(Totals.total(r.totals for r in rows))}
 
 
-def _cost_text(totals: Totals) -> str:
-    if totals.cost_usd is None:
-        return "-"
-    amount = totals.cost_usd
-    return f"${amount:,.2f}" if amount >= Decimal(1) else f"${amount:.4f}"
-
-
-def _n(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
 def _cells(totals: Totals) -> list[str]:
     u = totals.usage
     return [
-        _n(u.input_tokens),
-        _n(u.output_tokens),
-        _n(u.cache_write_tokens),
-        _n(u.cache_read_tokens),
-        _n(u.total_tokens),
-        _cost_text(totals),
-        _n(totals.unpriced_calls) if totals.unpriced_calls else "",
+        format_tokens(u.input_tokens),
+        format_tokens(u.output_tokens),
+        format_tokens(u.cache_write_tokens),
+        format_tokens(u.cache_read_tokens),
+        format_tokens(u.total_tokens),
+        format_money(totals.cost_usd),
+        format_tokens(totals.unpriced_calls) if totals.unpriced_calls else "",
     ]
 
 
@@ -425,7 +409,7 @@ def tokens_command(
     dims = [d.strip() for d in group_by.split(",") if d.strip()]
     unknown = [d for d in dims if d not in DIMENSIONS]
     if not dims or unknown:
-        raise _fail(f"unknown --group-by {', '.join(unknown) or '(empty)'}: use any of "
+        raise fail(f"unknown --group-by {', '.join(unknown) or '(empty)'}: use any of "
                     f"{', '.join(DIMENSIONS)}, comma-separated")  # fmt: skip
     ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
     rows = group_tokens(ctx.repo(), dims, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)

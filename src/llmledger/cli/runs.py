@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -12,31 +11,12 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from llmledger.cli._app import DbOption, JsonOption, app
+from llmledger.cli._app import DbOption, JsonOption, app, fail
+from llmledger.display import format_cost, format_tokens
 from llmledger.errors import StoreError
 from llmledger.run_tree import RunNode, find_run, load_tree, recent_runs
 from llmledger.store import open_repository
 from llmledger.timespec import parse_instant, parse_tz
-from llmledger.totals import Totals
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
-    return typer.Exit(2)
-
-
-def format_cost(totals: Totals) -> str:
-    """``$0.0792``, ``$1.20 + 3 unpriced``, or ``unpriced (3)`` — never a bare $0 for unknown."""
-    if totals.cost_usd is None:
-        return f"unpriced ({totals.unpriced_calls})" if totals.unpriced_calls else "-"
-    amount = totals.cost_usd
-    text = f"${amount:.4f}" if amount < Decimal(1) else f"${amount:,.2f}"
-    return f"{text} + {totals.unpriced_calls} unpriced" if totals.unpriced_calls else text
-
-
-def format_tokens(value: int | None) -> str:
-    """A count with thousands separators; ``-`` when it was never reported."""
-    return "-" if value is None else f"{value:,}"
 
 
 def _duration(ms: int | None) -> str:
@@ -78,14 +58,14 @@ def runs_command(
     try:
         since_at = parse_instant(since, tz=parse_tz(tz)) if since else None
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     try:
         nodes = recent_runs(
             open_repository(db), kind=kind, since=since_at, status=status, top_level=top,
             limit=limit,
         )  # fmt: skip
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if as_json:
         rows = []
         for node in nodes:
@@ -128,9 +108,9 @@ def show_command(
         run_id = find_run(repo, run)
         tree = load_tree(repo, run_id) if run_id is not None else None
     except StoreError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if tree is None:
-        raise _fail(f"no run with id, id prefix or key {run!r}; `llmledger runs` lists them")
+        raise fail(f"no run with id, id prefix or key {run!r}; `llmledger runs` lists them")
     if as_json:
         typer.echo(json.dumps({"run": tree.to_dict()}, indent=2))
         return

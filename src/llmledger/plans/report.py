@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmledger.display import format_cost, format_tokens
 from llmledger.totals import Totals
 
 if TYPE_CHECKING:
@@ -205,20 +206,13 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
 # -- human-readable lines -----------------------------------------------------------------------
 
 
-def _cost(totals: Totals) -> str:
-    if totals.cost_usd is None:
-        return f"unpriced ({totals.unpriced_calls} calls)" if totals.unpriced_calls else "$-"
-    text = f"${totals.cost_usd:.4f}"
-    return f"{text} + {totals.unpriced_calls} unpriced" if totals.unpriced_calls else text
-
-
 def format_usage_line(totals: Totals) -> str:
     """``$0.0783 · 47,324 tokens · cache hit 62.4%``."""
     u = totals.usage
-    tokens = "-" if u.total_tokens is None else f"{u.total_tokens:,}"
+    tokens = format_tokens(u.total_tokens)
     rate = u.cache_hit_rate
     hit = "-" if rate is None else f"{rate:.1%}"
-    return f"{_cost(totals)} · {tokens} tokens · cache hit {hit}"
+    return f"{format_cost(totals)} · {tokens} tokens · cache hit {hit}"
 
 
 def format_task_line(out: TaskOutcome, plan_total: Totals) -> str:
@@ -228,7 +222,7 @@ def format_task_line(out: TaskOutcome, plan_total: Totals) -> str:
     attempts = f" after {len(out.attempts)} attempts" if len(out.attempts) > 1 else ""
     return (
         f"{mark} {out.task.id} {out.task.name}: {out.status}{attempts} · "
-        f"{format_usage_line(out.totals)} · plan total {_cost(plan_total)}"
+        f"{format_usage_line(out.totals)} · plan total {format_cost(plan_total)}"
     )
 
 
@@ -249,11 +243,13 @@ def write_task_log(path: Path, part: Path, out: TaskOutcome, plan: Plan) -> None
         f"# status: {out.status}  attempts: {len(out.attempts)}  "
         f"duration: {'-' if seconds is None else f'{seconds:.1f}s'}  "
         f"return code: {'-' if last is None else last.exit_code}",
-        f"# usage: cost {_cost(totals)}  input {_n(u.input_tokens)}  output {_n(u.output_tokens)}"
-        f"  cache read {_n(u.cache_read_tokens)}  cache write {_n(u.cache_write_tokens)}"
-        f"  total {_n(u.total_tokens)}  cache hit "
+        f"# usage: cost {format_cost(totals)}  input {format_tokens(u.input_tokens)}  "
+        f"output {format_tokens(u.output_tokens)}  "
+        f"cache read {format_tokens(u.cache_read_tokens)}  "
+        f"cache write {format_tokens(u.cache_write_tokens)}"
+        f"  total {format_tokens(u.total_tokens)}  cache hit "
         f"{'-' if u.cache_hit_rate is None else f'{u.cache_hit_rate:.1%}'}"
-        f"  turns {_n(out.num_turns)}  api {_n(out.duration_api_ms)} ms",
+        f"  turns {format_tokens(out.num_turns)}  api {format_tokens(out.duration_api_ms)} ms",
     ]
     if out.reason:
         header.append(f"# reason: {out.reason}")
@@ -272,7 +268,3 @@ def write_task_log(path: Path, part: Path, out: TaskOutcome, plan: Plan) -> None
                 shutil.copyfileobj(body, log)
     os.replace(tmp, path)
     part.unlink(missing_ok=True)
-
-
-def _n(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
