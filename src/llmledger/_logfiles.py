@@ -121,7 +121,13 @@ def _files(agent: str, roots: Sequence[Path]) -> list[LogFile]:
             out.extend(LogFile(str(p), "codex") for p in _walk(root, (".jsonl",)))
     else:
         for root in roots:
-            out.extend(LogFile(str(p), "gemini") for p in _walk(root, (".json", ".jsonl")))
+            # Chat recordings live in <project>/chats/; the other files there (logs.json,
+            # checkpoints) hold no usage.
+            out.extend(
+                LogFile(str(p), "gemini")
+                for p in _walk(root, (".json", ".jsonl"))
+                if p.parent.name == "chats"
+            )
     return out
 
 

@@ -67,6 +67,7 @@ _PARSERS: dict[str, _Parser] = {
     codex.EXEC: codex.parse_exec,
     gemini_cli.JSON: gemini_cli.parse_json,
     gemini_cli.STREAM: gemini_cli.parse_stream,
+    gemini_cli.CHAT: gemini_cli.parse_chat,
     otel.FORMAT: otel.parse_spans,
 }
 

@@ -89,6 +89,8 @@ def _by_type(v: Mapping[str, Any], kind: str, *, single: bool) -> str | None:
         return claude_code.STREAM
     if kind in gemini_cli.STREAM_TYPES:
         return gemini_cli.STREAM
+    if kind == "gemini" and "tokens" in v:
+        return gemini_cli.CHAT
     return None
 
 
@@ -102,6 +104,8 @@ def _by_keys(v: Mapping[str, Any]) -> str | None:
     stats = v.get("stats")
     if isinstance(stats, dict) and "models" in stats:
         return gemini_cli.JSON
+    if "projectHash" in v or "$set" in v or "$rewindTo" in v:
+        return gemini_cli.CHAT
     usage = v.get("usage")
     if isinstance(usage, dict) and "inputTokens" in usage:
         return bedrock.FORMAT

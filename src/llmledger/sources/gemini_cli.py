@@ -1,4 +1,5 @@
-"""Gemini CLI headless output: ``--output-format json`` and ``stream-json``.
+"""Gemini CLI: headless output (``--output-format json`` and ``stream-json``) and the chat
+recordings it keeps under ``~/.gemini/tmp/<project>/chats/``.
 
 The json form's ``stats.models[*].tokens`` are sums of Gemini ``usageMetadata``: ``prompt``
 includes ``cached``, ``candidates`` excludes ``thoughts``, and ``tool`` is input in neither.
@@ -25,11 +26,13 @@ from llmledger.sources._common import (
     make_usage,
     plus,
     sub,
+    timestamp,
 )
 from llmledger.usage import Usage
 
 JSON = "gemini_cli_json"
 STREAM = "gemini_cli_stream_json"
+CHAT = "gemini_cli_chat"
 PROVIDER = "google"
 
 STREAM_TYPES = frozenset({"init", "message", "tool_use", "tool_result", "error", "result"})
@@ -153,3 +156,69 @@ def parse_stream(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summa
         subtype=get_str(result, "status", ctx),
     )
     return calls, summary
+
+
+def _chat_usage(t: Mapping[str, Any], ctx: Ctx, where: str) -> Usage:
+    # A recording's ``tokens`` copy the response's usageMetadata (chatRecordingService's
+    # recordMessageTokens): input = promptTokenCount (cache included), output = candidates
+    # (thoughts excluded), tool = toolUsePromptTokenCount (in neither).
+    cached = count(t, "cached", ctx, f"{where}.cached")
+    prompt = count(t, "input", ctx, f"{where}.input")
+    uncached = None if prompt is None else sub(prompt, cached or 0, ctx, f"{where}.input", "cached")
+    thoughts = count(t, "thoughts", ctx, f"{where}.thoughts")
+    return make_usage(
+        ctx,
+        input_tokens=plus(uncached, count(t, "tool", ctx, f"{where}.tool")),
+        cache_read_tokens=cached,
+        output_tokens=plus(count(t, "output", ctx, f"{where}.output"), thoughts),
+        reasoning_tokens=thoughts,
+    )
+
+
+def _chat_messages(records: Sequence[Record], ctx: Ctx) -> tuple[str | None, list[JsonObj]]:
+    """The session id and every message record, whether the recording is one JSON document
+    (``{"sessionId", "messages": [...]}``) or JSON lines (a header line, message lines, and
+    ``{"$set": {"messages": [...]}}`` rewrites on resume or compression)."""
+    session_id: str | None = None
+    messages: list[JsonObj] = []
+    for rec in records:
+        ctx.line = rec.line
+        value = as_obj(rec.value, ctx, "record")
+        session_id = session_id or get_str(value, "sessionId", ctx)
+        update = value.get("$set")
+        holder = update if isinstance(update, dict) else value
+        listed = holder.get("messages")
+        if isinstance(listed, list):
+            messages.extend(m for m in listed if isinstance(m, dict))
+        elif "type" in value and "id" in value:
+            messages.append(value)
+    return session_id, messages
+
+
+def parse_chat(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summary | None]:
+    """One call per ``gemini`` message that carries ``tokens``; a message repeated by a
+    rewrite counts once (keyed by session and message id, the larger copy kept)."""
+    session_id, messages = _chat_messages(records, ctx)
+    calls: dict[str, Call] = {}
+    for index, message in enumerate(messages):
+        tokens = message.get("tokens")
+        if message.get("type") != "gemini" or not isinstance(tokens, dict):
+            continue
+        message_id = get_str(message, "id", ctx, f"messages[{index}].id")
+        usage = _chat_usage(tokens, ctx, f"messages[{index}].tokens")
+        key = join_key(session_id, message_id) if message_id else None
+        call = Call(
+            usage=usage,
+            source=CHAT,
+            model=get_str(message, "model", ctx, f"messages[{index}].model"),
+            provider=PROVIDER,
+            dedupe_key=key,
+            message_id=message_id,
+            started_at=timestamp(message.get("timestamp"), ctx, f"messages[{index}].timestamp"),
+            session_id=session_id,
+        )
+        slot = key or f"#{index}"
+        kept = calls.get(slot)
+        if kept is None or (usage.total_tokens or 0) > (kept.usage.total_tokens or 0):
+            calls[slot] = call
+    return list(calls.values()), None
