@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
@@ -23,9 +24,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.sql.dml import Insert
 
 from llmledger.call import Call
 from llmledger.errors import UsageError
@@ -107,21 +105,8 @@ class Repository:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._upsert = self._build_upsert()
 
     # -- calls ---------------------------------------------------------------------------
-
-    def _build_upsert(self) -> Insert:
-        insert = sqlite_insert if self.engine.dialect.name == "sqlite" else pg_insert
-        stmt = insert(calls)
-        excluded = stmt.excluded
-        # RETURNING yields a row for each insert or replacement and none for an unchanged
-        # duplicate; that count is reliable on both engines, where rowcount is not.
-        return stmt.on_conflict_do_update(
-            index_elements=[calls.c.dedupe_key],
-            set_={name: excluded[name] for name in _REPLACED_ON_LARGER_COPY},
-            where=_token_total(excluded) > _token_total(calls.c),
-        ).returning(calls.c.id)
 
     def call_rows(
         self,
@@ -153,9 +138,7 @@ class Repository:
             return 0
         unique = _largest_per_key(rows)
         with self.engine.begin() as conn:
-            if self.engine.dialect.name == "sqlite":
-                return _sqlite_write_calls(conn, unique)
-            return len(conn.execute(self._upsert, unique).all())
+            return _write_calls(conn, unique)
 
     def add_calls(
         self,
@@ -365,10 +348,7 @@ def raw_upsert_sql(dialect: str, columns: Sequence[str]) -> str:
     )
 
 
-_SQLITE_UPSERT = raw_upsert_sql("sqlite", _CALL_COLUMNS)
-
-
-def _sqlite_value(name: str, value: Any) -> Any:
+def _stored_value(name: str, value: Any) -> Any:
     if value is None:
         return None
     if name in ("started_at", "finished_at", "recorded_at"):
@@ -380,18 +360,26 @@ def _sqlite_value(name: str, value: Any) -> Any:
     return value
 
 
-def _sqlite_write_calls(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
-    # Bulk imports write hundreds of thousands of rows; the driver's executemany with values
-    # converted once here is about twice as fast as going through SQLAlchemy's bind processing.
-    # The same statement as ``_build_upsert`` (tests run both engines against one suite).
+@functools.cache
+def _calls_upsert(dialect: str) -> str:
+    return raw_upsert_sql(dialect, _CALL_COLUMNS)
+
+
+def _write_calls(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
+    # Values are converted to their stored form once here and sent through the driver's
+    # executemany: several times faster than SQLAlchemy's per-row bind processing (and, on
+    # PostgreSQL, than RETURNING), and the driver's rowcount counts inserts and replacements.
     raw = conn.connection.driver_connection
     assert raw is not None
-    before = raw.total_changes
-    raw.executemany(
-        _SQLITE_UPSERT,
-        [tuple(_sqlite_value(name, row.get(name)) for name in _CALL_COLUMNS) for row in rows],
-    )
-    return int(raw.total_changes - before)
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            _calls_upsert(conn.dialect.name),
+            [tuple(_stored_value(name, row.get(name)) for name in _CALL_COLUMNS) for row in rows],
+        )
+        return max(int(cursor.rowcount), 0)
+    finally:
+        cursor.close()
 
 
 def _row_total(row: Mapping[str, Any]) -> int:
