@@ -222,3 +222,37 @@ def test_cli_errors_say_what_to_do(cli: CliRunner) -> None:
     bad_cost = cli.invoke(_app.app, ["daily", "--cost", "display", "--no-import"])
     assert bad_cost.exit_code == 2
     assert "calculate" in bad_cost.output
+
+
+@pytest.mark.parametrize(
+    ("zone", "instants", "expected"),
+    [
+        (  # Paris: CET (+1) until 2026-03-29 01:00 UTC, then CEST (+2) until 10-25 01:00 UTC
+            "Europe/Paris",
+            ["2026-03-28T22:59:00", "2026-03-28T23:00:00", "2026-10-24T22:30:00",
+             "2026-10-25T22:30:00", "2026-10-25T23:00:00"],
+            {"2026-03-28": 1, "2026-03-29": 1, "2026-10-25": 2, "2026-10-26": 1},
+        ),
+        (  # Kathmandu is +05:45 all year
+            "Asia/Kathmandu",
+            ["2026-06-01T18:14:59", "2026-06-01T18:15:00"],
+            {"2026-06-01": 1, "2026-06-02": 1},
+        ),
+    ],
+)  # fmt: skip
+def test_local_dates_follow_the_zone_across_dst(
+    tmp_path: Path, zone: str, instants: list[str], expected: dict[str, int]
+) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from llmledger import Usage
+    from llmledger.ledger import Ledger
+    from llmledger.queries import period_report
+
+    with Ledger(f"sqlite:///{tmp_path / 'tz.db'}") as ledger:
+        for instant in instants:
+            moment = datetime.fromisoformat(instant + "+00:00")
+            ledger.record(Usage(input_tokens=1), model="m", started_at=moment)
+        rows = period_report(ledger.repository, "daily", tz=ZoneInfo(zone))
+    assert {row.period: row.totals.calls for row in rows} == expected

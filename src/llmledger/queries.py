@@ -1,9 +1,9 @@
 """Aggregations every surface uses: period reports, sessions, 5-hour blocks, token group-by.
 
-Each is one SQL query over indexed ``calls`` columns. Period reports group in SQL by
-(15-minute bucket of ``started_at``, model) and map the buckets to local dates in Python: every
-time zone's offset is a multiple of 15 minutes, so a bucket never straddles a local midnight,
-and one query serves any ``tz``. Sums keep None for a bucket no call reported (None is not 0);
+Each is one SQL query over indexed ``calls`` columns. Period reports group in SQL by (local
+day, model): the local day is ``(started_at + offset) // day``, where the zone's UTC offset is
+taken per segment of constant offset between the ledger's first and last call (a CASE over the
+DST changes), so any ``tz`` is exact on both engines. Sums keep None for a bucket no call reported (None is not 0);
 a cost is the sum of the known costs plus the count of unpriced calls, never hidden.
 
 Cost modes (as ccusage's): ``auto`` is the stored cost (the log's own where it had one, else
@@ -28,6 +28,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     null,
     select,
     type_coerce,
@@ -64,7 +65,9 @@ DIMENSIONS: tuple[str, ...] = (
     "project", "agent", "command", "day", "model", "job", "action", "provider",
 )  # fmt: skip
 
-_BUCKET_MICROS = 15 * 60 * 1_000_000
+_DAY_MICROS = 86_400 * 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DATE = date(1970, 1, 1)
 _SUMMED = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
            "reasoning_tokens")  # fmt: skip
 _MICROS = type_coerce(calls.c.started_at, BigInteger)
@@ -197,16 +200,47 @@ def _period_of(kind: str) -> Callable[[date], str]:
     raise ValueError(f"unknown period {kind!r}: one of {', '.join(PERIODS)}")
 
 
-def _local_date(
-    bucket: int | None, tz: tzinfo, cache: dict[int | None, date | None]
-) -> date | None:
-    if bucket in cache:
-        return cache[bucket]
-    day = None
-    if bucket is not None:
-        day = datetime.fromtimestamp(bucket * (_BUCKET_MICROS // 1_000_000), tz).date()
-    cache[bucket] = day
-    return day
+def _offset_segments(tz: tzinfo, first: int, last: int) -> list[tuple[int | None, int]]:
+    """``tz``'s UTC offset (µs) over [first, last] (epoch µs) as segments ``(until, offset)``;
+    the last segment's ``until`` is None. Offsets change only at DST or zone-rule changes, so
+    a year of data has a handful of segments."""
+
+    def offset_at(micros: int) -> int:
+        moment = _EPOCH + timedelta(microseconds=micros)
+        delta = moment.astimezone(tz).utcoffset()
+        return 0 if delta is None else delta // timedelta(microseconds=1)
+
+    segments: list[tuple[int | None, int]] = []
+    current, at = offset_at(first), first
+    while at < last:
+        step = min(at + _DAY_MICROS, last)
+        if offset_at(step) != current:
+            lo, hi = at, step  # the change lies in (lo, hi]: find it to the second
+            while hi - lo > 1_000_000:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if offset_at(mid) == current else (lo, mid)
+            segments.append((hi, current))
+            current = offset_at(hi)
+        at = step
+    segments.append((None, current))
+    return segments
+
+
+def _local_day(repo: Repository, tz: tzinfo) -> ColumnElement[Any]:
+    """SQL for the call's local date in ``tz``, as days since 1970-01-01."""
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        first, last = conn.execute(select(func.min(_MICROS), func.max(_MICROS))).one()
+    if first is None:
+        return (_MICROS // _DAY_MICROS).label("day")
+    segments = _offset_segments(tz, int(first), int(last))
+    if len(segments) == 1:
+        offset: ColumnElement[Any] = literal(segments[0][1])
+    else:
+        offset = case(
+            *((until > _MICROS, literal(off)) for until, off in segments[:-1]),
+            else_=literal(segments[-1][1]),
+        )
+    return ((_MICROS + offset) // _DAY_MICROS).label("day")
 
 
 def period_report(
@@ -220,20 +254,19 @@ def period_report(
     """Daily, weekly or monthly totals with a per-model breakdown, oldest first; dates are in
     ``tz``. Calls without a timestamp form a last row whose period is None."""
     period_of = _period_of(kind)
-    bucket = (_MICROS // _BUCKET_MICROS).label("bucket")
+    # Group by local day in SQL: the offset of ``tz`` is applied per segment of constant
+    # offset (DST), so any zone is exact on both engines and the rows are days x models.
+    day = _local_day(repo, tz)
     query = (
-        select(bucket, calls.c.model, *_sums(cost))
+        select(day, calls.c.model, *_sums(cost))
         .where(and_(True, *filters.clauses()))
-        .group_by(bucket, calls.c.model)
+        .group_by(day, calls.c.model)
     )
-    # Fold the (bucket, model) groups as plain integers first: there can be tens of
-    # thousands, and building Totals for each would cost more than the query.
     acc: dict[tuple[str | None, str | None], list[Any]] = {}
-    days: dict[int | None, date | None] = {}
     with repo.engine.connect().execution_options(**READ_ONLY) as conn:
-        for b, model, *values in conn.execute(query):
-            day = _local_date(None if b is None else int(b), tz, days)
-            key = (None if day is None else period_of(day), model)
+        for number, model, *values in conn.execute(query):
+            local = None if number is None else _EPOCH_DATE + timedelta(days=int(number))
+            key = (None if local is None else period_of(local), model)
             slot = acc.get(key)
             if slot is None:
                 acc[key] = list(values)
@@ -392,13 +425,14 @@ class GroupRow:
     duration_ms: int | None = None
 
 
-def _dimension(name: str) -> ColumnElement[Any]:
+def _dimension(repo: Repository, name: str, tz: tzinfo) -> ColumnElement[Any]:
+    if name == "day":
+        return _local_day(repo, tz)
     columns: dict[str, ColumnElement[Any]] = {
         "project": calls.c.project,
         "agent": calls.c.agent_id,
         "model": calls.c.model,
         "provider": calls.c.provider,
-        "day": (_MICROS // _BUCKET_MICROS),
         "command": runs.c.command_name,
         "action": runs.c.action,
         "job": runs.c.key,
@@ -421,20 +455,18 @@ def group_tokens(
     action and external key); largest cost first."""
     if not dimensions:
         raise ValueError(f"name at least one dimension: {', '.join(DIMENSIONS)}")
-    cols = [_dimension(d).label(f"d_{i}") for i, d in enumerate(dimensions)]
+    cols = [_dimension(repo, d, tz).label(f"d_{i}") for i, d in enumerate(dimensions)]
     query = select(*cols, func.sum(calls.c.duration_ms).label("duration_ms"), *_sums(cost))
     if any(d in ("command", "action", "job") for d in dimensions):
         query = query.select_from(calls.outerjoin(runs, runs.c.id == calls.c.run_id))
     query = query.where(and_(True, *filters.clauses())).group_by(*cols)
     merged: dict[tuple[str | None, ...], GroupRow] = {}
-    days: dict[int | None, date | None] = {}
     for r in _run(repo, query):
         values: list[str | None] = []
         for i, name in enumerate(dimensions):
             value = r[f"d_{i}"]
-            if name == "day":
-                day = _local_date(None if value is None else int(value), tz, days)
-                value = None if day is None else day.isoformat()
+            if name == "day" and value is not None:
+                value = (_EPOCH_DATE + timedelta(days=int(value))).isoformat()
             values.append(value)
         key = tuple(values)
         row = merged.get(key)
