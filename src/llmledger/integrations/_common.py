@@ -14,9 +14,19 @@ import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-__all__ = ["StreamWatch", "Timer", "dump", "instrument_async_stream", "instrument_stream"]
+if TYPE_CHECKING:
+    from llmledger.ledger import Ledger
+
+__all__ = [
+    "Recorder",
+    "StreamWatch",
+    "Timer",
+    "dump",
+    "instrument_async_stream",
+    "instrument_stream",
+]
 
 _log = logging.getLogger("llmledger")
 
@@ -35,6 +45,39 @@ class Timer:
     def elapsed_ms(self) -> int:
         """Milliseconds since the start, rounded."""
         return round((time.perf_counter() - self._t0) * 1000)
+
+
+class Recorder:
+    """Files what an instrumented client saw into the ledger, under the current run."""
+
+    provider = ""
+
+    def __init__(self, ledger: Ledger, agent: str | None) -> None:
+        self.ledger = ledger
+        self.agent = agent
+
+    def record(
+        self,
+        payload: Any,
+        fmt: str,
+        timer: Timer,
+        model: Any,
+        *,
+        status: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record ``payload`` (parsed as ``fmt``) with the measured start and duration."""
+        self.ledger.record(
+            payload,
+            format=fmt,
+            model=model if isinstance(model, str) else None,
+            provider=self.provider,
+            agent=self.agent,
+            status=status,
+            started_at=timer.started_at,
+            duration_ms=timer.elapsed_ms(),
+            metadata=metadata,
+        )
 
 
 def dump(obj: Any, include: set[str] | None = None) -> Any:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, TypeVar
 
 from llmledger.integrations._common import (
     COMPLETE,
     ERROR,
+    Recorder,
     Timer,
     dump,
     guarded,
@@ -68,32 +69,8 @@ def instrument_anthropic(client: _C, ledger: Ledger, *, agent: str | None = None
     return client
 
 
-class _Recorder:
-    def __init__(self, ledger: Ledger, agent: str | None) -> None:
-        self.ledger = ledger
-        self.agent = agent
-
-    def record(
-        self,
-        payload: Any,
-        fmt: str,
-        timer: Timer,
-        model: Any,
-        *,
-        status: Any = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.ledger.record(
-            payload,
-            format=fmt,
-            model=model if isinstance(model, str) else None,
-            provider=PROVIDER,
-            agent=self.agent,
-            status=status,
-            started_at=timer.started_at,
-            duration_ms=timer.elapsed_ms(),
-            metadata=metadata,
-        )
+class _Recorder(Recorder):
+    provider = PROVIDER
 
     def result(self, result: Any, timer: Timer, model: Any, *, is_async: bool) -> Any:
         """Record a ``Message``, or instrument a raw event stream; returns ``result``."""

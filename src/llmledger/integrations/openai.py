@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from llmledger.integrations._common import (
     COMPLETE,
     ERROR,
+    Recorder,
     Timer,
     dump,
     guarded,
@@ -134,34 +135,13 @@ def _prepare(handle: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]
     return {**kwargs, "stream_options": options}, True
 
 
-class _Recorder:
+class _Recorder(Recorder):
+    provider = PROVIDER
+
     def __init__(self, ledger: Ledger, agent: str | None) -> None:
-        self.ledger = ledger
-        self.agent = agent
+        super().__init__(ledger, agent)
         self.chat = _ChatHandler(self)
         self.responses = _ResponsesHandler(self)
-
-    def record(
-        self,
-        payload: Any,
-        fmt: str,
-        timer: Timer,
-        model: Any,
-        *,
-        status: Any = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.ledger.record(
-            payload,
-            format=fmt,
-            model=model if isinstance(model, str) else None,
-            provider=PROVIDER,
-            agent=self.agent,
-            status=status,
-            started_at=timer.started_at,
-            duration_ms=timer.elapsed_ms(),
-            metadata=metadata,
-        )
 
 
 def _is_stream(result: Any) -> bool:
