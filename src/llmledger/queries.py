@@ -3,8 +3,9 @@
 Each is one SQL query over indexed ``calls`` columns. Period reports group in SQL by (local
 day, model): the local day is ``(started_at + offset) // day``, where the zone's UTC offset is
 taken per segment of constant offset between the ledger's first and last call (a CASE over the
-DST changes), so any ``tz`` is exact on both engines. Sums keep None for a bucket no call reported (None is not 0);
-a cost is the sum of the known costs plus the count of unpriced calls, never hidden.
+DST changes), so any ``tz`` is exact on both engines. Sums keep None for a bucket no call
+reported (None is not 0); a cost is the sum of the known costs plus the count of unpriced
+calls, never hidden.
 
 Cost modes (as ccusage's): ``auto`` is the stored cost (the log's own where it had one, else
 computed when imported); ``calculate`` recomputes a logged cost from tokens (the importer keeps
