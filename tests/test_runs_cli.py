@@ -90,3 +90,9 @@ def test_parse_instant() -> None:
     assert paris.astimezone(UTC).hour == 22  # midnight in Paris in summer
     with pytest.raises(ValueError, match="IANA"):
         parse_tz("Mars/Olympus")
+
+
+def test_show_finds_a_run_by_name(plan_url: str) -> None:
+    result = runner.invoke(app, ["show", "Refactor", "--db", plan_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["run"]["key"] == "plan-1"

@@ -58,17 +58,18 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def find_run(repo: Repository, ref: str) -> str | None:
-    """The id of the run ``ref`` names: an id, a unique id prefix, or an external key (the
-    newest run with that key)."""
+    """The id of the run ``ref`` names: an id, an external key or a name (the newest run with
+    that key, else with that name), or a unique id prefix."""
     with repo.engine.connect().execution_options(**READ_ONLY) as conn:
         exact = conn.execute(select(runs.c.id).where(runs.c.id == ref)).scalar_one_or_none()
         if exact is not None:
             return str(exact)
-        by_key = conn.execute(
-            select(runs.c.id).where(runs.c.key == ref).order_by(runs.c.started_at.desc())
-        ).first()
-        if by_key is not None:
-            return str(by_key[0])
+        for column in (runs.c.key, runs.c.name):
+            match = conn.execute(
+                select(runs.c.id).where(column == ref).order_by(runs.c.started_at.desc())
+            ).first()
+            if match is not None:
+                return str(match[0])
         if len(ref) >= 4:
             prefixed = conn.execute(
                 select(runs.c.id).where(runs.c.id.startswith(ref, autoescape=True)).limit(2)

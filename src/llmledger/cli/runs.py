@@ -95,7 +95,7 @@ def runs_command(
 
 @app.command("show")
 def show_command(
-    run: Annotated[str, typer.Argument(help="Run id, unique id prefix, or external key.")],
+    run: Annotated[str, typer.Argument(help="Run id, external key, name, or a unique id prefix.")],
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -110,7 +110,7 @@ def show_command(
     except StoreError as exc:
         raise fail(str(exc)) from None
     if tree is None:
-        raise fail(f"no run with id, id prefix or key {run!r}; `llmledger runs` lists them")
+        raise fail(f"no run with id, key, name or id prefix {run!r}; `llmledger runs` lists them")
     if as_json:
         typer.echo(json.dumps({"run": tree.to_dict()}, indent=2))
         return
