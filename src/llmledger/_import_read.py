@@ -33,8 +33,11 @@ HEAD_BYTES = 4096
 ROW_COLUMNS: tuple[str, ...] = tuple(
     column.name for column in calls.columns if column.name not in ("id", "run_id")
 )
-#: Index of ``message_id``, ``session_id`` and ``started_at`` in a row.
+#: Index of ``dedupe_key``, ``message_id``, ``session_id``, ``project`` and ``started_at`` in
+#: a row.
+DEDUPE_KEY = ROW_COLUMNS.index("dedupe_key")
 MESSAGE_ID = ROW_COLUMNS.index("message_id")
+PROJECT = ROW_COLUMNS.index("project")
 SESSION_ID = ROW_COLUMNS.index("session_id")
 STARTED_AT = ROW_COLUMNS.index("started_at")
 _AGENT_NAMES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}

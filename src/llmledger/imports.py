@@ -32,8 +32,10 @@ from typing import Any
 from sqlalchemy import Connection, Index, select
 
 from llmledger._import_read import (
+    DEDUPE_KEY,
     HEAD_BYTES,
     MESSAGE_ID,
+    PROJECT,
     ROW_COLUMNS,
     SESSION_ID,
     STARTED_AT,
@@ -459,9 +461,9 @@ def import_logs(
                 "agent": _AGENT_IDS[plan.file.agent],
             }
             for row, info in zip(result.rows, result.info, strict=True):
-                if dedupe.keep(row[0], row[MESSAGE_ID], info):
-                    writer.add(row, meta if row[SESSION_ID] == plan.file.session_id else
-                               {**meta, "project": row[7]})  # fmt: skip
+                if dedupe.keep(row[DEDUPE_KEY], row[MESSAGE_ID], info):
+                    own_session = row[SESSION_ID] == plan.file.session_id
+                    writer.add(row, meta if own_session else {**meta, "project": row[PROJECT]})
                 else:
                     summary.duplicates += 1
             result.rows.clear()
