@@ -351,3 +351,52 @@ def test_codex_rollout_imports(repo: Repository, fixtures_dir: Path, tmp_path: P
     assert summary.calls_added > 0
     again = import_logs(repo, ["codex"], [fixtures_dir / "codex"], workers=1)
     assert again.files_skipped_unchanged == 1
+
+
+def _transcript_of_stream(stream: Path, session: str) -> bytes:
+    """The transcript lines Claude Code writes for the API calls of a stream-json run."""
+    lines = []
+    for raw in stream.read_bytes().splitlines():
+        event = orjson.loads(raw)
+        if event.get("type") != "assistant":
+            continue
+        lines.append(
+            orjson.dumps(
+                {
+                    "type": "assistant",
+                    "sessionId": session,
+                    "requestId": "req_" + event["message"]["id"][-8:],
+                    "timestamp": "2026-03-01T22:38:51.902Z",
+                    "cwd": "/home/dev/pager",
+                    "message": event["message"],
+                }
+            )
+        )
+    return b"\n".join(lines) + b"\n"
+
+
+@pytest.mark.parametrize("output", ["claude-stream-json.jsonl", "claude-json-success.json"])
+def test_calls_recorded_by_llmledger_run_are_not_imported_again(
+    tmp_path: Path, fixtures_dir: Path, output: str
+) -> None:
+    from llmledger.ledger import Ledger
+    from llmledger.sources import parse_file
+
+    parsed = parse_file(fixtures_dir / "claude-code" / output)
+    assert parsed.summary is not None
+    session = parsed.summary.session_id
+    assert session is not None
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    with Ledger(url) as ledger, ledger.run("task", "via llmledger run"):
+        ledger.record(parsed)
+    stream = fixtures_dir / "claude-code" / "claude-stream-json.jsonl"
+    project = tmp_path / "projects" / "-home-dev-pager"
+    project.mkdir(parents=True)
+    (project / f"{session}.jsonl").write_bytes(_transcript_of_stream(stream, session))
+
+    repo = open_repository(url)
+    before = repo.counts()["calls"]
+    summary = import_logs(repo, ["claude"], [tmp_path / "projects"])
+    assert summary.calls_added == 0
+    assert repo.counts()["calls"] == before
+    repo.engine.dispose()

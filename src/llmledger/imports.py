@@ -293,15 +293,33 @@ class _Writer:
 # -- dedupe across files and against the store -------------------------------------------------
 
 
-class _Dedupe:
-    """Global copy settlement (ccusage v20 rules) over the rows of every file read."""
+#: Sources that record the same Claude Code API calls as its transcripts do: ``llmledger run``
+#: parses the CLI's own stream-json (per message) or json result (per session).
+_CLAUDE_LIVE = ("claude_code_stream_json", "claude_code_result")
 
-    def __init__(self, conn: Connection, source_has_calls: bool) -> None:
+
+class _Dedupe:
+    """Global copy settlement (ccusage v20 rules) over the rows of every file read, and against
+    what the store already holds — including the same calls recorded live by ``llmledger run``,
+    so that running Claude Code through llmledger and importing its transcripts never counts a
+    call twice."""
+
+    def __init__(self, conn: Connection, sources: Sequence[str]) -> None:
         self.conn = conn
-        self.check_store = source_has_calls
+        watched = [*sources, *_CLAUDE_LIVE]
+        self.check_store = (
+            conn.execute(select(calls.c.id).where(calls.c.source.in_(watched)).limit(1)).first()
+            is not None
+        )
+        # Sessions whose calls were recorded from Claude Code's result (no message ids to
+        # match): their transcript lines are copies.
+        self.live_sessions: set[str] = set()
+        if self.check_store and "claude_code_transcript" in sources:
+            query = select(calls.c.session_id).where(calls.c.source == "claude_code_result")
+            self.live_sessions = {sid for sid in conn.execute(query.distinct()).scalars() if sid}
         self.best: dict[str, tuple[int, int, bool, bool]] = {}
-        # message id -> [(dedupe key, is sidechain)] for keys seen or stored
-        self.by_message: dict[str, list[tuple[str, bool]]] = {}
+        # message id -> [(dedupe key, is sidechain, recorded live)] for keys seen or stored
+        self.by_message: dict[str, list[tuple[str, bool, bool]]] = {}
         self.delete: set[str] = set()
 
     def load_stored(self, message_ids: Iterable[str]) -> None:
@@ -310,16 +328,20 @@ class _Dedupe:
             return
         wanted = [m for m in dict.fromkeys(message_ids) if m not in self.by_message]
         for i in range(0, len(wanted), _IN_CHUNK):
-            query = select(calls.c.message_id, calls.c.dedupe_key, calls.c.metadata).where(
-                calls.c.message_id.in_(wanted[i : i + _IN_CHUNK])
-            )
-            for mid, key, meta in self.conn.execute(query).all():
+            query = select(
+                calls.c.message_id, calls.c.dedupe_key, calls.c.metadata, calls.c.source
+            ).where(calls.c.message_id.in_(wanted[i : i + _IN_CHUNK]))
+            for mid, key, meta, source in self.conn.execute(query).all():
                 side = bool(meta and meta.get("is_sidechain") is True)
-                self.by_message.setdefault(mid, []).append((key, side))
+                self.by_message.setdefault(mid, []).append((key, side, source in _CLAUDE_LIVE))
                 # A stored copy of the same key is settled by the upsert itself.
 
-    def keep(self, key: str, mid: str | None, info: tuple[int, int, bool, bool]) -> bool:
+    def keep(
+        self, key: str, mid: str | None, session: str | None, info: tuple[int, int, bool, bool]
+    ) -> bool:
         """Whether a row is written (True) or is a copy that changes nothing (False)."""
+        if session is not None and session in self.live_sessions:
+            return False
         old = self.best.get(key)
         if old is not None:
             if _better(info, old):
@@ -328,15 +350,15 @@ class _Dedupe:
             return False
         side = info[3]
         if mid:
-            others = [(k, s) for k, s in self.by_message.get(mid, ()) if k != key]
+            others = [entry for entry in self.by_message.get(mid, ()) if entry[0] != key]
             if others:
-                if side:
-                    return False  # a sidechain replay of a message already counted
-                replaced = [k for k, s in others if s]
+                if side or any(live for _, _, live in others):
+                    return False  # a sidechain replay, or a call `llmledger run` recorded
+                replaced = [k for k, s, _ in others if s]
                 if replaced:  # the parent copy wins over sidechain replays seen first
                     self.delete.update(replaced)
-                    self.by_message[mid] = [(k, s) for k, s in others if not s]
-            self.by_message.setdefault(mid, []).append((key, side))
+                    self.by_message[mid] = [e for e in others if not e[1]]
+            self.by_message.setdefault(mid, []).append((key, side, False))
         self.best[key] = info
         return True
 
@@ -435,17 +457,13 @@ def import_logs(
     skipped: Counter[str] = Counter()
     with repo.engine.begin() as conn:
         sources = sorted({SOURCE_OF[p.file.agent] for p in plans})
-        has_calls = (
-            conn.execute(select(calls.c.id).where(calls.c.source.in_(sources)).limit(1)).first()
-            is not None
-        )
         if conn.dialect.name == "sqlite":
             # The calls indexes are updated in random key order: a larger page cache keeps
             # their pages in memory for the length of the import.
             conn.exec_driver_sql("PRAGMA cache_size = -131072")
         before = _count_calls(conn)
         rebuilt = _drop_indexes(conn) if before == 0 else []
-        dedupe = _Dedupe(conn, has_calls)
+        dedupe = _Dedupe(conn, sources)
         writer = _Writer(conn, summary)
         done_bytes = 0
         for task, result in zip(tasks, _read_all(tasks, workers), strict=True):
@@ -461,7 +479,7 @@ def import_logs(
                 "agent": _AGENT_IDS[plan.file.agent],
             }
             for row, info in zip(result.rows, result.info, strict=True):
-                if dedupe.keep(row[DEDUPE_KEY], row[MESSAGE_ID], info):
+                if dedupe.keep(row[DEDUPE_KEY], row[MESSAGE_ID], row[SESSION_ID], info):
                     own_session = row[SESSION_ID] == plan.file.session_id
                     writer.add(row, meta if own_session else {**meta, "project": row[PROJECT]})
                 else:
