@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -353,8 +354,8 @@ def test_codex_rollout_imports(repo: Repository, fixtures_dir: Path, tmp_path: P
     assert again.files_skipped_unchanged == 1
 
 
-def _transcript_of_stream(stream: Path, session: str) -> bytes:
-    """The transcript lines Claude Code writes for the API calls of a stream-json run."""
+def _transcript_of_stream(stream: Path, session: str, at: str) -> bytes:
+    """The transcript lines Claude Code writes (at time ``at``) for a stream-json run's calls."""
     lines = []
     for raw in stream.read_bytes().splitlines():
         event = orjson.loads(raw)
@@ -366,7 +367,7 @@ def _transcript_of_stream(stream: Path, session: str) -> bytes:
                     "type": "assistant",
                     "sessionId": session,
                     "requestId": "req_" + event["message"]["id"][-8:],
-                    "timestamp": "2026-03-01T22:38:51.902Z",
+                    "timestamp": at,
                     "cwd": "/home/dev/pager",
                     "message": event["message"],
                 }
@@ -389,14 +390,19 @@ def test_calls_recorded_by_llmledger_run_are_not_imported_again(
     url = f"sqlite:///{tmp_path / 'l.db'}"
     with Ledger(url) as ledger, ledger.run("task", "via llmledger run"):
         ledger.record(parsed)
+        during = datetime.now(UTC).isoformat()
     stream = fixtures_dir / "claude-code" / "claude-stream-json.jsonl"
     project = tmp_path / "projects" / "-home-dev-pager"
     project.mkdir(parents=True)
-    (project / f"{session}.jsonl").write_bytes(_transcript_of_stream(stream, session))
+    # The same session's earlier turns (it was resumed by the run) are real, separate usage.
+    earlier = _transcript_of_stream(stream, session, "2026-03-01T22:38:51.902Z")
+    earlier = earlier.replace(b'"msg_01', b'"msg_00')
+    transcript = earlier + _transcript_of_stream(stream, session, during)
+    (project / f"{session}.jsonl").write_bytes(transcript)
 
     repo = open_repository(url)
     before = repo.counts()["calls"]
     summary = import_logs(repo, ["claude"], [tmp_path / "projects"])
-    assert summary.calls_added == 0
-    assert repo.counts()["calls"] == before
+    assert summary.calls_added == 3  # the three earlier messages; the run's own are copies
+    assert repo.counts()["calls"] == before + 3
     repo.engine.dispose()

@@ -227,3 +227,33 @@ def test_status_events_follow_the_task(sqlite_url: str) -> None:
     ]
     assert all(r["task_key"] == "k" for r in rows)
     assert json.loads(json.dumps(rows[1]["metadata"]))["num_turns"] == 3
+
+
+def test_transcripts_imported_during_the_run_are_superseded_by_its_record(
+    sqlite_url: str, fixtures_dir: Path, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from llmledger.imports import import_logs
+
+    stream = fixtures_dir / "claude-code" / "claude-stream-json.jsonl"
+    session = "5c1e8f3a-7b2d-4e6f-9a0c-3d8b1f4e2a7c"
+    project = tmp_path / "projects" / "-home-dev-pager"
+    project.mkdir(parents=True)
+    now = datetime.now(UTC).isoformat()
+    lines = [
+        json.dumps({"type": "assistant", "sessionId": session,
+                    "requestId": "req_" + event["message"]["id"], "timestamp": now,
+                    "message": event["message"]})
+        for event in (json.loads(raw) for raw in stream.read_text().splitlines())
+        if event.get("type") == "assistant"
+    ]  # fmt: skip
+    (project / f"{session}.jsonl").write_text("\n".join(lines) + "\n")
+    with Ledger(sqlite_url) as ledger:
+        imported = import_logs(ledger.repository, ["claude"], [tmp_path / "projects"])
+        assert imported.calls_added == 3  # the transcripts, seen before the run records
+        result = run_agent(["cat", str(stream)], ledger=ledger, stdout=io.BytesIO())
+        assert len(result.calls) == 3
+        assert ledger.repository.counts()["calls"] == 3  # the run's own, not 6
+        again = import_logs(ledger.repository, ["claude"], [tmp_path / "projects"])
+        assert again.calls_added == 0

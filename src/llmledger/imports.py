@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Index, select
+from sqlalchemy import ColumnElement, Connection, Index, and_, or_, select
 
 from llmledger._import_read import (
     DEDUPE_KEY,
@@ -49,10 +49,18 @@ from llmledger._import_read import (
 from llmledger._logfiles import AGENTS, SOURCE_OF, LogFile, discover
 from llmledger.store.repository import Repository, new_run_id, raw_upsert_sql
 from llmledger.store.schema import calls, import_state, runs
-from llmledger.store.types import micros_to_datetime
+from llmledger.store.types import datetime_to_micros, micros_to_datetime
 from llmledger.usage import Usage
 
-__all__ = ["AGENTS", "ImportSummary", "LogFile", "discover", "import_logs", "plan_import"]
+__all__ = [
+    "AGENTS",
+    "ImportSummary",
+    "LogFile",
+    "discover",
+    "drop_transcript_copies",
+    "import_logs",
+    "plan_import",
+]
 
 #: Above this many bytes to read (and with more than one file), files go to a process pool.
 POOL_THRESHOLD_BYTES = 16 * 1024 * 1024
@@ -298,6 +306,40 @@ class _Writer:
 _CLAUDE_LIVE = ("claude_code_stream_json", "claude_code_result")
 
 
+def drop_transcript_copies(
+    repo: Repository,
+    *,
+    message_ids: Iterable[str],
+    session_id: str | None,
+    since: datetime,
+    until: datetime,
+) -> int:
+    """Delete imported Claude Code transcript calls that a live record of the same calls (by
+    ``llmledger run``) supersedes — the mirror of the import's own rule, for transcripts that
+    were imported first: calls with one of ``message_ids``, or, for a json result (which has
+    no message ids), calls of ``session_id`` between ``since`` and ``until``. Returns how many.
+    """
+    ids = sorted(set(message_ids))
+    matches: list[ColumnElement[bool]] = []
+    for i in range(0, len(ids), _IN_CHUNK):
+        matches.append(calls.c.message_id.in_(ids[i : i + _IN_CHUNK]))
+    if session_id is not None:
+        matches.append(
+            and_(
+                calls.c.session_id == session_id,
+                calls.c.started_at >= since,
+                calls.c.started_at <= until,
+            )
+        )
+    if not matches:
+        return 0
+    with repo.engine.begin() as conn:
+        deleted = conn.execute(
+            calls.delete().where(calls.c.source == "claude_code_transcript", or_(*matches))
+        ).rowcount
+    return max(int(deleted), 0)
+
+
 class _Dedupe:
     """Global copy settlement (ccusage v20 rules) over the rows of every file read, and against
     what the store already holds — including the same calls recorded live by ``llmledger run``,
@@ -311,12 +353,20 @@ class _Dedupe:
             conn.execute(select(calls.c.id).where(calls.c.source.in_(watched)).limit(1)).first()
             is not None
         )
-        # Sessions whose calls were recorded from Claude Code's result (no message ids to
-        # match): their transcript lines are copies.
-        self.live_sessions: set[str] = set()
+        # Sessions recorded from Claude Code's json result (no message ids to match), with the
+        # time window of each run that recorded them: transcript lines of that session inside
+        # a window are copies (lines outside it, e.g. earlier turns of a resumed session, not).
+        self.live_sessions: dict[str, list[tuple[int, int | None]]] = {}
         if self.check_store and "claude_code_transcript" in sources:
-            query = select(calls.c.session_id).where(calls.c.source == "claude_code_result")
-            self.live_sessions = {sid for sid in conn.execute(query.distinct()).scalars() if sid}
+            query = (
+                select(calls.c.session_id, runs.c.started_at, runs.c.finished_at)
+                .join(runs, runs.c.id == calls.c.run_id)
+                .where(calls.c.source == "claude_code_result", calls.c.session_id.is_not(None))
+                .distinct()
+            )
+            for sid, start, end in conn.execute(query).all():
+                window = (datetime_to_micros(start), end and datetime_to_micros(end))
+                self.live_sessions.setdefault(sid, []).append(window)
         self.best: dict[str, tuple[int, int, bool, bool]] = {}
         # message id -> [(dedupe key, is sidechain, recorded live)] for keys seen or stored
         self.by_message: dict[str, list[tuple[str, bool, bool]]] = {}
@@ -337,10 +387,20 @@ class _Dedupe:
                 # A stored copy of the same key is settled by the upsert itself.
 
     def keep(
-        self, key: str, mid: str | None, session: str | None, info: tuple[int, int, bool, bool]
+        self,
+        key: str,
+        mid: str | None,
+        session: str | None,
+        at: int | None,
+        info: tuple[int, int, bool, bool],
     ) -> bool:
         """Whether a row is written (True) or is a copy that changes nothing (False)."""
-        if session is not None and session in self.live_sessions:
+        windows = self.live_sessions.get(session) if session is not None else None
+        if (
+            windows
+            and at is not None
+            and any(start <= at and (end is None or at <= end) for start, end in windows)
+        ):
             return False
         old = self.best.get(key)
         if old is not None:
@@ -479,7 +539,9 @@ def import_logs(
                 "agent": _AGENT_IDS[plan.file.agent],
             }
             for row, info in zip(result.rows, result.info, strict=True):
-                if dedupe.keep(row[DEDUPE_KEY], row[MESSAGE_ID], row[SESSION_ID], info):
+                if dedupe.keep(
+                    row[DEDUPE_KEY], row[MESSAGE_ID], row[SESSION_ID], row[STARTED_AT], info
+                ):
                     own_session = row[SESSION_ID] == plan.file.session_id
                     writer.add(row, meta if own_session else {**meta, "project": row[PROJECT]})
                 else:

@@ -441,8 +441,33 @@ def _record_output(
         result.calls = run.record(parsed, model=model, started_at=started_at)
         if not result.calls:
             result.warnings.append("the ledger could not record the calls (see the log)")
+        elif parsed.format in _CLAUDE_LIVE_FORMATS:
+            _drop_imported_copies(run, result.calls, parsed.summary, started_at)
     else:
         result.warnings.append(f"{parsed.format}: the output holds no usage yet")
+
+
+#: Outputs whose calls Claude Code also writes to its transcripts (which imports read).
+_CLAUDE_LIVE_FORMATS = frozenset({"claude_code_stream_json", "claude_code_result"})
+
+
+def _drop_imported_copies(
+    run: Run, calls: Sequence[Call], summary: Summary | None, started_at: datetime
+) -> None:
+    # Transcripts imported while the agent ran hold the same calls: the live record, filed
+    # under its task and attempt, is the one kept (the importer skips them from now on).
+    from llmledger.imports import drop_transcript_copies
+
+    try:
+        drop_transcript_copies(
+            run.ledger.repository,
+            message_ids=[c.message_id for c in calls if c.message_id],
+            session_id=None if summary is None else summary.session_id,
+            since=started_at,
+            until=datetime.now(UTC),
+        )
+    except Exception as exc:  # like record(): never raised into the caller
+        _log.warning("llmledger could not drop imported copies: %s: %s", type(exc).__name__, exc)
 
 
 def _parse_output(output: bytes, format: str | None) -> Parsed:
