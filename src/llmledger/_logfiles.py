@@ -17,6 +17,7 @@ from pathlib import Path
 
 __all__ = [
     "AGENTS",
+    "AGENT_SOURCES",
     "SOURCE_OF",
     "LogFile",
     "claude_roots",
@@ -25,13 +26,21 @@ __all__ = [
     "gemini_roots",
 ]
 
-#: The agents ``llmledger import`` knows, and the ``calls.source`` each one's calls carry.
+#: The agents ``llmledger import`` knows, and the ``calls.source`` of the calls imported from
+#: each one's logs.
 SOURCE_OF: dict[str, str] = {
     "claude": "claude_code_transcript",
     "codex": "codex_rollout",
-    "gemini": "gemini_cli",
+    "gemini": "gemini_cli_chat",
 }
 AGENTS: tuple[str, ...] = tuple(SOURCE_OF)
+#: Every source an agent's calls can come from: its logs (first), then what ``llmledger run``
+#: records from the agent's own output. The same call can reach the ledger both ways.
+AGENT_SOURCES: dict[str, tuple[str, ...]] = {
+    "claude": ("claude_code_transcript", "claude_code_stream_json", "claude_code_result"),
+    "codex": ("codex_rollout", "codex_exec_json"),
+    "gemini": ("gemini_cli_chat", "gemini_cli_json", "gemini_cli_stream_json"),
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from llmledger._import_read import (
     read_file,
     set_pricer,
 )
-from llmledger._logfiles import AGENTS, SOURCE_OF, LogFile, discover
+from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF, LogFile, discover
 from llmledger.store.repository import Repository, new_run_id, raw_upsert_sql
 from llmledger.store.schema import calls, import_state, runs
 from llmledger.store.types import datetime_to_micros, micros_to_datetime
@@ -54,10 +54,12 @@ from llmledger.usage import Usage
 
 __all__ = [
     "AGENTS",
+    "AGENT_SOURCES",
+    "SOURCE_OF",
     "ImportSummary",
     "LogFile",
     "discover",
-    "drop_transcript_copies",
+    "drop_imported_copies",
     "import_logs",
     "plan_import",
 ]
@@ -301,24 +303,28 @@ class _Writer:
 # -- dedupe across files and against the store -------------------------------------------------
 
 
-#: Sources that record the same Claude Code API calls as its transcripts do: ``llmledger run``
-#: parses the CLI's own stream-json (per message) or json result (per session).
-_CLAUDE_LIVE = ("claude_code_stream_json", "claude_code_result")
+#: Sources that ``llmledger run`` records from an agent CLI's own output: the same API calls
+#: the agent also writes to the logs that imports read.
+_LIVE = tuple(source for sources in AGENT_SOURCES.values() for source in sources[1:])
 
 
-def drop_transcript_copies(
+def drop_imported_copies(
     repo: Repository,
+    live_source: str,
     *,
     message_ids: Iterable[str],
     session_id: str | None,
     since: datetime,
     until: datetime,
 ) -> int:
-    """Delete imported Claude Code transcript calls that a live record of the same calls (by
-    ``llmledger run``) supersedes — the mirror of the import's own rule, for transcripts that
-    were imported first: calls with one of ``message_ids``, or, for a json result (which has
-    no message ids), calls of ``session_id`` between ``since`` and ``until``. Returns how many.
-    """
+    """Delete imported log calls that a live record of the same calls (``llmledger run``
+    parsing the agent's own output as ``live_source``) supersedes — the mirror of the
+    import's rule, for logs imported while the run went on: calls with one of
+    ``message_ids``, or calls of ``session_id`` between ``since`` and ``until``. Returns how
+    many were deleted (0 for a source no agent log also holds)."""
+    logs = [s[0] for s in AGENT_SOURCES.values() if live_source in s[1:]]
+    if not logs:
+        return 0
     ids = sorted(set(message_ids))
     matches: list[ColumnElement[bool]] = []
     for i in range(0, len(ids), _IN_CHUNK):
@@ -335,7 +341,7 @@ def drop_transcript_copies(
         return 0
     with repo.engine.begin() as conn:
         deleted = conn.execute(
-            calls.delete().where(calls.c.source == "claude_code_transcript", or_(*matches))
+            calls.delete().where(calls.c.source == logs[0], or_(*matches))
         ).rowcount
     return max(int(deleted), 0)
 
@@ -348,20 +354,20 @@ class _Dedupe:
 
     def __init__(self, conn: Connection, sources: Sequence[str]) -> None:
         self.conn = conn
-        watched = [*sources, *_CLAUDE_LIVE]
+        watched = [*sources, *_LIVE]
         self.check_store = (
             conn.execute(select(calls.c.id).where(calls.c.source.in_(watched)).limit(1)).first()
             is not None
         )
-        # Sessions recorded from Claude Code's json result (no message ids to match), with the
-        # time window of each run that recorded them: transcript lines of that session inside
-        # a window are copies (lines outside it, e.g. earlier turns of a resumed session, not).
+        # Sessions recorded live (by ``llmledger run``), with the time window of each run that
+        # recorded them: log lines of that session inside a window are copies (lines outside
+        # it, e.g. earlier turns of a session the run resumed, are not).
         self.live_sessions: dict[str, list[tuple[int, int | None]]] = {}
-        if self.check_store and "claude_code_transcript" in sources:
+        if self.check_store:
             query = (
                 select(calls.c.session_id, runs.c.started_at, runs.c.finished_at)
                 .join(runs, runs.c.id == calls.c.run_id)
-                .where(calls.c.source == "claude_code_result", calls.c.session_id.is_not(None))
+                .where(calls.c.source.in_(_LIVE), calls.c.session_id.is_not(None))
                 .distinct()
             )
             for sid, start, end in conn.execute(query).all():
@@ -383,7 +389,7 @@ class _Dedupe:
             ).where(calls.c.message_id.in_(wanted[i : i + _IN_CHUNK]))
             for mid, key, meta, source in self.conn.execute(query).all():
                 side = bool(meta and meta.get("is_sidechain") is True)
-                self.by_message.setdefault(mid, []).append((key, side, source in _CLAUDE_LIVE))
+                self.by_message.setdefault(mid, []).append((key, side, source in _LIVE))
                 # A stored copy of the same key is settled by the upsert itself.
 
     def keep(

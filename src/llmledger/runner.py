@@ -441,28 +441,26 @@ def _record_output(
         result.calls = run.record(parsed, model=model, started_at=started_at)
         if not result.calls:
             result.warnings.append("the ledger could not record the calls (see the log)")
-        elif parsed.format in _CLAUDE_LIVE_FORMATS:
-            _drop_imported_copies(run, result.calls, parsed.summary, started_at)
+        else:
+            _drop_imported_copies(run, parsed, started_at)
     else:
         result.warnings.append(f"{parsed.format}: the output holds no usage yet")
 
 
-#: Outputs whose calls Claude Code also writes to its transcripts (which imports read).
-_CLAUDE_LIVE_FORMATS = frozenset({"claude_code_stream_json", "claude_code_result"})
-
-
-def _drop_imported_copies(
-    run: Run, calls: Sequence[Call], summary: Summary | None, started_at: datetime
-) -> None:
-    # Transcripts imported while the agent ran hold the same calls: the live record, filed
+def _drop_imported_copies(run: Run, parsed: Parsed, started_at: datetime) -> None:
+    # Agent logs imported while the agent ran hold the same calls: the live record, filed
     # under its task and attempt, is the one kept (the importer skips them from now on).
-    from llmledger.imports import drop_transcript_copies
+    from llmledger.imports import drop_imported_copies
 
+    sessions = {c.session_id for c in parsed.calls if c.session_id}
+    if parsed.summary is not None and parsed.summary.session_id:
+        sessions.add(parsed.summary.session_id)
     try:
-        drop_transcript_copies(
+        drop_imported_copies(
             run.ledger.repository,
-            message_ids=[c.message_id for c in calls if c.message_id],
-            session_id=None if summary is None else summary.session_id,
+            parsed.format,
+            message_ids=[c.message_id for c in parsed.calls if c.message_id],
+            session_id=next(iter(sessions)) if len(sessions) == 1 else None,
             since=started_at,
             until=datetime.now(UTC),
         )

@@ -18,13 +18,8 @@ from rich.table import Table
 from llmledger.cli._app import DbOption, JsonOption, app, fail
 from llmledger.display import format_money, format_tokens
 from llmledger.errors import LedgerError
+from llmledger.imports import AGENT_SOURCES, AGENTS, SOURCE_OF
 from llmledger.totals import Totals
-
-_LOG_SOURCES = {
-    "claude": "claude_code_transcript",
-    "codex": "codex_rollout",
-    "gemini": "gemini_cli",
-}
 
 SinceOption = Annotated[
     str | None,
@@ -83,13 +78,14 @@ class _Context:
             end = parse_instant(until, tz=self.tz, end_of_day=True) if until else None
         except ValueError as exc:
             raise fail(str(exc)) from None
-        sources = tuple(_LOG_SOURCES.get(s, s) for s in source or ())
+        # An agent's name stands for every source its calls come from (logs and live runs).
+        sources = tuple(n for s in source or () for n in AGENT_SOURCES.get(s, (s,)))
         self.filters = Filters(start, end, sources, tuple(project or ()), tuple(model or ()),
                                tuple(agent or ()))  # fmt: skip
         self.cost = cost
         self.db = db
         self._repo: Any | None = None
-        log_agents = [a for a, s in _LOG_SOURCES.items() if not sources or s in sources]
+        log_agents = [a for a in AGENTS if not sources or SOURCE_OF[a] in sources]
         if not no_import and log_agents:
             self._import(log_agents)
 
