@@ -94,3 +94,25 @@ def test_import_reads_only_chat_recordings(tmp_path: Path) -> None:
     assert not summary.errors
     assert again.calls_added == 0
     repo.engine.dispose()
+
+
+def test_source_gemini_selects_the_chat_recordings(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llmledger.cli import app
+    from llmledger.cli._app import _register_commands
+
+    chats = tmp_path / "tmp" / "abc123" / "chats"
+    chats.mkdir(parents=True)
+    (chats / "session-1.json").write_text(json.dumps(DOCUMENT))
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    repo = open_repository(url)
+    import_logs(repo, ["gemini"], [tmp_path / "tmp"])
+    repo.engine.dispose()
+    _register_commands()
+    args = ["daily", "--db", url, "--no-import", "--json", "--tz", "UTC"]
+    gemini = CliRunner().invoke(app, [*args, "--source", "gemini"])
+    claude = CliRunner().invoke(app, [*args, "--source", "claude"])
+    assert gemini.exit_code == 0, gemini.output
+    assert json.loads(gemini.output)["totals"]["total_tokens"] == TOKENS["total"]
+    assert json.loads(claude.output)["totals"]["calls"] == 0
