@@ -8,6 +8,7 @@ returned (same type, ``response``, context manager), and sees the items it would
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import weakref
@@ -26,6 +27,7 @@ __all__ = [
     "dump",
     "instrument_async_stream",
     "instrument_stream",
+    "wrap_copies",
 ]
 
 _log = logging.getLogger("llmledger")
@@ -230,6 +232,21 @@ def instrument_async_stream(stream: Any, watch: StreamWatch) -> Any:
 
     stream.close = close
     return stream
+
+
+def wrap_copies(client: Any, reinstrument: Callable[[Any], Any]) -> None:
+    """Make the client's ``copy()`` and ``with_options()`` return instrumented copies."""
+    for name in ("copy", "with_options"):
+        original = wrap_marker(getattr(client, name, None))
+        if original is None:
+            continue
+
+        def copy(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            return reinstrument(_original(*args, **kwargs))
+
+        functools.update_wrapper(copy, original)
+        copy.__llmledger_original__ = original  # type: ignore[attr-defined]
+        setattr(client, name, copy)
 
 
 def wrap_marker(func: Any) -> Any:

@@ -26,6 +26,7 @@ from llmledger.integrations._common import (
     guarded,
     instrument_async_stream,
     instrument_stream,
+    wrap_copies,
     wrap_marker,
 )
 from llmledger.ledger import Ledger
@@ -55,17 +56,7 @@ def instrument_anthropic(client: _C, ledger: Ledger, *, agent: str | None = None
         _wrap_create(messages, recorder)
         if hasattr(messages, "stream"):
             _wrap_stream_helper(messages, recorder)
-    for name in ("copy", "with_options"):
-        original = wrap_marker(getattr(client, name, None))
-        if original is None:
-            continue
-
-        def copy(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            return instrument_anthropic(_original(*args, **kwargs), ledger, agent=agent)
-
-        functools.update_wrapper(copy, original)
-        copy.__llmledger_original__ = original  # type: ignore[attr-defined]
-        setattr(client, name, copy)
+    wrap_copies(client, lambda copy: instrument_anthropic(copy, ledger, agent=agent))
     return client
 
 

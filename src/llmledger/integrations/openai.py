@@ -24,6 +24,7 @@ from llmledger.integrations._common import (
     guarded,
     instrument_async_stream,
     instrument_stream,
+    wrap_copies,
     wrap_marker,
 )
 from llmledger.ledger import Ledger
@@ -71,22 +72,8 @@ def instrument_openai(client: _C, ledger: Ledger, *, agent: str | None = None) -
     responses = getattr(client, "responses", None)
     if responses is not None:
         _wrap(responses, "create", recorder.responses)
-    _wrap_copies(client, ledger, agent)
+    wrap_copies(client, lambda copy: instrument_openai(copy, ledger, agent=agent))
     return client
-
-
-def _wrap_copies(client: Any, ledger: Ledger, agent: str | None) -> None:
-    for name in ("copy", "with_options"):
-        original = wrap_marker(getattr(client, name, None))
-        if original is None:
-            continue
-
-        def copy(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            return instrument_openai(_original(*args, **kwargs), ledger, agent=agent)
-
-        functools.update_wrapper(copy, original)
-        copy.__llmledger_original__ = original  # type: ignore[attr-defined]
-        setattr(client, name, copy)
 
 
 def _wrap(resource: Any, name: str, handle: _Handler) -> None:
