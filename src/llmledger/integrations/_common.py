@@ -81,6 +81,33 @@ class Recorder:
             metadata=metadata,
         )
 
+    def finish(
+        self,
+        result: Any,
+        timer: Timer,
+        model: Any,
+        watch: Callable[[], StreamWatch],
+        *,
+        is_async: bool,
+        what: str,
+        fields: set[str],
+        fmt: str,
+    ) -> Any:
+        """Instrument a stream result (watched by ``watch()``), or record a complete one;
+        returns ``result`` itself, for the caller."""
+        if is_sdk_stream(result):
+            if is_async:
+                return instrument_async_stream(result, watch())
+            return instrument_stream(result, watch())
+        if hasattr(result, "usage") and hasattr(result, "id"):
+            guarded(f"record {what}", lambda: self.record(dump(result, fields), fmt, timer, model))
+        return result  # e.g. a with_raw_response wrapper: passed through, not recorded
+
+
+def is_sdk_stream(result: Any) -> bool:
+    """The SDK's Stream / AsyncStream; a raw-response wrapper (with_raw_response) is neither."""
+    return hasattr(result, "_iterator") and hasattr(result, "response")
+
 
 def dump(obj: Any, include: set[str] | None = None) -> Any:
     """A JSON-shaped copy of an SDK model (pydantic) or mapping, limited to ``include``.

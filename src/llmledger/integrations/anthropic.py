@@ -23,7 +23,6 @@ from llmledger.integrations._common import (
     Recorder,
     Timer,
     dump,
-    guarded,
     instrument_async_stream,
     instrument_stream,
     wrap_copies,
@@ -65,19 +64,16 @@ class _Recorder(Recorder):
 
     def result(self, result: Any, timer: Timer, model: Any, *, is_async: bool) -> Any:
         """Record a ``Message``, or instrument a raw event stream; returns ``result``."""
-        if hasattr(result, "_iterator") and hasattr(result, "response"):
-            watch = _StreamWatch(self, timer, model)
-            if is_async:
-                return instrument_async_stream(result, watch)
-            return instrument_stream(result, watch)
-        if hasattr(result, "usage") and hasattr(result, "id"):
-            guarded(
-                "record a message",
-                lambda: self.record(
-                    dump(result, _MESSAGE_FIELDS), anthropic_source.MESSAGES, timer, model
-                ),
-            )
-        return result  # e.g. a with_raw_response wrapper: passed through, not recorded
+        return self.finish(
+            result,
+            timer,
+            model,
+            lambda: _StreamWatch(self, timer, model),
+            is_async=is_async,
+            what="a message",
+            fields=_MESSAGE_FIELDS,
+            fmt=anthropic_source.MESSAGES,
+        )
 
 
 def _wrap_create(messages: Any, recorder: _Recorder) -> None:

@@ -21,9 +21,6 @@ from llmledger.integrations._common import (
     Recorder,
     Timer,
     dump,
-    guarded,
-    instrument_async_stream,
-    instrument_stream,
     wrap_copies,
     wrap_marker,
 )
@@ -131,11 +128,6 @@ class _Recorder(Recorder):
         self.responses = _ResponsesHandler(self)
 
 
-def _is_stream(result: Any) -> bool:
-    # The SDK's Stream/AsyncStream; a raw-response wrapper (with_raw_response) is neither.
-    return hasattr(result, "_iterator") and hasattr(result, "response")
-
-
 def _stream_metadata(ended: str) -> dict[str, Any] | None:
     return None if ended == COMPLETE else {"stream_end": ended}
 
@@ -150,19 +142,16 @@ class _ChatHandler:
         self, result: Any, timer: Timer, hide: bool, kwargs: Mapping[str, Any], *, is_async: bool
     ) -> Any:
         model = kwargs.get("model")
-        if _is_stream(result):
-            watch = _ChatStreamWatch(self.recorder, timer, hide, model)
-            if is_async:
-                return instrument_async_stream(result, watch)
-            return instrument_stream(result, watch)
-        if hasattr(result, "usage") and hasattr(result, "id"):
-            guarded(
-                "record a chat completion",
-                lambda: self.recorder.record(
-                    dump(result, _CHAT_FIELDS), openai_source.CHAT, timer, model
-                ),
-            )
-        return result
+        return self.recorder.finish(
+            result,
+            timer,
+            model,
+            lambda: _ChatStreamWatch(self.recorder, timer, hide, model),
+            is_async=is_async,
+            what="a chat completion",
+            fields=_CHAT_FIELDS,
+            fmt=openai_source.CHAT,
+        )
 
 
 class _ChatStreamWatch:
@@ -211,19 +200,16 @@ class _ResponsesHandler:
         self, result: Any, timer: Timer, hide: bool, kwargs: Mapping[str, Any], *, is_async: bool
     ) -> Any:
         model = kwargs.get("model")
-        if _is_stream(result):
-            watch = _ResponsesStreamWatch(self.recorder, timer, model)
-            if is_async:
-                return instrument_async_stream(result, watch)
-            return instrument_stream(result, watch)
-        if hasattr(result, "usage") and hasattr(result, "id"):
-            guarded(
-                "record a response",
-                lambda: self.recorder.record(
-                    dump(result, _RESPONSE_FIELDS), openai_source.RESPONSES, timer, model
-                ),
-            )
-        return result
+        return self.recorder.finish(
+            result,
+            timer,
+            model,
+            lambda: _ResponsesStreamWatch(self.recorder, timer, model),
+            is_async=is_async,
+            what="a response",
+            fields=_RESPONSE_FIELDS,
+            fmt=openai_source.RESPONSES,
+        )
 
 
 class _ResponsesStreamWatch:
