@@ -43,6 +43,14 @@ EXPECTED_COLUMNS = {
         "path", "source", "device", "inode", "size", "mtime_ns", "offset", "head_sha256",
         "lines", "calls", "updated_at",
     ],
+    "call_rollup": [
+        "bucket", "source", "model", "calls",
+        "input_tokens", "input_tokens_known", "cache_read_tokens", "cache_read_tokens_known",
+        "cache_write_tokens", "cache_write_tokens_known", "output_tokens",
+        "output_tokens_known", "reasoning_tokens", "reasoning_tokens_known",
+        "cost_auto", "priced_auto", "cost_reported", "priced_reported", "cost_calculated",
+        "priced_calculated",
+    ],
 }  # fmt: skip
 
 EXPECTED_INDEXES = {
@@ -126,3 +134,28 @@ def test_head_revision_constant_matches_the_migrations() -> None:
     from llmledger.store.engine import HEAD_REVISION
 
     assert head_revision() == HEAD_REVISION
+
+
+def test_calls_at_0002_are_rolled_up_by_the_upgrade_and_kept_after(engine: sa.Engine) -> None:
+    upgrade(engine, "0002")
+    insert = sa.text(
+        "INSERT INTO calls (dedupe_key, source, model, started_at, input_tokens, cost_usd, "
+        "cost_status, status, token_provenance, recorded_at) VALUES (:k, 'test', 'm', "
+        ":at, :tokens, :cost, 'computed', 'ok', 'reported', 1700000000000000)"
+    )
+    at = 1_700_000_000_000_000
+    with engine.begin() as conn:
+        conn.execute(insert, {"k": "k1", "at": at, "tokens": 10, "cost": 5})
+        conn.execute(insert, {"k": "k2", "at": at + 1, "tokens": None, "cost": None})
+    upgrade(engine)
+    read = sa.text("SELECT bucket, calls, input_tokens, input_tokens_known, cost_auto, "
+                   "priced_auto FROM call_rollup")  # fmt: skip
+    with engine.begin() as conn:
+        assert [tuple(r) for r in conn.execute(read)] == [(at // 900_000_000, 2, 10, 1, 5, 1)]
+        conn.execute(insert, {"k": "k3", "at": at + 2, "tokens": 7, "cost": 1})  # the trigger
+        conn.execute(sa.text("DELETE FROM calls WHERE dedupe_key = 'k1'"))
+        assert [tuple(r) for r in conn.execute(read)] == [(at // 900_000_000, 2, 7, 1, 1, 1)]
+    downgrade(engine, "0002")
+    assert "call_rollup" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:  # no trigger is left behind to write to a dropped table
+        conn.execute(insert, {"k": "k4", "at": at, "tokens": 1, "cost": 1})

@@ -47,6 +47,7 @@ from llmledger._import_read import (
     set_pricer,
 )
 from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF, LogFile, discover
+from llmledger.store import rollup
 from llmledger.store.repository import Repository, new_run_id, raw_upsert_sql
 from llmledger.store.schema import calls, import_state, runs
 from llmledger.store.types import datetime_to_micros, micros_to_datetime
@@ -440,15 +441,25 @@ def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) 
 # -- the import --------------------------------------------------------------------------------
 
 
-def _drop_indexes(conn: Connection) -> list[Index]:
-    """Drop the secondary indexes of an empty SQLite ``calls`` table for a bulk load; the
-    caller builds them again before commit (sorting once beats updating them row by row)."""
+def _bulk_load(conn: Connection) -> list[Index]:
+    """Prepare an empty SQLite ``calls`` table for a bulk load: drop its secondary indexes and
+    the roll-up triggers; :func:`_end_bulk_load` builds them again before commit (sorting and
+    grouping once beats updating them row by row). The write lock SQLite holds for the import
+    keeps every other writer out meanwhile."""
     if conn.dialect.name != "sqlite":
         return []
     dropped = [index for index in calls.indexes if not index.unique]
     for index in dropped:
         index.drop(conn)
+    rollup.drop_triggers(conn)
     return dropped
+
+
+def _end_bulk_load(conn: Connection, dropped: list[Index]) -> None:
+    for index in dropped:
+        index.create(conn)
+    rollup.rebuild(conn)
+    rollup.create_triggers(conn)
 
 
 def _count_calls(conn: Connection) -> int:
@@ -528,7 +539,8 @@ def import_logs(
             # their pages in memory for the length of the import.
             conn.exec_driver_sql("PRAGMA cache_size = -131072")
         before = _count_calls(conn)
-        rebuilt = _drop_indexes(conn) if before == 0 else []
+        bulk = before == 0 and conn.dialect.name == "sqlite"
+        dropped = _bulk_load(conn) if bulk else []
         dedupe = _Dedupe(conn, sources)
         writer = _Writer(conn, summary)
         done_bytes = 0
@@ -564,8 +576,8 @@ def import_logs(
                 deleted += conn.execute(
                     calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
                 ).rowcount
-        for index in rebuilt:
-            index.create(conn)
+        if bulk:
+            _end_bulk_load(conn, dropped)
         after = _count_calls(conn)
         _save_state(conn, plans, results, micros_to_datetime(recorded) or datetime.now(UTC))
     summary.calls_added = max(0, after - before)

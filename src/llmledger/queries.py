@@ -1,11 +1,10 @@
 """Aggregations every surface uses: period reports, sessions, 5-hour blocks, token group-by.
 
-Each is one SQL query over indexed ``calls`` columns. Period reports group in SQL by (local
-day, model): the local day is ``(started_at + offset) // day``, where the zone's UTC offset is
-taken per segment of constant offset between the ledger's first and last call (a CASE over the
-DST changes), so any ``tz`` is exact on both engines. Sums keep None for a bucket no call
-reported (None is not 0); a cost is the sum of the known costs plus the count of unpriced
-calls, never hidden.
+Period reports live in :mod:`llmledger.periods` (they read the call roll-up) and are
+re-exported here. The others are one SQL query each over indexed ``calls`` columns; a ``day``
+dimension is the local day in ``tz``, exact per segment of constant UTC offset as in periods.
+Sums keep None for a bucket no call reported (None is not 0); a cost is the sum of the known
+costs plus the count of unpriced calls, never hidden.
 
 Cost modes (as ccusage's): ``auto`` is the stored cost (the log's own where it had one, else
 computed when imported); ``calculate`` recomputes a logged cost from tokens (the importer keeps
@@ -15,11 +14,11 @@ other call unpriced.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -35,6 +34,15 @@ from sqlalchemy import (
     type_coerce,
 )
 
+from llmledger.periods import (
+    COST_MODES,
+    PERIODS,
+    CostMode,
+    Filters,
+    ReportRow,
+    offset_segments,
+    period_report,
+)
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.repository import Repository
 from llmledger.store.schema import calls, runs
@@ -58,49 +66,34 @@ __all__ = [
     "total_of",
 ]
 
-CostMode = Literal["auto", "calculate", "reported"]
-COST_MODES: tuple[str, ...] = ("auto", "calculate", "reported")
-PERIODS: tuple[str, ...] = ("daily", "weekly", "monthly")
 #: Dimensions of :func:`group_tokens`.
 DIMENSIONS: tuple[str, ...] = (
     "project", "agent", "command", "day", "model", "job", "action", "provider",
 )  # fmt: skip
 
 _DAY_MICROS = 86_400 * 1_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DATE = date(1970, 1, 1)
 _SUMMED = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
            "reasoning_tokens")  # fmt: skip
 _MICROS = type_coerce(calls.c.started_at, BigInteger)
 
 
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Which calls a report covers: a time range (inclusive) and value filters (any of)."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    sources: tuple[str, ...] = ()
-    projects: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()
-    agents: tuple[str, ...] = ()
-
-    def clauses(self) -> list[ColumnElement[bool]]:
-        """The WHERE clauses on ``calls``."""
-        out: list[ColumnElement[bool]] = []
-        if self.since is not None:
-            out.append(calls.c.started_at >= self.since)
-        if self.until is not None:
-            out.append(calls.c.started_at <= self.until)
-        for column, values in (
-            (calls.c.source, self.sources),
-            (calls.c.project, self.projects),
-            (calls.c.model, self.models),
-            (calls.c.agent_id, self.agents),
-        ):
-            if values:
-                out.append(column.in_(values))
-        return out
+def _clauses(filters: Filters) -> list[ColumnElement[bool]]:
+    """The WHERE clauses on ``calls`` for ``filters``."""
+    out: list[ColumnElement[bool]] = []
+    if filters.since is not None:
+        out.append(calls.c.started_at >= filters.since)
+    if filters.until is not None:
+        out.append(calls.c.started_at <= filters.until)
+    for column, values in (
+        (calls.c.source, filters.sources),
+        (calls.c.project, filters.projects),
+        (calls.c.model, filters.models),
+        (calls.c.agent_id, filters.agents),
+    ):
+        if values:
+            out.append(column.in_(values))
+    return out
 
 
 def _cost(mode: str) -> ColumnElement[Any]:
@@ -135,26 +128,6 @@ def _totals(row: Any) -> Totals:
     )
 
 
-def _add_into(slot: list[Any], values: Sequence[Any]) -> None:
-    for i, value in enumerate(values):
-        if value is not None:
-            current = slot[i]
-            slot[i] = value if current is None else current + value
-
-
-def _totals_of(values: Sequence[Any]) -> Totals:
-    """Totals from the values of :func:`_sums`, in order."""
-    *tokens, cost, unpriced, count = values
-    return Totals(
-        usage=Usage(
-            **{n: None if v is None else int(v) for n, v in zip(_SUMMED, tokens, strict=True)}
-        ),
-        cost_usd=money_from_pico(cost),
-        unpriced_calls=int(unpriced or 0),
-        calls=int(count),
-    )
-
-
 def total_of(rows: Iterable[Totals]) -> Totals:
     """The sum of totals (None buckets stay None when no part reported them)."""
     return Totals.total(rows)
@@ -168,72 +141,13 @@ def _run(repo: Repository, query: Select[Any]) -> list[Any]:
 # -- period reports ----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class ReportRow:
-    """One row of a report: its period (or session), totals, and totals per model."""
-
-    period: str | None
-    totals: Totals = field(default_factory=Totals)
-    breakdown: dict[str | None, Totals] = field(default_factory=dict)
-    session_id: str | None = None
-    project: str | None = None
-    first_at: datetime | None = None
-    last_at: datetime | None = None
-
-    @property
-    def models(self) -> list[str]:
-        """The models used, by name (Claude Code's ``<synthetic>`` error placeholder left out)."""
-        return sorted(m for m in self.breakdown if m is not None and m != "<synthetic>")
-
-    def add(self, model: str | None, totals: Totals) -> None:
-        """Add a model's totals to the row and its breakdown."""
-        self.totals = self.totals + totals
-        self.breakdown[model] = self.breakdown.get(model, Totals()) + totals
-
-
-def _period_of(kind: str) -> Callable[[date], str]:
-    if kind == "daily":
-        return date.isoformat
-    if kind == "weekly":  # weeks start on Monday, as ccusage's unified weekly report
-        return lambda d: (d - timedelta(days=d.weekday())).isoformat()
-    if kind == "monthly":
-        return lambda d: f"{d.year:04d}-{d.month:02d}"
-    raise ValueError(f"unknown period {kind!r}: one of {', '.join(PERIODS)}")
-
-
-def _offset_segments(tz: tzinfo, first: int, last: int) -> list[tuple[int | None, int]]:
-    """``tz``'s UTC offset (µs) over [first, last] (epoch µs) as segments ``(until, offset)``;
-    the last segment's ``until`` is None. Offsets change only at DST or zone-rule changes, so
-    a year of data has a handful of segments."""
-
-    def offset_at(micros: int) -> int:
-        moment = _EPOCH + timedelta(microseconds=micros)
-        delta = moment.astimezone(tz).utcoffset()
-        return 0 if delta is None else delta // timedelta(microseconds=1)
-
-    segments: list[tuple[int | None, int]] = []
-    current, at = offset_at(first), first
-    while at < last:
-        step = min(at + _DAY_MICROS, last)
-        if offset_at(step) != current:
-            lo, hi = at, step  # the change lies in (lo, hi]: find it to the second
-            while hi - lo > 1_000_000:
-                mid = (lo + hi) // 2
-                lo, hi = (mid, hi) if offset_at(mid) == current else (lo, mid)
-            segments.append((hi, current))
-            current = offset_at(hi)
-        at = step
-    segments.append((None, current))
-    return segments
-
-
 def _local_day(repo: Repository, tz: tzinfo) -> ColumnElement[Any]:
     """SQL for the call's local date in ``tz``, as days since 1970-01-01."""
     with repo.engine.connect().execution_options(**READ_ONLY) as conn:
         first, last = conn.execute(select(func.min(_MICROS), func.max(_MICROS))).one()
     if first is None:
         return (_MICROS // _DAY_MICROS).label("day")
-    segments = _offset_segments(tz, int(first), int(last))
+    segments = offset_segments(tz, int(first), int(last))
     if len(segments) == 1:
         offset: ColumnElement[Any] = literal(segments[0][1])
     else:
@@ -242,44 +156,6 @@ def _local_day(repo: Repository, tz: tzinfo) -> ColumnElement[Any]:
             else_=literal(segments[-1][1]),
         )
     return ((_MICROS + offset) // _DAY_MICROS).label("day")
-
-
-def period_report(
-    repo: Repository,
-    kind: str,
-    *,
-    tz: tzinfo = UTC,
-    filters: Filters = Filters(),
-    cost: str = "auto",
-) -> list[ReportRow]:
-    """Daily, weekly or monthly totals with a per-model breakdown, oldest first; dates are in
-    ``tz``. Calls without a timestamp form a last row whose period is None."""
-    period_of = _period_of(kind)
-    # Group by local day in SQL: the offset of ``tz`` is applied per segment of constant
-    # offset (DST), so any zone is exact on both engines and the rows are days x models.
-    day = _local_day(repo, tz)
-    query = (
-        select(day, calls.c.model, *_sums(cost))
-        .where(and_(True, *filters.clauses()))
-        .group_by(day, calls.c.model)
-    )
-    acc: dict[tuple[str | None, str | None], list[Any]] = {}
-    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
-        for number, model, *values in conn.execute(query):
-            local = None if number is None else _EPOCH_DATE + timedelta(days=int(number))
-            key = (None if local is None else period_of(local), model)
-            slot = acc.get(key)
-            if slot is None:
-                acc[key] = list(values)
-            else:
-                _add_into(slot, values)
-    rows: dict[str | None, ReportRow] = {}
-    for (period, model), values in acc.items():
-        row = rows.get(period)
-        if row is None:
-            row = rows[period] = ReportRow(period)
-        row.add(model, _totals_of(values))
-    return sorted(rows.values(), key=lambda x: (x.period is None, x.period or ""))
 
 
 # -- sessions ----------------------------------------------------------------------------------
@@ -299,7 +175,7 @@ def sessions_report(
             func.max(_MICROS).label("last_at"),
             *_sums(cost),
         )
-        .where(and_(True, *filters.clauses()))
+        .where(and_(True, *_clauses(filters)))
         .group_by(calls.c.session_id, calls.c.model)
     )
     rows: dict[str | None, ReportRow] = {}
@@ -382,7 +258,7 @@ def blocks(
     now = now or datetime.now(UTC)
     query = (
         select(_MICROS.label("at"), calls.c.model, *_sums(cost))
-        .where(and_(calls.c.started_at.is_not(None), *filters.clauses()))
+        .where(and_(calls.c.started_at.is_not(None), *_clauses(filters)))
         .group_by(_MICROS, calls.c.model)
         .order_by(_MICROS)
     )
@@ -460,7 +336,7 @@ def group_tokens(
     query = select(*cols, func.sum(calls.c.duration_ms).label("duration_ms"), *_sums(cost))
     if any(d in ("command", "action", "job") for d in dimensions):
         query = query.select_from(calls.outerjoin(runs, runs.c.id == calls.c.run_id))
-    query = query.where(and_(True, *filters.clauses())).group_by(*cols)
+    query = query.where(and_(True, *_clauses(filters))).group_by(*cols)
     merged: dict[tuple[str | None, ...], GroupRow] = {}
     for r in _run(repo, query):
         values: list[str | None] = []

@@ -1,22 +1,32 @@
-"""The ledger store: tables, migrations, engines for SQLite and PostgreSQL, the repository."""
+"""The ledger store: tables, migrations, engines for SQLite and PostgreSQL, the repository.
+
+The names below load their modules (and SQLAlchemy) on first use, so that the light modules of
+this package (``urls``, ``values``, ``rollup``, ``sqlite_reader``) stay cheap to import for
+the reports' fast path.
+"""
 
 from __future__ import annotations
 
-from llmledger.store.engine import (
-    current_revision,
-    default_url,
-    ensure_current,
-    head_revision,
-    open_engine,
-    resolve_url,
-    upgrade,
-)
-from llmledger.store.repository import Repository
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llmledger.store.engine import (
+        current_revision,
+        ensure_current,
+        head_revision,
+        open_engine,
+        upgrade,
+    )
+    from llmledger.store.repository import Repository
+    from llmledger.store.urls import default_url, resolve_url
 
 __all__ = [
+    "HEAD_REVISION",
     "Repository",
     "current_revision",
     "default_url",
+    "ensure_current",
     "head_revision",
     "open_engine",
     "open_repository",
@@ -24,10 +34,37 @@ __all__ = [
     "upgrade",
 ]
 
+#: The newest migration; a test keeps it equal to what Alembic finds, so that opening a current
+#: ledger needs one query and no Alembic import.
+HEAD_REVISION = "0003"
+
+_LAZY = {
+    "Repository": "llmledger.store.repository",
+    "current_revision": "llmledger.store.engine",
+    "ensure_current": "llmledger.store.engine",
+    "head_revision": "llmledger.store.engine",
+    "open_engine": "llmledger.store.engine",
+    "upgrade": "llmledger.store.engine",
+    "default_url": "llmledger.store.urls",
+    "resolve_url": "llmledger.store.urls",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llmledger.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 def open_repository(url: str | None = None, *, migrate: bool = True) -> Repository:
     """Open the ledger at ``url`` (see :func:`resolve_url`), migrating it to the newest
     schema first unless ``migrate`` is False."""
+    from llmledger.store.engine import ensure_current, open_engine
+    from llmledger.store.repository import Repository
+
     engine = open_engine(url)
     if migrate:
         ensure_current(engine)

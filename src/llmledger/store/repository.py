@@ -106,6 +106,19 @@ class Repository:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only SQL query written with ``?`` placeholders (the
+        :class:`~llmledger.store.sqlite_reader.Reader` protocol the reports use)."""
+        if self.dialect == "postgresql":
+            sql = sql.replace("?", "%s")
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            return [tuple(row) for row in conn.exec_driver_sql(sql, tuple(params))]
+
     # -- calls ---------------------------------------------------------------------------
 
     def call_rows(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
 )
 
+from llmledger.store.rollup import COST_COLUMNS, SUMMED
 from llmledger.store.types import BigIntId, JsonType, Money, Timestamp
 from llmledger.usage import BUCKETS
 
@@ -29,6 +30,7 @@ __all__ = [
     "TERMINAL_RUN_STATUSES",
     "TOKEN_COLUMNS",
     "TOKEN_PROVENANCES",
+    "call_rollup",
     "calls",
     "import_state",
     "metadata",
@@ -163,4 +165,24 @@ import_state = Table(
     Column("lines", BigInteger, nullable=False, server_default="0"),
     Column("calls", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", Timestamp, nullable=False),
+)
+
+
+def _rollup_measures() -> list[Column[int]]:
+    names = ["calls"]
+    for name in SUMMED:
+        names += [name, f"{name}_known"]
+    for total, priced in COST_COLUMNS.values():
+        names += [total, priced]
+    return [Column(name, BigInteger, nullable=False) for name in names]
+
+
+#: Call totals per 15-minute bucket, kept by triggers on ``calls`` (see ``store/rollup.py``).
+call_rollup = Table(
+    "call_rollup",
+    metadata,
+    Column("bucket", BigInteger, primary_key=True),
+    Column("source", String(48), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    *_rollup_measures(),
 )

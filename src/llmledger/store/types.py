@@ -7,13 +7,21 @@ is plain integer arithmetic. Python code only ever sees ``Decimal`` and aware ``
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Dialect, Integer
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from llmledger.store.values import (
+    PICO,
+    datetime_to_micros,
+    micros_to_datetime,
+    money_from_pico,
+    money_to_pico,
+)
 
 __all__ = [
     "PICO",
@@ -27,41 +35,11 @@ __all__ = [
     "money_to_pico",
 ]
 
-PICO = Decimal("1e-12")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 #: An auto-incrementing 64-bit key (SQLite only auto-increments a column typed INTEGER).
 BigIntId: TypeEngine[int] = BigInteger().with_variant(Integer(), "sqlite")
 
 #: JSON, stored as JSONB on PostgreSQL.
 JsonType: TypeEngine[Any] = JSON().with_variant(JSONB(), "postgresql")
-
-
-def money_to_pico(value: Decimal) -> int:
-    """Exact pico-dollars for a Decimal amount, rounding half-even below 10⁻¹²."""
-    return int(value.quantize(PICO, rounding=ROUND_HALF_EVEN).scaleb(12))
-
-
-def money_from_pico(value: int | None) -> Decimal | None:
-    """The Decimal amount for a pico-dollar integer (as SQL SUM returns it); None stays None."""
-    if value is None:
-        return None
-    return Decimal(int(value)).scaleb(-12)
-
-
-def datetime_to_micros(value: datetime) -> int:
-    """Microseconds since the epoch; a naive datetime is taken to be UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def micros_to_datetime(value: int | None) -> datetime | None:
-    """The aware UTC datetime for stored microseconds; None stays None."""
-    if value is None:
-        return None
-    return _EPOCH + timedelta(microseconds=int(value))
 
 
 class Money(TypeDecorator[Decimal]):

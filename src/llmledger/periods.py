@@ -1,0 +1,280 @@
+"""Daily, weekly and monthly reports: totals per local period and model.
+
+A period report groups by (local day, model) in SQL. The local day of a time ``t`` is
+``(t + offset) // day``, where the zone's UTC offset is taken per segment of constant offset
+between the ledger's first and last call (a CASE over the DST changes), so any zone is exact on
+both engines. The sums come from the call roll-up (``store/rollup.py``: totals per 15-minute
+bucket) wherever it answers exactly — every bucket wholly inside the selected range, in a zone
+whose offsets and changes fall on quarter hours — and from ``calls`` for the rest: the partial
+buckets at the ends of a ``--since``/``--until`` range, reports filtered by project or agent,
+and the rare zone off the quarter-hour grid. Sums keep None for a bucket no call reported (None
+is not 0); a cost is the sum of the known costs plus the count of unpriced calls, never hidden.
+
+This module reads through the small :class:`~llmledger.store.sqlite_reader.Reader` protocol
+(SQL text with ``?`` placeholders) and does not import SQLAlchemy, so that a report on a
+current SQLite ledger starts quickly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, Literal
+
+from llmledger.store.rollup import BUCKET_MICROS, COST_COLUMNS, NO_TIME, SUMMED, cost_expressions
+from llmledger.store.sqlite_reader import Reader
+from llmledger.store.values import datetime_to_micros, money_from_pico
+from llmledger.totals import Totals
+from llmledger.usage import Usage
+
+__all__ = [
+    "COST_MODES",
+    "PERIODS",
+    "CostMode",
+    "Filters",
+    "ReportRow",
+    "offset_segments",
+    "period_report",
+]
+
+CostMode = Literal["auto", "calculate", "reported"]
+COST_MODES: tuple[str, ...] = ("auto", "calculate", "reported")
+PERIODS: tuple[str, ...] = ("daily", "weekly", "monthly")
+
+_DAY_MICROS = 86_400 * 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_DATE = date(1970, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Which calls a report covers: a time range (inclusive) and value filters (any of)."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    sources: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    models: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class ReportRow:
+    """One row of a report: its period (or session), totals, and totals per model."""
+
+    period: str | None
+    totals: Totals = field(default_factory=Totals)
+    breakdown: dict[str | None, Totals] = field(default_factory=dict)
+    session_id: str | None = None
+    project: str | None = None
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+
+    @property
+    def models(self) -> list[str]:
+        """The models used, by name (Claude Code's ``<synthetic>`` error placeholder left out)."""
+        return sorted(m for m in self.breakdown if m is not None and m != "<synthetic>")
+
+    def add(self, model: str | None, totals: Totals) -> None:
+        """Add a model's totals to the row and its breakdown."""
+        self.totals = self.totals + totals
+        self.breakdown[model] = self.breakdown.get(model, Totals()) + totals
+
+
+def offset_segments(tz: tzinfo, first: int, last: int) -> list[tuple[int | None, int]]:
+    """``tz``'s UTC offset (µs) over [first, last] (epoch µs) as segments ``(until, offset)``;
+    the last segment's ``until`` is None. Offsets change only at DST or zone-rule changes, so
+    a year of data has a handful of segments."""
+
+    def offset_at(micros: int) -> int:
+        moment = _EPOCH + timedelta(microseconds=micros)
+        delta = moment.astimezone(tz).utcoffset()
+        return 0 if delta is None else delta // timedelta(microseconds=1)
+
+    segments: list[tuple[int | None, int]] = []
+    current, at = offset_at(first), first
+    while at < last:
+        step = min(at + _DAY_MICROS, last)
+        if offset_at(step) != current:
+            lo, hi = at, step  # the change lies in (lo, hi]: find it to the second
+            while hi - lo > 1_000_000:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if offset_at(mid) == current else (lo, mid)
+            segments.append((hi, current))
+            current = offset_at(hi)
+        at = step
+    segments.append((None, current))
+    return segments
+
+
+def _offset_sql(segments: Sequence[tuple[int | None, int]], at: str) -> str:
+    """SQL for the offset at time ``at`` (an SQL expression in epoch µs)."""
+    if len(segments) == 1:
+        return str(segments[0][1])
+    whens = " ".join(f"WHEN {at} < {until} THEN {off}" for until, off in segments[:-1])
+    return f"CASE {whens} ELSE {segments[-1][1]} END"
+
+
+def _in(column: str, values: Sequence[str], where: list[str], params: list[Any]) -> None:
+    if values:
+        where.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+
+
+def _from_rollup(reader: Reader, segments: Sequence[tuple[int | None, int]], filters: Filters,
+                 cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
+    """(day, model, *sums) over the roll-up buckets ``lo <= bucket < hi``."""
+    start = f"bucket * {BUCKET_MICROS}"
+    day = f"CASE WHEN bucket < 0 THEN NULL ELSE ({start} + {_offset_sql(segments, start)}) " \
+          f"/ {_DAY_MICROS} END"  # fmt: skip
+    total, priced = COST_COLUMNS[cost]
+    sums = [f"CASE WHEN SUM({n}_known) > 0 THEN SUM({n}) END" for n in SUMMED]
+    sums += [f"CASE WHEN SUM({priced}) > 0 THEN SUM({total}) END",
+             f"SUM(calls) - SUM({priced})", "SUM(calls)"]  # fmt: skip
+    where: list[str] = []
+    params: list[Any] = []
+    if lo is not None or hi is not None:
+        where.append("bucket >= ?")
+        params.append(max(lo or 0, 0))
+    if hi is not None:
+        where.append("bucket < ?")
+        params.append(hi)
+    _in("source", filters.sources, where, params)
+    _in("model", filters.models, where, params)
+    sql = (
+        f"SELECT {day} AS day, NULLIF(model, '') AS model_name, {', '.join(sums)} "
+        f"FROM call_rollup {'WHERE ' + ' AND '.join(where) if where else ''} "
+        "GROUP BY day, model_name HAVING SUM(calls) > 0"
+    )
+    return reader.fetch(sql, params)
+
+
+def _from_calls(reader: Reader, segments: Sequence[tuple[int | None, int]], filters: Filters,
+                cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
+    """(day, model, *sums) over the calls with ``lo <= started_at <= hi``."""
+    day = f"CASE WHEN started_at IS NULL THEN NULL ELSE (started_at + " \
+          f"{_offset_sql(segments, 'started_at')}) / {_DAY_MICROS} END"  # fmt: skip
+    money = cost_expressions("calls", reader.dialect)[cost]
+    sums = [f"SUM({n})" for n in SUMMED]
+    sums += [f"SUM({money})", f"SUM(CASE WHEN ({money}) IS NULL THEN 1 ELSE 0 END)", "COUNT(*)"]
+    where: list[str] = []
+    params: list[Any] = []
+    if lo is not None:
+        where.append("started_at >= ?")
+        params.append(lo)
+    if hi is not None:
+        where.append("started_at <= ?")
+        params.append(hi)
+    _in("source", filters.sources, where, params)
+    _in("project", filters.projects, where, params)
+    _in("model", filters.models, where, params)
+    _in("agent_id", filters.agents, where, params)
+    sql = (
+        f"SELECT {day} AS day, model, {', '.join(sums)} FROM calls "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY day, model"
+    )
+    return reader.fetch(sql, params)
+
+
+def _on_grid(segments: Sequence[tuple[int | None, int]]) -> bool:
+    """Whether every offset and every change of offset falls on a bucket boundary."""
+    return all(
+        off % BUCKET_MICROS == 0 and (until is None or until % BUCKET_MICROS == 0)
+        for until, off in segments
+    )
+
+
+def day_totals(reader: Reader, *, tz: tzinfo = UTC, filters: Filters = Filters(),
+               cost: str = "auto") -> list[tuple[Any, ...]]:  # fmt: skip
+    """(local day number or None, model, *sums) rows, several per (day, model) possibly;
+    the sums are the input, cache read, cache write, output and reasoning tokens, the cost in
+    pico-dollars, the unpriced calls and the calls."""
+    if cost not in COST_MODES:
+        raise ValueError(f"unknown cost mode {cost!r}: one of {', '.join(COST_MODES)}")
+    [(first, last)] = reader.fetch(
+        f"SELECT MIN(bucket), MAX(bucket) FROM call_rollup WHERE bucket > {NO_TIME}"
+    )
+    if first is None:
+        segments: list[tuple[int | None, int]] = [(None, 0)]
+    else:
+        segments = offset_segments(tz, first * BUCKET_MICROS, (last + 1) * BUCKET_MICROS - 1)
+    since = None if filters.since is None else datetime_to_micros(filters.since)
+    until = None if filters.until is None else datetime_to_micros(filters.until)
+    if filters.projects or filters.agents or not _on_grid(segments):
+        return _from_calls(reader, segments, filters, cost, since, until)
+    # Whole buckets inside [since, until] come from the roll-up, the partial ones at the ends
+    # from the calls themselves.
+    lo = None if since is None else -(-since // BUCKET_MICROS)
+    hi = None if until is None else (until + 1) // BUCKET_MICROS
+    if lo is not None and hi is not None and lo >= hi:
+        return _from_calls(reader, segments, filters, cost, since, until)
+    rows = _from_rollup(reader, segments, filters, cost, lo, hi)
+    if since is not None and lo is not None and since < lo * BUCKET_MICROS:
+        rows += _from_calls(reader, segments, filters, cost, since, lo * BUCKET_MICROS - 1)
+    if until is not None and hi is not None and hi * BUCKET_MICROS <= until:
+        rows += _from_calls(reader, segments, filters, cost, hi * BUCKET_MICROS, until)
+    return rows
+
+
+def _period_of(kind: str) -> Callable[[date], str]:
+    if kind == "daily":
+        return date.isoformat
+    if kind == "weekly":  # weeks start on Monday, as ccusage's unified weekly report
+        return lambda d: (d - timedelta(days=d.weekday())).isoformat()
+    if kind == "monthly":
+        return lambda d: f"{d.year:04d}-{d.month:02d}"
+    raise ValueError(f"unknown period {kind!r}: one of {', '.join(PERIODS)}")
+
+
+def add_into(slot: list[Any], values: Sequence[Any]) -> None:
+    """Add ``values`` into ``slot`` element-wise, where None is unknown (not 0)."""
+    for i, value in enumerate(values):
+        if value is not None:
+            current = slot[i]
+            slot[i] = value if current is None else current + value
+
+
+def totals_of(values: Sequence[Any]) -> Totals:
+    """Totals from sums in :func:`day_totals` order."""
+    *tokens, cost, unpriced, count = values
+    return Totals(
+        usage=Usage(
+            **{n: None if v is None else int(v) for n, v in zip(SUMMED, tokens, strict=True)}
+        ),
+        cost_usd=money_from_pico(cost),
+        unpriced_calls=int(unpriced or 0),
+        calls=int(count),
+    )
+
+
+def period_report(
+    reader: Reader,
+    kind: str,
+    *,
+    tz: tzinfo = UTC,
+    filters: Filters = Filters(),
+    cost: str = "auto",
+) -> list[ReportRow]:
+    """Daily, weekly or monthly totals with a per-model breakdown, oldest first; dates are in
+    ``tz``. Calls without a timestamp form a last row whose period is None.
+
+    ``reader`` is a :class:`~llmledger.store.Repository` or a
+    :class:`~llmledger.store.sqlite_reader.SqliteReader`."""
+    period_of = _period_of(kind)
+    acc: dict[tuple[str | None, str | None], list[Any]] = {}
+    for number, model, *values in day_totals(reader, tz=tz, filters=filters, cost=cost):
+        local = None if number is None else _EPOCH_DATE + timedelta(days=int(number))
+        key = (None if local is None else period_of(local), model)
+        slot = acc.get(key)
+        if slot is None:
+            acc[key] = list(values)
+        else:
+            add_into(slot, values)
+    rows: dict[str | None, ReportRow] = {}
+    for (period, model), values in acc.items():
+        row = rows.get(period)
+        if row is None:
+            row = rows[period] = ReportRow(period)
+        row.add(model, totals_of(values))
+    return sorted(rows.values(), key=lambda x: (x.period is None, x.period or ""))

@@ -1,0 +1,44 @@
+"""The call roll-up: totals per 15-minute bucket that period reports read, kept by triggers.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from llmledger.store import rollup
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    measures = ["calls"]
+    for name in rollup.SUMMED:
+        measures += [name, f"{name}_known"]
+    for total, priced in rollup.COST_COLUMNS.values():
+        measures += [total, priced]
+    op.create_table(
+        "call_rollup",
+        sa.Column("bucket", sa.BigInteger, nullable=False),
+        sa.Column("source", sa.String(48), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        *(sa.Column(name, sa.BigInteger, nullable=False) for name in measures),
+        sa.PrimaryKeyConstraint(*rollup.KEY_COLUMNS, name="pk_call_rollup"),
+    )
+    conn = op.get_bind()
+    # The triggers and the backfill come from the module the application uses, so that the
+    # roll-up a migrated ledger holds is the one the code keeps.
+    rollup.create_triggers(conn)
+    rollup.rebuild(conn)
+
+
+def downgrade() -> None:
+    rollup.drop_triggers(op.get_bind())
+    op.drop_table("call_rollup")

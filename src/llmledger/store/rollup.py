@@ -1,0 +1,157 @@
+"""The ``call_rollup`` table: call totals per 15-minute bucket, kept by triggers on ``calls``.
+
+Period reports read the roll-up instead of every call: a row holds the totals of the calls of
+one (bucket, source, model), where ``bucket`` is ``started_at // 15 min`` (every UTC offset in
+use is a multiple of 15 minutes, so local days are unions of buckets), a missing model is
+stored as ``''`` and a call without a time has bucket ``-1``. The key is kept short on purpose:
+the cost of a report is the number of roll-up rows it reads, so reports filtered by project or
+agent read ``calls`` instead. Each token column has a ``*_known`` count beside its sum, so
+that a sum no call reported stays None (unknown is not zero) even after deletes; each cost
+mode keeps its sum and how many calls it priced.
+
+Triggers add a call's contribution on insert, take it away on delete, and do both on update,
+on SQLite and PostgreSQL alike, so that every writer (the collector, the importer, repairs,
+``llmledger run``) keeps the roll-up exact without knowing it exists. This module is plain SQL
+text, free of SQLAlchemy, so that the reports' fast path can import it cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BUCKET_MICROS",
+    "COST_COLUMNS",
+    "KEY_COLUMNS",
+    "NO_TIME",
+    "SUMMED",
+    "create_triggers",
+    "drop_triggers",
+    "rebuild",
+]
+
+#: The width of a bucket: 15 minutes in microseconds.
+BUCKET_MICROS = 900_000_000
+#: The bucket of calls without a time.
+NO_TIME = -1
+KEY_COLUMNS = ("bucket", "source", "model")
+#: Token columns summed by reports (each with a ``<name>_known`` count in the roll-up).
+SUMMED = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
+          "reasoning_tokens")  # fmt: skip
+#: Per cost mode: (sum column, priced-calls column).
+COST_COLUMNS = {
+    "auto": ("cost_auto", "priced_auto"),
+    "reported": ("cost_reported", "priced_reported"),
+    "calculate": ("cost_calculated", "priced_calculated"),
+}
+_TRIGGERS = ("calls_rollup_insert", "calls_rollup_delete", "calls_rollup_update")
+_PG_FUNCTION = "llmledger_calls_rollup"
+
+
+def cost_expressions(row: str, dialect: str) -> dict[str, str]:
+    """SQL for a call's cost in each mode, on the call named ``row`` (``NEW``, ``calls``...).
+
+    ``calculate`` is the cost computed from tokens, which the importer keeps in
+    ``metadata.computed_cost_pico`` for a call whose log reported its own cost."""
+    if dialect == "postgresql":
+        computed = f"({row}.metadata ->> 'computed_cost_pico')::bigint"
+    else:
+        computed = f"CAST(json_extract({row}.metadata, '$.computed_cost_pico') AS INTEGER)"
+    reported = f"{row}.cost_status = 'reported'"
+    return {
+        "auto": f"{row}.cost_usd",
+        "reported": f"CASE WHEN {reported} THEN {row}.cost_usd END",
+        "calculate": f"CASE WHEN {reported} THEN {computed} ELSE {row}.cost_usd END",
+    }
+
+
+def _contribution(row: str, dialect: str) -> dict[str, str]:
+    """Column -> SQL for one call's contribution to its roll-up row (keys and measures)."""
+    bucket = f"CASE WHEN {row}.started_at IS NULL THEN {NO_TIME} " \
+             f"ELSE {row}.started_at / {BUCKET_MICROS} END"  # fmt: skip
+    out = {
+        "bucket": bucket,
+        "source": f"{row}.source",
+        "model": f"COALESCE({row}.model, '')",
+        "calls": "1",
+    }
+    for name in SUMMED:
+        out[name] = f"COALESCE({row}.{name}, 0)"
+        out[f"{name}_known"] = f"CASE WHEN {row}.{name} IS NULL THEN 0 ELSE 1 END"
+    for mode, expr in cost_expressions(row, dialect).items():
+        total, priced = COST_COLUMNS[mode]
+        out[total] = f"COALESCE({expr}, 0)"
+        out[priced] = f"CASE WHEN ({expr}) IS NULL THEN 0 ELSE 1 END"
+    return out
+
+
+def _upsert(row: str, sign: str, dialect: str) -> str:
+    """One statement adding (sign ``+``) or taking away (``-``) a call's contribution."""
+    parts = _contribution(row, dialect)
+    measures = [c for c in parts if c not in KEY_COLUMNS]
+    values = [parts[c] if c in KEY_COLUMNS else f"{sign}({parts[c]})" for c in parts]
+    updates = ", ".join(f"{c} = call_rollup.{c} + excluded.{c}" for c in measures)
+    return (
+        f"INSERT INTO call_rollup ({', '.join(parts)}) VALUES ({', '.join(values)}) "
+        f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates}"
+    )
+
+
+#: Columns of ``calls`` whose change moves a call's contribution.
+_WATCHED = ("started_at", "source", "model", *SUMMED, "cost_usd", "cost_status", "metadata")
+
+
+def _trigger_sql(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return [
+            f"""CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN {_upsert("OLD", "-", dialect)}; END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN {_upsert("NEW", "+", dialect)}; END IF;
+    RETURN NULL;
+END $$""",
+            f"CREATE TRIGGER {_TRIGGERS[0]} AFTER INSERT OR DELETE ON calls "
+            f"FOR EACH ROW EXECUTE FUNCTION {_PG_FUNCTION}()",
+            f"CREATE TRIGGER {_TRIGGERS[2]} AFTER UPDATE OF {', '.join(_WATCHED)} ON calls "
+            f"FOR EACH ROW EXECUTE FUNCTION {_PG_FUNCTION}()",
+        ]
+    return [
+        f"CREATE TRIGGER {_TRIGGERS[0]} AFTER INSERT ON calls BEGIN "
+        f"{_upsert('NEW', '+', dialect)}; END",
+        f"CREATE TRIGGER {_TRIGGERS[1]} AFTER DELETE ON calls BEGIN "
+        f"{_upsert('OLD', '-', dialect)}; END",
+        f"CREATE TRIGGER {_TRIGGERS[2]} AFTER UPDATE OF {', '.join(_WATCHED)} ON calls BEGIN "
+        f"{_upsert('OLD', '-', dialect)}; {_upsert('NEW', '+', dialect)}; END",
+    ]
+
+
+def create_triggers(conn: Any) -> None:
+    """Create the triggers that keep ``call_rollup`` in step (``conn``: a SQLAlchemy
+    connection)."""
+    for statement in _trigger_sql(conn.dialect.name):
+        conn.exec_driver_sql(statement)
+
+
+def drop_triggers(conn: Any) -> None:
+    """Drop those triggers (for a bulk load, which then calls :func:`rebuild`)."""
+    for name in _TRIGGERS:
+        conn.exec_driver_sql(
+            f"DROP TRIGGER IF EXISTS {name} ON calls"
+            if conn.dialect.name == "postgresql"
+            else f"DROP TRIGGER IF EXISTS {name}"
+        )
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {_PG_FUNCTION}()")
+
+
+def rebuild(conn: Any) -> None:
+    """Compute ``call_rollup`` again from every call, in one statement."""
+    parts = _contribution("calls", conn.dialect.name)
+    measures = [c for c in parts if c not in KEY_COLUMNS]
+    keys = [parts[c] for c in KEY_COLUMNS]
+    select = ", ".join([*keys, *(f"SUM({parts[c]})" for c in measures)])
+    conn.exec_driver_sql("DELETE FROM call_rollup")
+    conn.exec_driver_sql(
+        f"INSERT INTO call_rollup ({', '.join(parts)}) SELECT {select} FROM calls "
+        f"GROUP BY {', '.join(keys)}"
+    )

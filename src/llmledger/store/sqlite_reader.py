@@ -1,0 +1,65 @@
+"""Reading a SQLite ledger with the standard library alone: the reports' fast path.
+
+A report on a current ledger needs a few small queries, and importing SQLAlchemy costs more
+than all of them; :func:`open_reader` gives a :class:`SqliteReader` when the ledger is a
+SQLite file at the newest revision, and None otherwise (then the caller opens the full
+repository, which creates or migrates the ledger).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from llmledger.store import HEAD_REVISION
+from llmledger.store.urls import resolve_url, sqlite_path
+
+__all__ = ["Reader", "SqliteReader", "open_reader"]
+
+
+class Reader(Protocol):
+    """What the reports read through: a dialect name and read-only SQL with ``?``
+    placeholders. :class:`~llmledger.store.Repository` is one too."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+class SqliteReader:
+    """A read-only connection to a SQLite ledger file."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        # A read-only URI never creates the file and never takes the write lock.
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self._conn.execute("PRAGMA busy_timeout = 60000")
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only SQL query with ``?`` placeholders."""
+        return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+
+def open_reader(url: str | None = None) -> SqliteReader | None:
+    """A reader for the ledger at ``url`` (see :func:`resolve_url`) when it is an existing
+    SQLite file at the newest revision; None for anything else."""
+    path = sqlite_path(resolve_url(url))
+    if path is None or not os.path.isfile(path):
+        return None
+    try:
+        reader = SqliteReader(path)
+        row = reader.fetch("SELECT version_num FROM alembic_version")
+    except sqlite3.Error:
+        return None
+    if row != [(HEAD_REVISION,)]:
+        reader.close()
+        return None
+    return reader

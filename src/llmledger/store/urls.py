@@ -1,0 +1,44 @@
+"""Where the ledger is: the embedded default and the URL forms llmledger accepts.
+
+Free of SQLAlchemy, so that the reports' fast path can resolve the URL cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+__all__ = ["default_url", "resolve_url", "sqlite_path"]
+
+
+def default_url() -> str:
+    """The embedded default: ``ledger.db`` in the user's data directory."""
+    data_dir = Path(platformdirs.user_data_dir("llmledger", appauthor=False))
+    return f"sqlite:///{data_dir / 'ledger.db'}"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else ``LLMLEDGER_DB``, else :func:`default_url`.
+
+    A bare filesystem path is taken as a SQLite file; ``postgresql://`` is routed to psycopg 3.
+    """
+    url = url or os.environ.get("LLMLEDGER_DB") or default_url()
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser().resolve()}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a ``sqlite:///PATH`` URL (already resolved), or None for anything else
+    (another database, an in-memory or ``file:`` URI database, URL query options)."""
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+        if url.startswith(prefix):
+            path = url[len(prefix) :]
+            if not path or path == ":memory:" or path.startswith("file:") or "?" in path:
+                return None
+            return path
+    return None

@@ -1,0 +1,48 @@
+"""How the ledger stores money and time: integer pico-dollars and integer epoch microseconds.
+
+Plain functions, free of SQLAlchemy, shared by the column types (``store/types.py``), the
+importer and the reports' fast path.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+
+__all__ = [
+    "PICO",
+    "datetime_to_micros",
+    "micros_to_datetime",
+    "money_from_pico",
+    "money_to_pico",
+]
+
+PICO = Decimal("1e-12")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def money_to_pico(value: Decimal) -> int:
+    """Exact pico-dollars for a Decimal amount, rounding half-even below 10⁻¹²."""
+    return int(value.quantize(PICO, rounding=ROUND_HALF_EVEN).scaleb(12))
+
+
+def money_from_pico(value: int | None) -> Decimal | None:
+    """The Decimal amount for a pico-dollar integer (as SQL SUM returns it); None stays None."""
+    if value is None:
+        return None
+    return Decimal(int(value)).scaleb(-12)
+
+
+def datetime_to_micros(value: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is taken to be UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def micros_to_datetime(value: int | None) -> datetime | None:
+    """The aware UTC datetime for stored microseconds; None stays None."""
+    if value is None:
+        return None
+    return _EPOCH + timedelta(microseconds=int(value))
