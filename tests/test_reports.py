@@ -4,7 +4,11 @@ modes, time zones, and the CLI."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -210,6 +214,50 @@ def test_cli_reports_import_first(cli: CliRunner) -> None:
     result = cli.invoke(_app.app, ["weekly", "--json", "--tz", "UTC"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["rows"][0]["period"] == "2025-06-09"
+
+
+_PROBE = """
+import sys
+from llmledger.cli._app import main
+try:
+    main()
+finally:
+    sys.stderr.write("\\nmodules: " + " ".join(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_a_report_with_nothing_new_to_import_reads_without_sqlalchemy(cli: CliRunner) -> None:
+    # The repeat report is the common case: it stats the logs, finds nothing new and reads the
+    # roll-up through the standard library; SQLAlchemy alone takes longer to load than that.
+    first = cli.invoke(_app.app, ["daily", "--json", "--tz", "UTC"])
+    assert first.exit_code == 0, first.output
+    args = [sys.executable, "-c", _PROBE, "daily", "--json", "--tz", "UTC"]
+    again = subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.output)
+    modules = again.stderr.rsplit("modules: ", 1)[1].split()
+    assert "llmledger" in modules
+    assert "sqlalchemy" not in modules
+    assert "rich" not in modules
+
+
+def test_a_report_imports_lines_appended_since_the_last_one(
+    cli: CliRunner, fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "claude-home"
+    shutil.copytree(fixtures_dir / "claude-home" / "projects", home / "projects")
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(home))
+    before = json.loads(cli.invoke(_app.app, ["daily", "--json", "--tz", "UTC"]).output)
+    log = next((home / "projects" / "-home-dev-beta").glob("*.jsonl"))
+    line = next(json.loads(x) for x in log.read_text().splitlines() if '"usage"' in x)
+    line["message"]["id"] = "msg_appended"
+    line["requestId"] = "req_appended"
+    with log.open("a") as fh:
+        fh.write(json.dumps(line) + "\n")
+    after = json.loads(cli.invoke(_app.app, ["daily", "--json", "--tz", "UTC"]).output)
+    assert after["totals"]["calls"] == before["totals"]["calls"] + 1
+    added = line["message"]["usage"]["output_tokens"]
+    assert after["totals"]["output_tokens"] == before["totals"]["output_tokens"] + added
 
 
 def test_cli_errors_say_what_to_do(cli: CliRunner) -> None:

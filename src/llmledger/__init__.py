@@ -21,12 +21,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from llmledger.call import Call
 from llmledger.errors import LedgerError, ParseError, StoreError, UsageError
 from llmledger.totals import Totals
 from llmledger.usage import Usage
 
 if TYPE_CHECKING:
+    from llmledger.call import Call
     from llmledger.estimate import Estimate, estimate_cost, should_warn_cost
     from llmledger.ledger import Ledger, Run
     from llmledger.pricing import Price, Pricer
@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Call": "llmledger.call",
     "Ledger": "llmledger.ledger",
     "Run": "llmledger.ledger",
     "Price": "llmledger.pricing",

@@ -9,7 +9,6 @@ call is priced and turned into a ready-to-write row of the ``calls`` table.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,15 +18,14 @@ from typing import Any
 
 import orjson
 
+from llmledger._import_plan import HEAD_BYTES, head_sha256
 from llmledger.call import Call
 from llmledger.errors import LedgerError
 from llmledger.store.schema import calls
 from llmledger.store.types import datetime_to_micros, money_to_pico
 
-__all__ = ["HEAD_BYTES", "ROW_COLUMNS", "FileResult", "ReadTask", "head_sha256", "read_file"]
+__all__ = ["ROW_COLUMNS", "FileResult", "ReadTask", "read_file"]
 
-#: Bytes hashed at the start of a file to notice that it was replaced.
-HEAD_BYTES = 4096
 #: Columns of a row as the worker builds it (the ``calls`` table's, less the id and the run,
 #: which the importer prepends).
 ROW_COLUMNS: tuple[str, ...] = tuple(
@@ -80,11 +78,6 @@ class FileResult:
     head_sha256: str | None = None
     cwd: str | None = None
     failed: str | None = None
-
-
-def head_sha256(data: bytes) -> str:
-    """The hash the importer keeps of a file's first bytes."""
-    return hashlib.sha256(data).hexdigest()
 
 
 # -- pricing ---------------------------------------------------------------------------------

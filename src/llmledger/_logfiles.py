@@ -11,7 +11,7 @@ files under ``sessions/`` and ``archived_sessions/``. Gemini CLI: JSON files und
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,44 +98,63 @@ def gemini_roots(env: Mapping[str, str] | None = None, home: Path | None = None)
     return [r for r in roots if r.is_dir()]
 
 
-def _walk(root: Path, suffixes: tuple[str, ...]) -> Iterable[Path]:
-    if root.is_file():
-        yield root
+def _walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """``(path, real path)`` of the files under ``root`` whose names end in ``suffixes`` (or
+    ``root`` itself when it is a file). Symbolic links to directories are not followed.
+
+    A year of logs is thousands of files: resolving each path would stat every component, so
+    only ``root`` and symbolic links are resolved."""
+    top = str(root)
+    if os.path.isfile(top):
+        yield top, os.path.realpath(top)
         return
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            if name.endswith(suffixes):
-                yield Path(dirpath, name)
+    real_top = os.path.realpath(top)
+    stack = [top]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                link = entry.is_symlink()
+                if entry.is_dir():
+                    if not link:
+                        stack.append(entry.path)
+                elif entry.name.endswith(suffixes):
+                    real = os.path.realpath(entry.path) if link else \
+                        real_top + entry.path[len(top):]  # fmt: skip
+                    yield entry.path, real
 
 
-def _claude_file(path: Path) -> LogFile:
-    parts = path.parts
+def _claude_file(path: str) -> LogFile:
+    parts = path.split(os.sep)
+    stem = os.path.splitext(parts[-1])[0]
     if "projects" in parts[:-1]:
         at = len(parts) - 1 - parts[::-1].index("projects")
         below = parts[at + 1 :]
         project = below[0] if len(below) > 1 else None
-        session = path.stem if len(below) <= 2 else below[1]
+        session = stem if len(below) <= 2 else below[1]
     else:
-        project, session = path.parent.name or None, path.stem
-    return LogFile(str(path), "claude", session, project)
+        project, session = (parts[-2] if len(parts) > 1 else "") or None, stem
+    return LogFile(path, "claude", session, project)
 
 
-def _files(agent: str, roots: Sequence[Path]) -> list[LogFile]:
-    out: list[LogFile] = []
-    if agent == "claude":
-        for root in roots:
-            out.extend(_claude_file(p) for p in _walk(root, (".jsonl",)))
-    elif agent == "codex":
-        for root in roots:
-            out.extend(LogFile(str(p), "codex") for p in _walk(root, (".jsonl",)))
-    else:
-        for root in roots:
+def _files(agent: str, roots: Sequence[Path]) -> list[tuple[LogFile, str]]:
+    """The log files of ``agent`` under ``roots``, each with its real path."""
+    out: list[tuple[LogFile, str]] = []
+    for root in roots:
+        if agent == "claude":
+            out.extend((_claude_file(p), real) for p, real in _walk(root, (".jsonl",)))
+        elif agent == "codex":
+            out.extend((LogFile(p, "codex"), real) for p, real in _walk(root, (".jsonl",)))
+        else:
             # Chat recordings live in <project>/chats/; the other files there (logs.json,
             # checkpoints) hold no usage.
             out.extend(
-                LogFile(str(p), "gemini")
-                for p in _walk(root, (".json", ".jsonl"))
-                if p.parent.name == "chats"
+                (LogFile(p, "gemini"), real)
+                for p, real in _walk(root, (".json", ".jsonl"))
+                if os.path.basename(os.path.dirname(p)) == "chats"
             )
     return out
 
@@ -162,7 +181,7 @@ def discover(
     is guessed from its name (``rollout-*`` is Codex, ``*.json`` Gemini CLI, else Claude Code).
     """
     wanted = list(dict.fromkeys(agents))
-    found: list[LogFile] = []
+    found: list[tuple[LogFile, str]] = []
     if paths:
         for raw in paths:
             path = Path(raw).expanduser()
@@ -172,10 +191,10 @@ def discover(
                     root = path / "projects"
                 found.extend(_files(wanted[0], [root]))
                 continue
-            for item in _walk(path, (".jsonl", ".json")):
-                agent = _guess_agent(item)
+            for item, _ in _walk(path, (".jsonl", ".json")):
+                agent = _guess_agent(Path(item))
                 if agent in wanted:
-                    found.extend(_files(agent, [item]))
+                    found.extend(_files(agent, [Path(item)]))
     else:
         for agent in wanted:
             if agent == "claude":
@@ -186,6 +205,6 @@ def discover(
                 roots = gemini_roots(env, home)
             found.extend(_files(agent, roots))
     unique: dict[str, LogFile] = {}
-    for file in found:
-        unique.setdefault(os.path.realpath(file.path), file)
+    for file, real in found:
+        unique.setdefault(real, file)
     return list(unique.values())

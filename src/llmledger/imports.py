@@ -5,7 +5,8 @@
 
 The first import reads every file; the ledger's ``import_state`` table then remembers, per
 path, the device, inode, size, mtime, the offset read up to (the last complete newline) and a
-hash of the first bytes. The next import stats each file: unchanged files are not opened;
+hash of the first bytes. The next import stats each file (``_import_plan.py`` decides):
+unchanged files are not opened;
 grown files are read from the saved offset; a truncated (size < offset) or replaced (other
 inode, other first bytes) file is read again from the start, which changes nothing already
 stored because every call has a dedupe key.
@@ -31,9 +32,9 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Index, and_, or_, select
 
+from llmledger._import_plan import Plan, plan_import
 from llmledger._import_read import (
     DEDUPE_KEY,
-    HEAD_BYTES,
     MESSAGE_ID,
     PROJECT,
     ROW_COLUMNS,
@@ -41,7 +42,6 @@ from llmledger._import_read import (
     STARTED_AT,
     FileResult,
     ReadTask,
-    head_sha256,
     now_micros,
     read_file,
     set_pricer,
@@ -118,88 +118,10 @@ class ImportSummary:
         }
 
 
-# -- deciding what to read ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    file: LogFile
-    stat: os.stat_result
-    offset: int
-    line_base: int
-    reread: bool
-
-
-def _state(conn: Connection, paths: Sequence[str]) -> dict[str, Mapping[str, Any]]:
-    if len(paths) > 2000:  # cheaper to read every row than to send thousands of parameters
-        rows = conn.execute(select(import_state)).mappings()
-        wanted = set(paths)
-        return {r["path"]: dict(r) for r in rows if r["path"] in wanted}
-    out: dict[str, Mapping[str, Any]] = {}
-    for i in range(0, len(paths), _IN_CHUNK):
-        chunk = paths[i : i + _IN_CHUNK]
-        query = select(import_state).where(import_state.c.path.in_(chunk))
-        out.update({r["path"]: dict(r) for r in conn.execute(query).mappings()})
-    return out
-
-
-def _head_matches(path: str, length: int, expected: str | None) -> bool:
-    if expected is None:
-        return False
-    try:
-        with open(path, "rb") as fh:
-            return head_sha256(fh.read(length)) == expected
-    except OSError:
-        return False
-
-
-def _decide(file: LogFile, st: os.stat_result, state: Mapping[str, Any] | None) -> _Plan | None:
-    if state is None:
-        return _Plan(file, st, 0, 0, False)
-    same_file = state["inode"] in (None, st.st_ino) and state["device"] in (None, st.st_dev)
-    if same_file and st.st_size == state["size"] and st.st_mtime_ns == state["mtime_ns"]:
-        return None  # unchanged: not even opened
-    offset = int(state["offset"])
-    grown = st.st_size > state["size"] or (st.st_size == state["size"] and st.st_size > offset)
-    if (
-        file.agent == "claude"
-        and same_file
-        and grown
-        and st.st_size >= offset
-        and _head_matches(file.path, min(HEAD_BYTES, offset), state["head_sha256"])
-    ):
-        return _Plan(file, st, offset, int(state["lines"]), False)
-    # Truncated, replaced, rewritten in place, or a whole-file format: read it all again.
-    return _Plan(file, st, 0, 0, True)
-
-
-def plan_import(repo: Repository, files: Sequence[LogFile]) -> tuple[list[_Plan], int]:
-    """Which files need reading (and from where), and how many are unchanged."""
-    stats: list[tuple[LogFile, os.stat_result]] = []
-    for file in files:
-        try:
-            stats.append((file, os.stat(file.path)))
-        except OSError:
-            continue
-    with repo.engine.connect().execution_options(llmledger_read_only=True) as conn:
-        state = _state(conn, [f.path for f, _ in stats])
-    plans: list[_Plan] = []
-    unchanged = 0
-    for file, st in stats:
-        plan = _decide(file, st, state.get(file.path))
-        if plan is None:
-            unchanged += 1
-        else:
-            plans.append(plan)
-    # Older files first, so a copy in a resumed session is filed under the original session.
-    plans.sort(key=lambda p: (p.stat.st_mtime_ns, p.file.path))
-    return plans, unchanged
-
-
 # -- reading -----------------------------------------------------------------------------------
 
 
-def _tasks(plans: Sequence[_Plan], overrides: str | None, recorded_at: int) -> list[ReadTask]:
+def _tasks(plans: Sequence[Plan], overrides: str | None, recorded_at: int) -> list[ReadTask]:
     return [
         ReadTask(
             path=p.file.path,
@@ -466,7 +388,7 @@ def _count_calls(conn: Connection) -> int:
     return int(conn.exec_driver_sql("SELECT COUNT(*) FROM calls").scalar_one())
 
 
-def _save_state(conn: Connection, plans: Sequence[_Plan], results: Mapping[str, FileResult],
+def _save_state(conn: Connection, plans: Sequence[Plan], results: Mapping[str, FileResult],
                 recorded: datetime) -> None:  # fmt: skip
     done = [p for p in plans if p.file.path in results and results[p.file.path].failed is None]
     if not done:
@@ -590,9 +512,7 @@ def import_logs(
 _AGENT_IDS = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
 
 
-def _account(
-    summary: ImportSummary, skipped: Counter[str], plan: _Plan, result: FileResult
-) -> None:
+def _account(summary: ImportSummary, skipped: Counter[str], plan: Plan, result: FileResult) -> None:
     summary.files_read += 1
     summary.files_reread += int(plan.reread)
     summary.bytes_read += plan.stat.st_size - plan.offset

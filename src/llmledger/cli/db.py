@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmledger.cli._app import DbOption, JsonOption, app, fail
+from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.errors import StoreError
 from llmledger.store import (
     Repository,
@@ -68,7 +68,7 @@ def db_info(db: DbOption = None, as_json: JsonOption = False) -> None:
         "rows": counts,
     }
     if as_json:
-        typer.echo(json.dumps(info, indent=2))
+        echo_json(info)
         return
     console = Console()
     console.print(f"[bold]ledger[/bold]   {info['url']}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from llmledger.cli._app import DbOption, JsonOption, app, fail
+from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.errors import LedgerError, StoreError
 
 _CHOICES = ("claude", "codex", "gemini", "all")
@@ -33,16 +32,18 @@ def run_import(
     prices: str | None = None,
     quiet: bool = False,
     repo: Any | None = None,
+    files: list[Any] | None = None,
 ) -> Any:
     """Import, with a progress bar when it is big (unless ``quiet``); returns the summary.
 
-    ``repo`` is an open repository to use instead of opening ``db``."""
+    ``repo`` is an open repository to use instead of opening ``db``; ``files`` the log files
+    already found (else they are discovered)."""
     from llmledger.imports import import_logs
     from llmledger.store import open_repository
 
     repo = repo if repo is not None else open_repository(db)
     if quiet:
-        return import_logs(repo, agents, paths, overrides_path=prices)
+        return import_logs(repo, agents, paths, overrides_path=prices, files=files)
     bar: Progress | None = None
 
     def progress(done: int, total: int) -> None:
@@ -63,7 +64,8 @@ def run_import(
         bar.update(bar.task_ids[0], completed=done)
 
     try:
-        return import_logs(repo, agents, paths, overrides_path=prices, progress=progress)
+        return import_logs(repo, agents, paths, overrides_path=prices, progress=progress,
+                           files=files)  # fmt: skip
     finally:
         if bar is not None:
             bar.stop()
@@ -138,7 +140,7 @@ def import_command(
     except (StoreError, LedgerError) as exc:
         raise fail(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        echo_json(summary.to_dict())
     else:
         if summary.files == 0:
             typer.echo(

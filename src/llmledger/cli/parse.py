@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmledger.call import Call
-from llmledger.cli._app import JsonOption, app
+from llmledger.cli._app import JsonOption, app, echo_json
 from llmledger.errors import LedgerError
 from llmledger.pricing import Price, Pricer, apportion_reported
 from llmledger.sources import FORMATS, Parsed, parse_file
@@ -115,7 +114,7 @@ def parse_command(
             "calls": [_call_json(c, p) for c, p in zip(parsed.calls, prices, strict=True)],
             "totals": totals,
         }
-        typer.echo(json.dumps(doc, indent=2))
+        echo_json(doc)
         return
     console = Console()
     console.print(_table(parsed, prices, file))

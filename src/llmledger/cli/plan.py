@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -16,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llmledger.cli._app import DbOption, JsonOption, app, fail
+from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.errors import StoreError
 from llmledger.ledger import Ledger
 from llmledger.plans.estimate import estimate_plan
@@ -208,7 +207,7 @@ def plan_run(
     except StoreError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps(document, indent=2))
+        echo_json(document)
     raise typer.Exit(EXIT_CODES.get(final, 1))
 
 
@@ -270,7 +269,7 @@ def _dry_run(plans: list[Plan], verbose: bool, as_json: bool) -> None:
             }
         )
     if as_json:
-        typer.echo(json.dumps(document, indent=2))
+        echo_json(document)
         return
     for entry in document:
         typer.echo(f"plan {entry['plan_name']!r} ({entry['plan_path']}): valid")
@@ -305,7 +304,7 @@ def plan_estimate(
     except StoreError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        echo_json(result.to_dict())
         return
     from rich.console import Console
     from rich.table import Table

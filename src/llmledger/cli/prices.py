@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from llmledger.cli._app import JsonOption, app
+from llmledger.cli._app import JsonOption, app, echo_json
 from llmledger.pricing import (
     PRICES_ENV,
     OverridesError,
@@ -114,7 +113,7 @@ def prices(
         typer.secho(f"error: {_unknown_hint(model, path)}", err=True, fg="red")
         raise typer.Exit(1)
     if as_json:
-        typer.echo(json.dumps(_card_json(card, when), indent=2))
+        echo_json(_card_json(card, when))
         return
     _print_card(card, when)
 

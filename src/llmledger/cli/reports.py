@@ -6,20 +6,21 @@ then prints a Rich table or, with ``--json``, the shapes documented in docs/repo
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, tzinfo
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from llmledger.cli._app import DbOption, JsonOption, app, fail
+from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF
+from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.display import format_money, format_tokens
 from llmledger.errors import LedgerError
-from llmledger.imports import AGENT_SOURCES, AGENTS, SOURCE_OF
 from llmledger.totals import Totals
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from llmledger.store.sqlite_reader import Reader
 
 SinceOption = Annotated[
     str | None,
@@ -67,7 +68,7 @@ class _Context:
     def __init__(self, db: str | None, since: str | None, until: str | None, tz: str | None,
                  source: list[str] | None, project: list[str] | None, model: list[str] | None,
                  agent: list[str] | None, cost: str, no_import: bool) -> None:  # fmt: skip
-        from llmledger.queries import COST_MODES, Filters
+        from llmledger.periods import COST_MODES, Filters
         from llmledger.timespec import parse_instant, parse_tz
 
         if cost not in COST_MODES:
@@ -85,15 +86,26 @@ class _Context:
         self.cost = cost
         self.db = db
         self._repo: Any | None = None
+        self._reader: Reader | None = None
         log_agents = [a for a in AGENTS if not sources or SOURCE_OF[a] in sources]
         if not no_import and log_agents:
             self._import(log_agents)
 
     def _import(self, agents: list[str]) -> None:
-        from llmledger.cli.imports import run_import
+        from llmledger._import_plan import plan_import
+        from llmledger._logfiles import discover
 
+        files = discover(agents)
+        if not files:
+            return
         try:
-            run_import(self.db, agents, None, quiet=True, repo=self.repo())
+            # Finding out that nothing changed is cheap (stat and one query); importing
+            # loads the importer, SQLAlchemy and the price data.
+            plans, _ = plan_import(self.reader(), files)
+            if plans:
+                from llmledger.cli.imports import run_import
+
+                run_import(self.db, agents, None, quiet=True, repo=self.repo(), files=files)
         except LedgerError as exc:
             typer.secho(f"warning: could not import agent logs first: {exc}", err=True,
                         fg=typer.colors.YELLOW)  # fmt: skip
@@ -108,6 +120,17 @@ class _Context:
             except LedgerError as exc:
                 raise fail(str(exc)) from None
         return self._repo
+
+    def reader(self) -> Reader:
+        """What period reports read through: the SQLite file through the standard library
+        when it is current, else the repository."""
+        if self._reader is None:
+            from llmledger.store.sqlite_reader import open_reader
+
+            self._reader = open_reader(self.db) if self._repo is None else None
+            if self._reader is None:
+                self._reader = self.repo()
+        return self._reader
 
 
 def fields(totals: Totals) -> dict[str, Any]:
@@ -167,6 +190,8 @@ _TOKEN_HEADERS = ("Input", "Output", "Cache write", "Cache read", "Total tokens"
 
 
 def _table(title: str, first: list[str]) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for index, name in enumerate(first):
         table.add_column(name, overflow="fold", no_wrap=index == 0)
@@ -186,6 +211,9 @@ def short_model(model: str | None) -> str:
 
 def _print_rows(title: str, rows: list[Any], *, breakdown: bool, sessions: bool,
                 tz: tzinfo) -> None:  # fmt: skip
+    from rich.console import Console
+    from rich.markup import escape
+
     first = ["Session", "Project", "Last activity", "Models"] if sessions else ["Period", "Models"]
     table = _table(title, first)
     for row in rows:
@@ -212,11 +240,11 @@ def _print_rows(title: str, rows: list[Any], *, breakdown: bool, sessions: bool,
 
 
 def _period_command(kind: str, ctx: _Context, as_json: bool, breakdown: bool) -> None:
-    from llmledger.queries import period_report
+    from llmledger.periods import period_report
 
-    rows = period_report(ctx.repo(), kind, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
+    rows = period_report(ctx.reader(), kind, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
     if as_json:
-        typer.echo(json.dumps(report_json(rows, tz=ctx.tz), indent=2))
+        echo_json(report_json(rows, tz=ctx.tz))
     elif not rows:
         typer.echo(
             "no calls in the ledger for this selection (import logs with `llmledger import`)"
@@ -287,7 +315,7 @@ def sessions_command(
     ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
     rows = sessions_report(ctx.repo(), filters=ctx.filters, cost=ctx.cost)
     if as_json:
-        typer.echo(json.dumps(report_json(rows, sessions=True, tz=ctx.tz), indent=2))
+        echo_json(report_json(rows, sessions=True, tz=ctx.tz))
     elif not rows:
         typer.echo("no sessions in the ledger for this selection")
     else:
@@ -343,11 +371,14 @@ def blocks_command(
     if active:
         found = [b for b in found if b.is_active]
     if as_json:
-        typer.echo(json.dumps({"blocks": [_block_json(b, now, ctx.tz) for b in found]}, indent=2))
+        echo_json({"blocks": [_block_json(b, now, ctx.tz) for b in found]})
         return
     if not found:
         typer.echo("no active block" if active else "no calls in the ledger for this selection")
         return
+    from rich.console import Console
+    from rich.markup import escape
+
     table = _table("Usage blocks", ["Block start", "Status", "Models"])
     for b in found:
         if b.is_gap:
@@ -415,8 +446,11 @@ def tokens_command(
             "rows": [{**r.key, **fields(r.totals), "duration_ms": r.duration_ms} for r in rows],
             "totals": fields(Totals.total(r.totals for r in rows)),
         }
-        typer.echo(json.dumps(doc, indent=2))
+        echo_json(doc)
         return
+    from rich.console import Console
+    from rich.markup import escape
+
     table = _table("Tokens by " + ", ".join(dims), [d.capitalize() for d in dims])
     for r in rows:
         table.add_row(*[escape(str(v)) if v is not None else "-" for v in r.key.values()],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
@@ -11,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from llmledger.cli._app import DbOption, JsonOption, app, fail
+from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.display import format_cost, format_tokens
 from llmledger.errors import StoreError
 from llmledger.run_tree import RunNode, find_run, load_tree, recent_runs
@@ -74,7 +73,7 @@ def runs_command(
             data.pop("own")
             data.pop("attempts")
             rows.append(data)
-        typer.echo(json.dumps({"runs": rows}, indent=2))
+        echo_json({"runs": rows})
         return
     table = Table("id", "kind", "name / key", "status", "started", "duration", "tokens", "cost")
     for node in nodes:
@@ -112,7 +111,7 @@ def show_command(
     if tree is None:
         raise fail(f"no run with id, key, name or id prefix {run!r}; `llmledger runs` lists them")
     if as_json:
-        typer.echo(json.dumps({"run": tree.to_dict()}, indent=2))
+        echo_json({"run": tree.to_dict()})
         return
     rich_tree = Tree(_label(tree))
     _add_children(rich_tree, tree)

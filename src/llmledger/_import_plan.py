@@ -1,0 +1,113 @@
+"""Deciding what an import reads: which log files changed since the last import, and from where.
+
+The ledger's ``import_state`` table remembers, per path, the device, inode, size, mtime, the
+offset read up to (the last complete newline) and a hash of the first bytes. Each file is
+stat'ed: an unchanged file is not opened; a grown Claude Code transcript is read from the saved
+offset; a truncated (size < offset) or replaced (other inode, other first bytes) file, or a
+whole-file format, is read again from the start.
+
+Free of SQLAlchemy (it reads through :class:`~llmledger.store.sqlite_reader.Reader`), so that a
+report can find out cheaply that there is nothing new to import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llmledger._logfiles import LogFile
+from llmledger.store.sqlite_reader import Reader
+
+__all__ = ["HEAD_BYTES", "Plan", "head_sha256", "plan_import"]
+
+#: Bytes hashed at the start of a file to notice that it was replaced.
+HEAD_BYTES = 4096
+_STATE = ("path", "device", "inode", "size", "mtime_ns", "offset", "head_sha256", "lines")
+_IN_CHUNK = 500
+
+
+def head_sha256(data: bytes) -> str:
+    """The hash the importer keeps of a file's first bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One file to read: from ``offset`` (after ``line_base`` lines), again from the start
+    (``reread``) or for the first time."""
+
+    file: LogFile
+    stat: os.stat_result
+    offset: int
+    line_base: int
+    reread: bool
+
+
+def _state(reader: Reader, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
+    columns = ", ".join(f'"{c}"' for c in _STATE)  # "offset" is a keyword on PostgreSQL
+    if len(paths) > 2000:  # cheaper to read every row than to send thousands of parameters
+        wanted = set(paths)
+        rows = [r for r in reader.fetch(f"SELECT {columns} FROM import_state") if r[0] in wanted]
+    else:
+        rows = []
+        for i in range(0, len(paths), _IN_CHUNK):
+            chunk = paths[i : i + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows += reader.fetch(f"SELECT {columns} FROM import_state WHERE path IN ({marks})",
+                                 chunk)  # fmt: skip
+    return {row[0]: dict(zip(_STATE, row, strict=True)) for row in rows}
+
+
+def _head_matches(path: str, length: int, expected: str | None) -> bool:
+    if expected is None:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return head_sha256(fh.read(length)) == expected
+    except OSError:
+        return False
+
+
+def _decide(file: LogFile, st: os.stat_result, state: dict[str, Any] | None) -> Plan | None:
+    if state is None:
+        return Plan(file, st, 0, 0, False)
+    same_file = state["inode"] in (None, st.st_ino) and state["device"] in (None, st.st_dev)
+    if same_file and st.st_size == state["size"] and st.st_mtime_ns == state["mtime_ns"]:
+        return None  # unchanged: not even opened
+    offset = int(state["offset"])
+    grown = st.st_size > state["size"] or (st.st_size == state["size"] and st.st_size > offset)
+    if (
+        file.agent == "claude"
+        and same_file
+        and grown
+        and st.st_size >= offset
+        and _head_matches(file.path, min(HEAD_BYTES, offset), state["head_sha256"])
+    ):
+        return Plan(file, st, offset, int(state["lines"]), False)
+    # Truncated, replaced, rewritten in place, or a whole-file format: read it all again.
+    return Plan(file, st, 0, 0, True)
+
+
+def plan_import(reader: Reader, files: Sequence[LogFile]) -> tuple[list[Plan], int]:
+    """Which files need reading (and from where), oldest first, and how many are unchanged."""
+    stats: list[tuple[LogFile, os.stat_result]] = []
+    for file in files:
+        try:
+            stats.append((file, os.stat(file.path)))
+        except OSError:
+            continue
+    state = _state(reader, [f.path for f, _ in stats])
+    plans: list[Plan] = []
+    unchanged = 0
+    for file, st in stats:
+        plan = _decide(file, st, state.get(file.path))
+        if plan is None:
+            unchanged += 1
+        else:
+            plans.append(plan)
+    # Older files first, so a copy in a resumed session is filed under the original session.
+    plans.sort(key=lambda p: (p.stat.st_mtime_ns, p.file.path))
+    return plans, unchanged
