@@ -324,13 +324,10 @@ class _Dedupe:
         info: tuple[int, int, bool, bool],
     ) -> bool:
         """Whether a row is written (True) or is a copy that changes nothing (False)."""
-        windows = self.live_sessions.get(session) if session is not None else None
-        if (
-            windows
-            and at is not None
-            and any(start <= at and (end is None or at <= end) for start, end in windows)
-        ):
-            return False
+        if self.live_sessions and session is not None:
+            windows = self.live_sessions.get(session, ())
+            if at is not None and any(s <= at and (e is None or at <= e) for s, e in windows):
+                return False
         old = self.best.get(key)
         if old is not None:
             if _better(info, old):
@@ -339,7 +336,12 @@ class _Dedupe:
             return False
         side = info[3]
         if mid:
-            others = [entry for entry in self.by_message.get(mid, ()) if entry[0] != key]
+            seen = self.by_message.get(mid)
+            if seen is None:  # the common case: a message id met for the first time
+                self.by_message[mid] = [(key, side, False)]
+                self.best[key] = info
+                return True
+            others = [entry for entry in seen if entry[0] != key]
             if others:
                 if side or any(live for _, _, live in others):
                     return False  # a sidechain replay, or a call `llmledger run` recorded
