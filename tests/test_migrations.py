@@ -56,8 +56,8 @@ EXPECTED_COLUMNS = {
 EXPECTED_INDEXES = {
     "runs": {"ix_runs_parent_id", "ix_runs_root_id", "ix_runs_kind_key", "ix_runs_started_at",
              "ix_runs_status", "ix_runs_agent_id"},
-    "calls": {"ix_calls_run_id", "ix_calls_started_at", "ix_calls_model", "ix_calls_agent_id",
-              "ix_calls_source_started_at", "ix_calls_session_id", "ix_calls_message_id"},
+    "calls": {"ix_calls_run_id", "ix_calls_started_at", "ix_calls_source_started_at",
+              "ix_calls_session_id", "ix_calls_message_id"},
     "task_status_events": {"ix_task_status_events_task_key_at",
                            "ix_task_status_events_run_id_at"},
 }  # fmt: skip

@@ -127,8 +127,6 @@ calls = Table(
     Column("recorded_at", Timestamp, nullable=False),
     Index(None, "run_id"),
     Index(None, "started_at"),
-    Index(None, "model"),
-    Index(None, "agent_id"),
     Index(None, "source", "started_at"),
     Index(None, "session_id"),
     Index(None, "message_id"),

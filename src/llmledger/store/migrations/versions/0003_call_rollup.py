@@ -1,5 +1,8 @@
 """The call roll-up: totals per 15-minute bucket that period reports read, kept by triggers.
 
+The calls indexes on model and agent go: reports by model read the roll-up, and the few
+queries filtered by agent scan; every call written paid for both.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30
@@ -37,8 +40,12 @@ def upgrade() -> None:
     # roll-up a migrated ledger holds is the one the code keeps.
     rollup.create_triggers(conn)
     rollup.rebuild(conn)
+    op.drop_index("ix_calls_model", "calls")
+    op.drop_index("ix_calls_agent_id", "calls")
 
 
 def downgrade() -> None:
+    op.create_index("ix_calls_agent_id", "calls", ["agent_id"])
+    op.create_index("ix_calls_model", "calls", ["model"])
     rollup.drop_triggers(op.get_bind())
     op.drop_table("call_rollup")
