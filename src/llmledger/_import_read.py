@@ -248,9 +248,9 @@ def _skip(result: FileResult, path: str, line: int, reason: str, detail: str) ->
         result.errors.append(f"{path}:{line}: {detail}")
 
 
-def _decode(raw: bytes) -> tuple[Any, ...] | list[Any]:
+def _decode(raw: bytes) -> list[Any]:
     try:
-        return (orjson.loads(raw),)
+        return [orjson.loads(raw)]
     except orjson.JSONDecodeError:
         if b"\n" not in raw:
             raise
@@ -262,27 +262,19 @@ def _rank(obj: dict[str, Any], u: dict[str, Any]) -> tuple[int, Any, bool] | Non
     """The parser's copy ranking (token total, cost, speed) read straight from a line, or None
     when the usage is not plain counts (then every copy goes through the parser)."""
     get = u.get
-    inp, out, read, write = (
-        get("input_tokens"),
-        get("output_tokens"),
-        get("cache_read_input_tokens"),
-        get("cache_creation_input_tokens"),
-    )
+    inp = get("input_tokens")
+    out = get("output_tokens")
+    read = get("cache_read_input_tokens")
+    write = get("cache_creation_input_tokens")
     split = get("cache_creation")
     cost = obj.get("costUSD")
-    if (
-        type(inp) is int
-        and type(out) is int
-        and type(read) is int
-        and type(write) is int
-        and type(split) is dict
-        and cost is None
-    ):
+    if type(split) is dict and cost is None and type(inp) is type(out) is type(read) is int:
         # Claude Code's usual shape, ranked without the general arithmetic below.
         five = split.get("ephemeral_5m_input_tokens")
         one = split.get("ephemeral_1h_input_tokens")
-        if type(five) is int and type(one) is int:
-            total = inp + out + read + max(write, five + one)
+        if type(write) is type(five) is type(one) is int:
+            split_total = five + one
+            total = inp + out + read + (write if write >= split_total else split_total)
             return total, 0.0, "speed" in u
     try:
         write = write or 0
@@ -325,9 +317,14 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
     session_id = obj.get("sessionId")
     cwd = obj.get("cwd")
     agent_id = obj.get("agentId")
-    for text in (request_id, model, session_id, cwd, agent_id):
-        if text is not None and type(text) is not str:
-            return None  # transcript_call raises naming the field
+    if not (
+        type(request_id) in _TEXT
+        and type(model) in _TEXT
+        and type(session_id) in _TEXT
+        and type(cwd) in _TEXT
+        and type(agent_id) in _TEXT
+    ):
+        return None  # transcript_call raises naming the field
     counts = plain_anthropic_counts(u)
     if counts is None or counts == _NO_COUNTS:
         return None
@@ -395,6 +392,7 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
 
 
 _NO_COUNTS = (None,) * 6
+_TEXT = frozenset({str, type(None)})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -481,23 +479,27 @@ def _read_transcript(
     best: dict[str, Any] | None = None
     best_rank: tuple[int, Any, bool] | None = None
     best_line = seen = 0
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
     for start, raw in _usage_records(lines):
         line = base + start
         try:
-            objs = _decode(raw)
-        except orjson.JSONDecodeError as exc:
-            if not final:  # an unterminated last line is read again once it is complete
-                _skip(result, path, line, "malformed JSON", f"malformed JSON ({exc})")
-            continue
+            objs: tuple[Any, ...] | list[Any] = (loads(raw),)
+        except decode_error:
+            try:
+                objs = _decode(raw)
+            except decode_error as exc:
+                if not final:  # an unterminated last line is read again once it is complete
+                    _skip(result, path, line, "malformed JSON", f"malformed JSON ({exc})")
+                continue
         for obj in objs:
             if type(obj) is not dict:
                 _skip(result, path, line, "not a JSON object", "not a JSON object")
                 continue
             msg = obj.get("message")
-            rank = None
-            if type(msg) is dict and msg.get("id"):
-                u = msg.get("usage")
-                if type(u) is dict:
+            rank = msg_id = None
+            if type(msg) is dict:
+                msg_id, u = msg.get("id"), msg.get("usage")
+                if msg_id and type(u) is dict:
                     rank = _rank(obj, u)
             if rank is None:
                 if best is not None:
@@ -505,7 +507,7 @@ def _read_transcript(
                 sig, best, best_rank, seen = None, None, None, 0
                 parse(obj, line, 1)
                 continue
-            obj_sig = (msg["id"], obj.get("requestId"), obj.get("isSidechain") is True)  # type: ignore[index]
+            obj_sig = (msg_id, obj.get("requestId"), obj.get("isSidechain") is True)
             if obj_sig != sig:
                 if best is not None:
                     parse(best, best_line, seen)

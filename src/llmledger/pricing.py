@@ -787,7 +787,8 @@ class Pricer:
     ) -> tuple[int, CostStatus, str] | None:
         """Fast path of :meth:`price_usage` for the bulk importer: (pico-dollars, status,
         price version) of a usage with at least one bucket reported, given as :func:`_buckets`
-        returns them, at ``at_micros`` (epoch microseconds, UTC; None means now).
+        returns them (uncached input, cache read, cache write, of it 1h, output, of it
+        reasoning), at ``at_micros`` (epoch microseconds, UTC; None means now).
 
         None when :meth:`price_usage` must decide (an unpriced model, which it logs and
         counts, or a price only genai-prices' calc_price gets right): call it instead.
