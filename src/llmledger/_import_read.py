@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,10 @@ import orjson
 from llmledger._import_plan import HEAD_BYTES, head_sha256
 from llmledger.call import Call
 from llmledger.errors import LedgerError
+from llmledger.sources._common import iter_raw_records
+from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts
+from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
+from llmledger.sources.claude_transcript import transcript_call
 from llmledger.store.schema import calls
 from llmledger.store.types import datetime_to_micros, money_to_pico
 
@@ -186,34 +191,45 @@ class _Collector:
         self.result = result
         self.pricer = _pricer(task.overrides_path)
         self.slots: dict[str, int] = {}
-
-        self.calls: list[Call] = []
+        # A kept copy is a Call, priced in finish(), or a row the fast path already built.
+        self.kept: list[Call | tuple[Any, ...]] = []
         self.infos: list[tuple[int, int, bool, bool]] = []
 
     def add(self, call: Call, copies: int = 1) -> None:
         """Keep ``call`` (standing for ``copies`` lines) unless a better copy is kept."""
-        self.result.calls_seen += copies
-        self.result.duplicates += copies - 1
         if call.dedupe_key is None:
             call.dedupe_key = call.key()
-        info = _info(call)
-        slot = self.slots.get(call.dedupe_key)
+        self.keep(call.dedupe_key, call, _info(call), copies)
+
+    def keep(
+        self,
+        key: str,
+        kept: Call | tuple[Any, ...],
+        info: tuple[int, int, bool, bool],
+        copies: int = 1,
+    ) -> None:
+        """Keep a call or its row under ``key`` unless a better copy is kept."""
+        result = self.result
+        result.calls_seen += copies
+        result.duplicates += copies - 1
+        slot = self.slots.get(key)
         if slot is None:
-            self.slots[call.dedupe_key] = len(self.calls)
-            self.calls.append(call)
+            self.slots[key] = len(self.kept)
+            self.kept.append(kept)
             self.infos.append(info)
             return
-        self.result.duplicates += 1
+        result.duplicates += 1
         if _better(info, self.infos[slot]):
-            self.calls[slot] = call
+            self.kept[slot] = kept
             self.infos[slot] = info
 
     def finish(self) -> None:
         """Price the kept calls and turn them into rows."""
-        for call, info in zip(self.calls, self.infos, strict=True):
-            self.result.rows.append(_row(call, self.task, self.pricer))
-            self.result.info.append(info)
-        self.calls, self.infos, self.slots = [], [], {}
+        rows = self.result.rows
+        for kept in self.kept:
+            rows.append(_row(kept, self.task, self.pricer) if isinstance(kept, Call) else kept)
+        self.result.info.extend(self.infos)
+        self.kept, self.infos, self.slots = [], [], {}
 
 
 # -- Claude Code transcripts -------------------------------------------------------------------
@@ -235,55 +251,207 @@ def _decode(raw: bytes) -> list[Any]:
         return [orjson.loads(part) for part in raw.split(b"\n") if part.strip()]
 
 
-def _rank(obj: dict[str, Any], msg: dict[str, Any]) -> tuple[int, Any, bool] | None:
+def _rank(obj: dict[str, Any], u: dict[str, Any]) -> tuple[int, Any, bool] | None:
     """The parser's copy ranking (token total, cost, speed) read straight from a line, or None
     when the usage is not plain counts (then every copy goes through the parser)."""
-    u = msg.get("usage")
-    if type(u) is not dict:
-        return None
+    get = u.get
+    inp = get("input_tokens")
+    out = get("output_tokens")
+    read = get("cache_read_input_tokens")
+    write = get("cache_creation_input_tokens")
+    split = get("cache_creation")
+    cost = obj.get("costUSD")
+    if type(split) is dict and cost is None and type(inp) is type(out) is type(read) is int:
+        # Claude Code's usual shape, ranked without the general arithmetic below.
+        five = split.get("ephemeral_5m_input_tokens")
+        one = split.get("ephemeral_1h_input_tokens")
+        if type(write) is type(five) is type(one) is int:
+            split_total = five + one
+            total = inp + out + read + (write if write >= split_total else split_total)
+            return total, 0.0, "speed" in u
     try:
-        write = u.get("cache_creation_input_tokens") or 0
-        split = u.get("cache_creation")
+        write = write or 0
         if type(split) is dict:
             split_total = (split.get("ephemeral_5m_input_tokens") or 0) + (
                 split.get("ephemeral_1h_input_tokens") or 0
             )
             write = max(write, split_total)
-        total = (
-            (u.get("input_tokens") or 0)
-            + (u.get("output_tokens") or 0)
-            + write
-            + (u.get("cache_read_input_tokens") or 0)
-        )
-        cost = obj.get("costUSD") or 0
-        return int(total), float(cost), "speed" in u
+        total = (inp or 0) + (out or 0) + write + (read or 0)
+        return int(total), float(cost or 0), "speed" in u
     except (TypeError, ValueError):
         return None
 
 
-class _Group:
-    """Consecutive lines of one API message (one line per content block): only the copy that
-    would win goes through the parser."""
-
-    __slots__ = ("best", "line", "rank", "seen", "sig")
-
-    def __init__(self) -> None:
-        self.sig: tuple[Any, ...] | None = None
-        self.best: dict[str, Any] | None = None
-        self.rank: tuple[int, Any, bool] | None = None
-        self.line = 0
-        self.seen = 0
+def _better_rank(new: tuple[int, Any, bool], old: tuple[int, Any, bool]) -> bool:
+    if new[0] != old[0]:
+        return new[0] > old[0]
+    if new[1] != old[1]:
+        return bool(new[1] > old[1])
+    return new[2] and not old[2]
 
 
-def _read_transcript(task: ReadTask, data: bytes, result: FileResult, *, final: bool) -> None:
-    from llmledger.sources._common import iter_raw_records
-    from llmledger.sources.claude_transcript import transcript_call
+_Fast = tuple[str, tuple[Any, ...], tuple[int, int, bool, bool]]
 
+
+def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
+    """(dedupe key, row, info) of an assistant line with a message id and plain counts, as
+    ``transcript_call`` + ``_row`` would build them but without the Call, Usage and Decimal
+    objects; None for anything else (or anything that could fail or log), which then takes
+    the general path. ``test_import_read`` checks that both paths agree."""
+    msg = obj.get("message")
+    if type(msg) is not dict:
+        return None
+    u = msg.get("usage")
+    msg_id = msg.get("id")
+    if type(u) is not dict or type(msg_id) is not str or not msg_id:
+        return None
+    request_id = obj.get("requestId")
+    model = msg.get("model")
+    session_id = obj.get("sessionId")
+    cwd = obj.get("cwd")
+    agent_id = obj.get("agentId")
+    if not (
+        type(request_id) in _TEXT
+        and type(model) in _TEXT
+        and type(session_id) in _TEXT
+        and type(cwd) in _TEXT
+        and type(agent_id) in _TEXT
+    ):
+        return None  # transcript_call raises naming the field
+    counts = plain_anthropic_counts(u)
+    if counts is None or counts == _NO_COUNTS:
+        return None
+    inp, read, written, five, one, out = counts
+    try:
+        at = _fast_micros(obj.get("timestamp"))
+        reported = _fast_pico(obj.get("costUSD"))
+    except _Unusual:
+        return None
+    computed = None
+    if model == _SYNTHETIC:
+        cost, status, version = 0, "computed", None
+    else:
+        if model is None:
+            return None
+        buckets = (inp or 0, read or 0, written or 0, one or 0, out or 0, 0)
+        price = pricer.price_pico(model, PROVIDER, at, buckets)
+        if price is None:
+            return None
+        if reported is None:
+            cost, status, version = price
+        else:
+            cost, status, version, computed = reported, "reported", None, price[0]
+    meta: dict[str, Any] = {}
+    sidechain = obj.get("isSidechain") is True
+    if sidechain:
+        meta["is_sidechain"] = True
+    speed = u.get("speed")
+    if speed is not None:
+        meta["speed"] = speed
+    if computed is not None:
+        meta["computed_cost_pico"] = computed
+    key = f"{msg_id}:{request_id}" if request_id else msg_id
+    row = (
+        key,
+        TRANSCRIPT,
+        PROVIDER,
+        model,
+        msg_id,
+        request_id,
+        task.session_id or session_id,
+        task.project or cwd,
+        agent_id or _AGENT_NAMES.get(task.agent),
+        at,
+        None,
+        None,
+        inp,
+        read,
+        written,
+        five,
+        one,
+        out,
+        None,
+        cost,
+        status,
+        "USD",
+        version,
+        "error" if obj.get("isApiErrorMessage") is True else "ok",
+        "reported",
+        orjson.dumps(meta).decode() if meta else None,
+        task.recorded_at,
+    )
+    total = (inp or 0) + (read or 0) + (written or 0) + (out or 0)
+    return key, row, (total, reported or 0, speed is not None, sidechain)
+
+
+_NO_COUNTS = (None,) * 6
+_TEXT = frozenset({str, type(None)})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _Unusual(Exception):
+    """A value the fast path leaves to the general one (which may raise or log for it)."""
+
+
+def _fast_micros(value: object) -> int | None:
+    """A transcript timestamp as epoch microseconds, as ``timestamp()`` reads it."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise _Unusual
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Unusual from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    delta = at - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _fast_pico(value: object) -> int | None:
+    """A reported ``costUSD`` in pico-dollars, as ``money()`` and the pricer read it; strings,
+    bools and amounts that are not finite or too large are left to the general path."""
+    if value is None:
+        return None
+    if type(value) is not int and type(value) is not float:
+        raise _Unusual
+    try:
+        amount = Decimal(str(value))
+        if not amount.is_finite():
+            raise _Unusual
+        return money_to_pico(amount)
+    except ArithmeticError:
+        raise _Unusual from None
+
+
+_USAGE = b'"usage"'
+
+
+def _usage_records(lines: list[bytes]) -> list[tuple[int, bytes]]:
+    """(line number, raw record) of the records that may hold usage, given the lines of
+    JSON-lines bytes (``data.split(b"\\n")`` without the piece after the last newline)."""
+    if all(map(bytes.startswith, lines, repeat(b"{"))):
+        # Every line is a compact record, as the agents write them.
+        return [(number, line) for number, line in enumerate(lines, 1) if _USAGE in line]
+    records = iter_raw_records(b"\n".join(lines))
+    return [(number, raw) for number, raw in records if _USAGE in raw]
+
+
+def _read_transcript(
+    task: ReadTask, lines: list[bytes], result: FileResult, *, final: bool
+) -> None:
     collector = _Collector(task, result)
+    pricer = collector.pricer
     path, base = task.path, task.line_base
-    group = _Group()
 
     def parse(obj: dict[str, Any], line: int, copies: int) -> None:
+        fast = _fast_row(obj, task, pricer)
+        if fast is not None:
+            if result.cwd is None:
+                result.cwd = obj.get("cwd") or None
+            collector.keep(*fast, copies)
+            return
         try:
             call = transcript_call(obj, path=path, line=line)
         except _SHAPE_ERRORS as exc:
@@ -298,48 +466,51 @@ def _read_transcript(task: ReadTask, data: bytes, result: FileResult, *, final: 
         call.project = task.project or call.project
         collector.add(call, copies)
 
-    def flush() -> None:
-        if group.best is not None:
-            parse(group.best, group.line, group.seen)
-        group.sig, group.best, group.rank, group.seen = None, None, None, 0
-
-    for start, raw in iter_raw_records(data):
-        if b'"usage"' not in raw:
-            continue
+    # The current group: consecutive copies of one message (one line per content block);
+    # only the copy that would win goes through parse().
+    sig: tuple[Any, ...] | None = None
+    best: dict[str, Any] | None = None
+    best_rank: tuple[int, Any, bool] | None = None
+    best_line = seen = 0
+    loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    for start, raw in _usage_records(lines):
         line = base + start
         try:
-            objs = _decode(raw)
-        except orjson.JSONDecodeError as exc:
-            if not final:  # an unterminated last line is read again once it is complete
-                _skip(result, path, line, "malformed JSON", f"malformed JSON ({exc})")
-            continue
+            objs: tuple[Any, ...] | list[Any] = (loads(raw),)
+        except decode_error:
+            try:
+                objs = _decode(raw)
+            except decode_error as exc:
+                if not final:  # an unterminated last line is read again once it is complete
+                    _skip(result, path, line, "malformed JSON", f"malformed JSON ({exc})")
+                continue
         for obj in objs:
             if type(obj) is not dict:
                 _skip(result, path, line, "not a JSON object", "not a JSON object")
                 continue
             msg = obj.get("message")
-            rank = _rank(obj, msg) if type(msg) is dict and msg.get("id") else None
+            rank = msg_id = None
+            if type(msg) is dict:
+                msg_id, u = msg.get("id"), msg.get("usage")
+                if msg_id and type(u) is dict:
+                    rank = _rank(obj, u)
             if rank is None:
-                flush()
+                if best is not None:
+                    parse(best, best_line, seen)
+                sig, best, best_rank, seen = None, None, None, 0
                 parse(obj, line, 1)
                 continue
-            sig = (msg["id"], obj.get("requestId"), obj.get("isSidechain") is True)  # type: ignore[index]
-            if sig != group.sig:
-                flush()
-                group.sig = sig
-            group.seen += 1
-            if group.rank is None or _better_rank(rank, group.rank):
-                group.best, group.rank, group.line = obj, rank, line
-    flush()
+            obj_sig = (msg_id, obj.get("requestId"), obj.get("isSidechain") is True)
+            if obj_sig != sig:
+                if best is not None:
+                    parse(best, best_line, seen)
+                sig, best, best_rank, seen = obj_sig, None, None, 0
+            seen += 1
+            if best_rank is None or _better_rank(rank, best_rank):
+                best, best_rank, best_line = obj, rank, line
+    if best is not None:
+        parse(best, best_line, seen)
     collector.finish()
-
-
-def _better_rank(new: tuple[int, Any, bool], old: tuple[int, Any, bool]) -> bool:
-    if new[0] != old[0]:
-        return new[0] > old[0]
-    if new[1] != old[1]:
-        return bool(new[1] > old[1])
-    return new[2] and not old[2]
 
 
 def _read_whole(task: ReadTask, data: bytes, result: FileResult) -> None:
@@ -382,17 +553,19 @@ def read_file(task: ReadTask) -> FileResult:
         _read_whole(task, data, result)
         return result
     cut = data.rfind(b"\n") + 1
-    body, tail = data[:cut], data[cut:]
+    tail = data[cut:]
     result.offset = task.offset + cut
-    result.lines = body.count(b"\n")
-    start = head if task.offset else body
+    lines = data[:cut].split(b"\n")
+    lines.pop()  # the empty piece after the last newline
+    result.lines = len(lines)
+    start = head if task.offset else data
     result.head_sha256 = head_sha256(start[: min(HEAD_BYTES, result.offset)])
-    _read_transcript(task, body, result, final=False)
+    _read_transcript(task, lines, result, final=False)
     if tail.strip():
         # The file does not end in a newline yet: take the last record if it is complete,
         # without moving the offset past it (its key makes reading it again harmless).
         tail_task = ReadTask(**{**_task_dict(task), "line_base": task.line_base + result.lines})
-        _read_transcript(tail_task, tail, result, final=True)
+        _read_transcript(tail_task, [tail], result, final=True)
     return result
 
 

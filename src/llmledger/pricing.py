@@ -661,7 +661,11 @@ def _buckets(usage: Usage) -> tuple[int, int, int, int, int, int]:
 
 
 def _cost(card: _Card, usage: Usage) -> Decimal:
-    inp, cr, cw, cw1h, out, rsn = _buckets(usage)
+    return Decimal(_cost_pico(card, *_buckets(usage))).scaleb(-_PICO_DIGITS)
+
+
+def _cost_pico(card: _Card, inp: int, cr: int, cw: int, cw1h: int, out: int, rsn: int) -> int:
+    """The cost in pico-dollars of the buckets :func:`_buckets` returns, rounded half-even."""
     v = card.base
     if card.tiers:
         prompt = inp + cr + cw
@@ -679,8 +683,8 @@ def _cost(card: _Card, usage: Usage) -> Decimal:
         + v[6]
     )
     if card.from_pico == 1:
-        return Decimal(total * card.to_pico).scaleb(-_PICO_DIGITS)
-    return Decimal(_round_half_even_div(total, card.from_pico)).scaleb(-_PICO_DIGITS)
+        return total * card.to_pico
+    return _round_half_even_div(total, card.from_pico)
 
 
 class Pricer:
@@ -708,6 +712,8 @@ class Pricer:
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._unpriced: dict[str, int] = {}
+        # (provider, model, UTC day number) -> the compiled card in force that day.
+        self._day_cards: dict[tuple[str | None, str, int], _Card] = {}
 
     @property
     def overrides_path(self) -> Path | None:
@@ -771,6 +777,48 @@ class Pricer:
         if usage.is_empty:
             return Price(None, "unpriced", None, f"no usage reported for {model!r}")
         return Price(_cost(card, usage), card.status, card.version, card.source)
+
+    def price_pico(
+        self,
+        model: str,
+        provider: str | None,
+        at_micros: int | None,
+        buckets: tuple[int, int, int, int, int, int],
+    ) -> tuple[int, CostStatus, str] | None:
+        """Fast path of :meth:`price_usage` for the bulk importer: (pico-dollars, status,
+        price version) of a usage with at least one bucket reported, given as :func:`_buckets`
+        returns them (uncached input, cache read, cache write, of it 1h, output, of it
+        reasoning), at ``at_micros`` (epoch microseconds, UTC; None means now).
+
+        None when :meth:`price_usage` must decide (an unpriced model, which it logs and
+        counts, or a price only genai-prices' calc_price gets right): call it instead.
+        """
+        day = None if at_micros is None else at_micros // 86_400_000_000
+        card = None if day is None else self._day_cards.get((provider, model, day))
+        if card is None:
+            card = self._card_on(model, provider, day)
+            if card is None:
+                return None
+            if day is not None:
+                if len(self._day_cards) >= _MAX_CACHED:
+                    self._day_cards.clear()
+                self._day_cards[(provider, model, day)] = card
+        if card.status == "included":
+            return 0, "included", card.version
+        return _cost_pico(card, *buckets), card.status, card.version
+
+    def _card_on(self, model: str, provider: str | None, day: int | None) -> _Card | None:
+        # The card price_usage would use on UTC day number ``day`` (None: today).
+        entry = self._entries.get((provider, model), _MISSING)
+        if entry is _MISSING:
+            entry = self._resolve(model, provider)
+        if entry is None or isinstance(entry, _Card):
+            return entry
+        assert isinstance(entry, _GenaiEntry)
+        if not entry.boundaries:
+            return entry.card_for(0)
+        on = _utc_date(None) if day is None else date.fromordinal(_EPOCH_ORDINAL + day)
+        return entry.card_for(bisect.bisect_right(entry.boundaries, on))
 
     def rate_card(
         self, model: str, provider: str | None = None, at: datetime | None = None
@@ -836,6 +884,7 @@ class Pricer:
 
 
 _MISSING: Any = object()
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def _aware(at: datetime | None) -> datetime:

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,16 @@ def iter_raw_records(data: bytes) -> Iterator[tuple[int, bytes]]:
     A record starts on a line whose first byte is not whitespace or a closing bracket; the
     following indented or closing lines belong to it (pretty-printed JSON).
     """
+    lines = data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()  # after the last newline
+    if all(map(bytes.startswith, lines, repeat(b"{"))):
+        # Every line is a compact record (how agents write them).
+        yield from enumerate(lines, 1)
+        return
     start = 0
     parts: list[bytes] = []
-    for number, line in enumerate(data.split(b"\n"), 1):
+    for number, line in enumerate(lines, 1):
         if line[:1] == b"{":  # the common case: a compact record
             if parts:
                 yield start, parts[0] if len(parts) == 1 else b"\n".join(parts)

@@ -74,6 +74,18 @@ def fast_anthropic_usage(u: Mapping[str, Any]) -> Usage | None:
 
     The bulk importer calls this per transcript line, so it avoids per-field helper calls.
     """
+    counts = plain_anthropic_counts(u)
+    return None if counts is None else Usage(*counts)
+
+
+def plain_anthropic_counts(
+    u: Mapping[str, Any],
+) -> tuple[int | None, int | None, int | None, int | None, int | None, int | None] | None:
+    """The buckets :func:`anthropic_usage` gives a usage of plain non-negative counts, as
+    (input, cache read, cache write, of it 5m, of it 1h, output); None for any other shape.
+
+    A Usage built from them is always valid: the cache-write total is at least 5m + 1h.
+    """
     inp = u.get("input_tokens")
     out = u.get("output_tokens")
     read = u.get("cache_read_input_tokens")
@@ -94,7 +106,7 @@ def fast_anthropic_usage(u: Mapping[str, Any]) -> Usage | None:
         split_sum = (five or 0) + (one or 0)
         if written is None or split_sum > written:
             written = split_sum
-    return Usage(inp, read, written, five, one, out)
+    return inp, read, written, five, one, out
 
 
 def usage_metadata(u: Mapping[str, Any]) -> dict[str, Any]:
