@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -168,11 +169,16 @@ class _Writer:
         self.session_meta: dict[str, dict[str, Any]] = {}
         self.changes = 0
 
-    def add(self, row: tuple[Any, ...], meta: dict[str, Any]) -> None:
-        self.pending.append(row)
-        sid = row[SESSION_ID]
-        if sid is not None and sid not in self.sessions and sid not in self.session_meta:
-            self.session_meta[sid] = {**meta, "started_at": row[STARTED_AT]}
+    def extend(self, rows: list[tuple[Any, ...]], meta: dict[str, Any], own: str | None) -> None:
+        """Queue the rows of one file; ``meta`` describes its own session ``own`` (a row of
+        another session keeps its own project)."""
+        self.pending.extend(rows)
+        # The first row of each session (dict() keeps the last of reversed rows).
+        firsts = dict(zip(map(itemgetter(SESSION_ID), reversed(rows)), reversed(rows), strict=True))
+        for sid, row in firsts.items():
+            if sid is not None and sid not in self.sessions and sid not in self.session_meta:
+                extra = {} if sid == own else {"project": row[PROJECT]}
+                self.session_meta[sid] = {**meta, **extra, "started_at": row[STARTED_AT]}
         if len(self.pending) >= _BATCH_ROWS:
             self.flush()
 
@@ -314,6 +320,22 @@ class _Dedupe:
                 side = bool(meta and meta.get("is_sidechain") is True)
                 self.by_message.setdefault(mid, []).append((key, side, source in _LIVE))
                 # A stored copy of the same key is settled by the upsert itself.
+
+    def filter(
+        self, rows: list[tuple[Any, ...]], infos: list[tuple[int, int, bool, bool]]
+    ) -> list[tuple[Any, ...]]:
+        """The rows to write, in order (see :meth:`keep`)."""
+        best, by_message, kept = self.best, self.by_message, []
+        for row, info in zip(rows, infos, strict=True):
+            key, mid = row[DEDUPE_KEY], row[MESSAGE_ID]
+            if not self.live_sessions and mid and key not in best and mid not in by_message:
+                # The common case, inline: a call met for the first time.
+                by_message[mid] = [(key, info[3], False)]
+                best[key] = info
+                kept.append(row)
+            elif self.keep(key, mid, row[SESSION_ID], row[STARTED_AT], info):
+                kept.append(row)
+        return kept
 
     def keep(
         self,
@@ -480,14 +502,9 @@ def import_logs(
                 "source": SOURCE_OF[plan.file.agent],
                 "agent": _AGENT_IDS[plan.file.agent],
             }
-            for row, info in zip(result.rows, result.info, strict=True):
-                if dedupe.keep(
-                    row[DEDUPE_KEY], row[MESSAGE_ID], row[SESSION_ID], row[STARTED_AT], info
-                ):
-                    own_session = row[SESSION_ID] == plan.file.session_id
-                    writer.add(row, meta if own_session else {**meta, "project": row[PROJECT]})
-                else:
-                    summary.duplicates += 1
+            kept = dedupe.filter(result.rows, result.info)
+            summary.duplicates += len(result.rows) - len(kept)
+            writer.extend(kept, meta, plan.file.session_id)
             result.rows.clear()
             result.info.clear()
             if progress is not None:
