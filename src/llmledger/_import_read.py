@@ -340,8 +340,9 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
     else:
         if model is None:
             return None
-        buckets = (inp or 0, read or 0, written or 0, one or 0, out or 0, 0)
-        price = pricer.price_pico(model, PROVIDER, at, buckets)
+        price = pricer.price_pico(
+            model, PROVIDER, at, inp or 0, read or 0, written or 0, one or 0, out or 0
+        )
         if price is None:
             return None
         if reported is None:
