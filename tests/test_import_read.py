@@ -246,9 +246,9 @@ def test_price_pico_agrees_with_price_usage(
     usage = Usage(inp, read, written, five, one, out)
     pricer = _PRICER
     price = pricer.price_usage(usage, model, "anthropic", at)
-    buckets = (inp or 0, read or 0, written or 0, one or 0, out or 0, 0)
+    buckets = (inp or 0, read or 0, written or 0, one or 0, out or 0)
     micros = None if at is None else datetime_to_micros(at)
-    fast = pricer.price_pico(model, "anthropic", micros, buckets)
+    fast = pricer.price_pico(model, "anthropic", micros, *buckets)
     if usage.is_empty or fast is None:
         return  # the importer takes the general path then
     assert price.cost_usd is not None

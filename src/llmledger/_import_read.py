@@ -4,12 +4,15 @@ A Claude Code transcript is read from a byte offset up to its last complete newl
 record holding the bytes ``"usage"`` is decoded (compact or pretty-printed JSON) and handed to
 the sources' ``transcript_call``. Copies of a message inside the file are settled here (larger
 token total wins, as ccusage v20); copies across files are settled by the importer. Each kept
-call is priced and turned into a ready-to-write row of the ``calls`` table.
+call is priced and turned into a ready-to-write row of the ``calls`` table. A line of the usual
+shape (a message id, plain counts, a priced model) goes straight to its row without building
+a Call (``_fast_row``); tests/test_import_read.py holds the two paths to the same results.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -322,9 +325,10 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
     if counts is None or counts == _NO_COUNTS:
         return None
     inp, read, written, five, one, out = counts
+    cost_usd = obj.get("costUSD")
     try:
         at = _fast_micros(obj.get("timestamp"))
-        reported = _fast_pico(obj.get("costUSD"))
+        reported = None if cost_usd is None else _fast_pico(cost_usd)
     except _Unusual:
         return None
     computed = None
@@ -333,8 +337,9 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
     else:
         if model is None:
             return None
-        buckets = (inp or 0, read or 0, written or 0, one or 0, out or 0, 0)
-        price = pricer.price_pico(model, PROVIDER, at, buckets)
+        price = pricer.price_pico(
+            model, PROVIDER, at, inp or 0, read or 0, written or 0, one or 0, out or 0
+        )
         if price is None:
             return None
         if reported is None:
@@ -409,11 +414,9 @@ def _fast_micros(value: object) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _fast_pico(value: object) -> int | None:
+def _fast_pico(value: object) -> int:
     """A reported ``costUSD`` in pico-dollars, as ``money()`` and the pricer read it; strings,
     bools and amounts that are not finite or too large are left to the general path."""
-    if value is None:
-        return None
     if type(value) is not int and type(value) is not float:
         raise _Unusual
     try:
@@ -428,14 +431,12 @@ def _fast_pico(value: object) -> int | None:
 _USAGE = b'"usage"'
 
 
-def _usage_records(lines: list[bytes]) -> list[tuple[int, bytes]]:
-    """(line number, raw record) of the records that may hold usage, given the lines of
-    JSON-lines bytes (``data.split(b"\\n")`` without the piece after the last newline)."""
+def _records(lines: list[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw record) for the lines of JSON-lines bytes (``data.split(b"\\n")``
+    without the piece after the last newline)."""
     if all(map(bytes.startswith, lines, repeat(b"{"))):
-        # Every line is a compact record, as the agents write them.
-        return [(number, line) for number, line in enumerate(lines, 1) if _USAGE in line]
-    records = iter_raw_records(b"\n".join(lines))
-    return [(number, raw) for number, raw in records if _USAGE in raw]
+        return enumerate(lines, 1)  # every line is a compact record, as agents write them
+    return iter_raw_records(b"\n".join(lines))
 
 
 def _read_transcript(
@@ -450,7 +451,8 @@ def _read_transcript(
         if fast is not None:
             if result.cwd is None:
                 result.cwd = obj.get("cwd") or None
-            collector.keep(*fast, copies)
+            key, row, info = fast
+            collector.keep(key, row, info, copies)
             return
         try:
             call = transcript_call(obj, path=path, line=line)
@@ -473,7 +475,9 @@ def _read_transcript(
     best_rank: tuple[int, Any, bool] | None = None
     best_line = seen = 0
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    for start, raw in _usage_records(lines):
+    for start, raw in _records(lines):
+        if _USAGE not in raw:
+            continue
         line = base + start
         try:
             objs: tuple[Any, ...] | list[Any] = (loads(raw),)

@@ -783,12 +783,16 @@ class Pricer:
         model: str,
         provider: str | None,
         at_micros: int | None,
-        buckets: tuple[int, int, int, int, int, int],
+        inp: int,
+        cache_read: int,
+        cache_write: int,
+        cache_write_1h: int,
+        output: int,
     ) -> tuple[int, CostStatus, str] | None:
         """Fast path of :meth:`price_usage` for the bulk importer: (pico-dollars, status,
-        price version) of a usage with at least one bucket reported, given as :func:`_buckets`
-        returns them (uncached input, cache read, cache write, of it 1h, output, of it
-        reasoning), at ``at_micros`` (epoch microseconds, UTC; None means now).
+        price version) of a usage with at least one bucket reported and no reasoning split,
+        given as :func:`_buckets` returns them (None counts as 0), at ``at_micros`` (epoch
+        microseconds, UTC; None means now).
 
         None when :meth:`price_usage` must decide (an unpriced model, which it logs and
         counts, or a price only genai-prices' calc_price gets right): call it instead.
@@ -805,7 +809,8 @@ class Pricer:
                 self._day_cards[(provider, model, day)] = card
         if card.status == "included":
             return 0, "included", card.version
-        return _cost_pico(card, *buckets), card.status, card.version
+        cost = _cost_pico(card, inp, cache_read, cache_write, cache_write_1h, output, 0)
+        return cost, card.status, card.version
 
     def _card_on(self, model: str, provider: str | None, day: int | None) -> _Card | None:
         # The card price_usage would use on UTC day number ``day`` (None: today).
