@@ -106,8 +106,11 @@ def main() -> None:
                   f"{figures['bytes'] / 1e6:.0f} MB")  # fmt: skip
         empty = work / "home"
         empty.mkdir()
+        # A user's Python caches bytecode; a sandbox that sets PYTHONDONTWRITEBYTECODE would
+        # make every run compile llmledger's modules again (tens of ms of a repeat report).
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env = {
-            **os.environ,
+            **base,
             "HOME": str(empty),
             "CLAUDE_CONFIG_DIR": str(tree),
             "CODEX_HOME": str(empty / "codex"),

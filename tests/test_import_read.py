@@ -256,3 +256,34 @@ def test_price_pico_agrees_with_price_usage(
 
 
 _PRICER = Pricer()
+
+
+def test_absurd_values_are_skipped_with_their_line_not_raised(tmp_path: Path) -> None:
+    def line(n: int, **extra: Any) -> str:
+        usage = {"input_tokens": 10, "output_tokens": 5, **extra.pop("usage", {})}
+        message = {"id": f"msg_{n}", "model": "claude-sonnet-4-5", "usage": usage}
+        message.update(extra.pop("message", {}))
+        return json.dumps(
+            {
+                "type": "assistant",
+                "requestId": f"req_{n}",
+                "sessionId": "s",
+                "timestamp": "2026-11-01T10:00:00Z",
+                "message": message,
+                **extra,
+            }
+        )
+
+    path = tmp_path / "s.jsonl"
+    path.write_text("\n".join([
+        line(1),
+        line(2, costUSD=1e300),  # a cost no exact sum can hold
+        line(3, usage={"input_tokens": 10**20}),  # beyond a 64-bit column
+        line(4, message={"model": ""}),  # no model name: unpriced, not an error
+    ]) + "\n")  # fmt: skip
+    result = read_file(ReadTask(str(path), "claude", path.stat().st_size, session_id="s"))
+    assert [row[0] for row in result.rows] == ["msg_1:req_1", "msg_4:req_4"]
+    assert result.skipped == {"invalid usage": 2}
+    assert [e.split(": ", 1)[0] for e in result.errors] == [f"{path}:2", f"{path}:3"]
+    unpriced = result.rows[1]
+    assert unpriced[_import_read.ROW_COLUMNS.index("cost_usd")] is None

@@ -457,6 +457,8 @@ def _genai_entry(model: str, provider: str | None) -> _GenaiEntry | None:
 
     snapshot, version = _genai()
     candidates = _candidates(model)
+    if not candidates:  # an empty or blank name matches nothing
+        return None
     wanted = provider.strip().lower() if provider else None
     wanted = _PROVIDER_ALIASES.get(wanted, wanted) if wanted else None
     # A hint found anywhere in the name (bedrock/, us.anthropic., @date) applies to every form

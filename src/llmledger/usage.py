@@ -12,7 +12,7 @@ from typing import Any
 
 from llmledger.errors import UsageError
 
-__all__ = ["BUCKETS", "Usage", "add_counts"]
+__all__ = ["BUCKETS", "MAX_TOKENS", "Usage", "add_counts"]
 
 #: The stored buckets, in display order. ``total_tokens`` is derived from them.
 BUCKETS: tuple[str, ...] = (
@@ -24,6 +24,9 @@ BUCKETS: tuple[str, ...] = (
     "output_tokens",
     "reasoning_tokens",
 )
+
+#: The largest count a bucket may hold: what a 64-bit signed database column stores.
+MAX_TOKENS = 2**63 - 1
 
 
 def add_counts(a: int | None, b: int | None) -> int | None:
@@ -71,6 +74,8 @@ class Usage:
                 raise UsageError(name, f"must be an integer or None, got {value!r}")
             if value < 0:
                 raise UsageError(name, f"must not be negative, got {value}")
+            if value > MAX_TOKENS:
+                raise UsageError(name, f"{value} is beyond any real count (at most {MAX_TOKENS})")
         if (
             self.reasoning_tokens is not None
             and self.output_tokens is not None

@@ -266,7 +266,13 @@ def money(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -
         raise ctx.error(f"expected a number, got {value!r}", field=name or key) from None
     if not amount.is_finite():
         raise ctx.error(f"expected a finite number, got {value!r}", field=name or key)
+    if abs(amount) >= _MAX_USD:
+        raise ctx.error(f"{value!r} USD is beyond any real cost", field=name or key)
     return amount
+
+
+#: Amounts from this many dollars up are not costs (and overflow exact pico-dollar sums).
+_MAX_USD = Decimal(10) ** 12
 
 
 def sub(total: int | None, parts: int, ctx: Ctx, name: str, parts_name: str) -> int | None:

@@ -22,7 +22,7 @@ from llmledger.sources._common import (
     make_usage,
     plus,
 )
-from llmledger.usage import Usage
+from llmledger.usage import MAX_TOKENS, Usage
 
 MESSAGES = "anthropic_messages"
 STREAM = "anthropic_messages_stream"
@@ -98,7 +98,7 @@ def plain_anthropic_counts(
         five = split.get("ephemeral_5m_input_tokens")
         one = split.get("ephemeral_1h_input_tokens")
     for v in (inp, out, read, written, five, one):
-        if v is not None and (type(v) is not int or v < 0):
+        if v is not None and (type(v) is not int or v < 0 or v > MAX_TOKENS):
             return None
     if "output_tokens_details" in u:
         return None
