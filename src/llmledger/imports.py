@@ -49,7 +49,12 @@ from llmledger._import_read import (
 )
 from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF, LogFile, discover
 from llmledger.store import rollup
-from llmledger.store.repository import Repository, new_run_id, raw_upsert_sql
+from llmledger.store.repository import (
+    Repository,
+    driver_executemany,
+    new_run_id,
+    raw_upsert_sql,
+)
 from llmledger.store.schema import calls, import_state, runs
 from llmledger.store.types import datetime_to_micros, micros_to_datetime
 from llmledger.usage import Usage
@@ -224,8 +229,7 @@ class _Writer:
             return
         self._ensure_sessions()
         rows = [(self.sessions.get(r[SESSION_ID]), *r) for r in self.pending]
-        result = self.conn.exec_driver_sql(self.sql, rows)
-        self.changes += max(0, result.rowcount or 0)
+        self.changes += driver_executemany(self.conn, self.sql, rows)
         self.pending = []
 
 
