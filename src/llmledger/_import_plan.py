@@ -26,7 +26,6 @@ __all__ = ["HEAD_BYTES", "Plan", "head_sha256", "plan_import"]
 #: Bytes hashed at the start of a file to notice that it was replaced.
 HEAD_BYTES = 4096
 _STATE = ("path", "device", "inode", "size", "mtime_ns", "offset", "head_sha256", "lines")
-_IN_CHUNK = 500
 
 
 def head_sha256(data: bytes) -> str:
@@ -48,16 +47,12 @@ class Plan:
 
 def _state(reader: Reader, paths: Sequence[str]) -> dict[str, dict[str, Any]]:
     columns = ", ".join(f'"{c}"' for c in _STATE)  # "offset" is a keyword on PostgreSQL
-    if len(paths) > 2000:  # cheaper to read every row than to send thousands of parameters
+    if len(paths) > 50:  # one row per log file: reading them all beats sending the paths
         wanted = set(paths)
         rows = [r for r in reader.fetch(f"SELECT {columns} FROM import_state") if r[0] in wanted]
     else:
-        rows = []
-        for i in range(0, len(paths), _IN_CHUNK):
-            chunk = paths[i : i + _IN_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            rows += reader.fetch(f"SELECT {columns} FROM import_state WHERE path IN ({marks})",
-                                 chunk)  # fmt: skip
+        marks = ", ".join("?" * len(paths))
+        rows = reader.fetch(f"SELECT {columns} FROM import_state WHERE path IN ({marks})", paths)
     return {row[0]: dict(zip(_STATE, row, strict=True)) for row in rows}
 
 
