@@ -9,13 +9,18 @@ Prints figures and writes them to bench/results/store.json. Not a test: asserts 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+import sqlalchemy
+import sqlalchemy.exc
 
 from llmledger import Call, Usage
 from llmledger.store import Repository, open_repository
@@ -76,20 +81,40 @@ def bench_tree(repo: Repository, descendants: int = 10_000) -> dict[str, float]:
     return {"own_ms": statistics.median(own), "inclusive_ms": statistics.median(inclusive)}
 
 
+@contextlib.contextmanager
+def _pg_schema(server: str) -> Iterator[str | None]:
+    """A URL to a fresh schema on the PostgreSQL server (None when it cannot be reached),
+    dropped afterwards, so that the benchmark leaves the database as it found it."""
+    schema = f"llmledger_bench_{uuid.uuid4().hex[:12]}"
+    admin = sqlalchemy.create_engine(server)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{schema}"'))
+    except sqlalchemy.exc.OperationalError:
+        admin.dispose()
+        yield None
+        return
+    try:
+        yield f"{server}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=100_000)
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        targets = {"sqlite": f"sqlite:///{tmp}/bench.db", "postgresql": args.pg}
+    with tempfile.TemporaryDirectory() as tmp, _pg_schema(args.pg) as pg_url:
+        targets = {"sqlite": f"sqlite:///{tmp}/bench.db", "postgresql": pg_url}
         for name, url in targets.items():
-            try:
-                repo = open_repository(url)
-            except Exception as exc:  # a missing server is reported, not fatal
-                print(f"{name}: skipped ({exc})")
+            if url is None:
+                print(f"{name}: skipped (no server at {args.pg})")
                 continue
+            repo = open_repository(url)
             per_second = bench_inserts(repo, args.calls)
             tree = bench_tree(repo)
             results[name] = {"calls_per_second": per_second, **tree}
