@@ -18,9 +18,9 @@ llmledger`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from llmledger._lazy import lazy_getattr
 from llmledger.errors import LedgerError, ParseError, StoreError, UsageError
 from llmledger.totals import Totals
 from llmledger.usage import Usage
@@ -72,10 +72,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llmledger' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

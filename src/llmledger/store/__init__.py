@@ -7,8 +7,9 @@ the reports' fast path.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from llmledger._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from llmledger.store.engine import (
@@ -50,13 +51,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'llmledger.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 def open_repository(url: str | None = None, *, migrate: bool = True) -> Repository:
