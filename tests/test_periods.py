@@ -201,3 +201,6 @@ def test_the_light_reader_needs_a_current_sqlite_file(tmp_path: Any, pg_url: str
     assert isinstance(reader, SqliteReader)
     reader.close()
     assert open_reader(pg_url) is None
+    garbage = tmp_path / "notes.db"
+    garbage.write_text("not a database")
+    assert open_reader(f"sqlite:///{garbage}") is None  # the full open reports the error

@@ -56,10 +56,13 @@ def open_reader(url: str | None = None) -> SqliteReader | None:
         return None
     try:
         reader = SqliteReader(path)
-        row = reader.fetch("SELECT version_num FROM alembic_version")
     except sqlite3.Error:
         return None
-    if row != [(HEAD_REVISION,)]:
+    try:
+        current = reader.fetch("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    except sqlite3.Error:  # not a ledger yet, or not a database at all
+        current = False
+    if not current:
         reader.close()
         return None
     return reader
