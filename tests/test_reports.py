@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -258,6 +259,15 @@ def test_a_report_imports_lines_appended_since_the_last_one(
     assert after["totals"]["calls"] == before["totals"]["calls"] + 1
     added = line["message"]["usage"]["output_tokens"]
     assert after["totals"]["output_tokens"] == before["totals"]["output_tokens"] + added
+
+
+def test_an_unreadable_ledger_is_an_error_naming_it(cli: CliRunner, tmp_path: Path) -> None:
+    assert cli.invoke(_app.app, ["daily", "--json"]).exit_code == 0
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        conn.execute("DROP TABLE call_rollup")  # a damaged ledger still at the newest revision
+    result = cli.invoke(_app.app, ["daily", "--no-import"])
+    assert result.exit_code == 2
+    assert f"cannot read the ledger at {tmp_path / 'cli.db'}" in result.output
 
 
 def test_cli_errors_say_what_to_do(cli: CliRunner) -> None:

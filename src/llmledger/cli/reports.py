@@ -242,7 +242,10 @@ def _print_rows(title: str, rows: list[Any], *, breakdown: bool, sessions: bool,
 def _period_command(kind: str, ctx: _Context, as_json: bool, breakdown: bool) -> None:
     from llmledger.periods import period_report
 
-    rows = period_report(ctx.reader(), kind, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
+    try:
+        rows = period_report(ctx.reader(), kind, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
+    except LedgerError as exc:
+        raise fail(str(exc)) from None
     if as_json:
         echo_json(report_json(rows, tz=ctx.tz))
     elif not rows:

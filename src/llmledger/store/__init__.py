@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from llmledger.store.urls import default_url, resolve_url
 
 __all__ = [
+    "BUSY_TIMEOUT_MS",
     "HEAD_REVISION",
     "Repository",
     "current_revision",
@@ -35,6 +36,8 @@ __all__ = [
     "upgrade",
 ]
 
+#: How long a SQLite connection waits for another process's write lock before giving up.
+BUSY_TIMEOUT_MS = 60_000
 #: The newest migration; a test keeps it equal to what Alembic finds, so that opening a current
 #: ledger needs one query and no Alembic import.
 HEAD_REVISION = "0003"

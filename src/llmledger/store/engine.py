@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_u
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from llmledger.errors import StoreError
-from llmledger.store import HEAD_REVISION
+from llmledger.store import BUSY_TIMEOUT_MS, HEAD_REVISION
 from llmledger.store.urls import default_url, resolve_url
 
 __all__ = [
@@ -31,8 +31,6 @@ __all__ = [
     "upgrade",
 ]
 
-#: How long a SQLite writer waits for another process's write lock before giving up.
-BUSY_TIMEOUT_MS = 60_000
 _MIGRATIONS = Path(__file__).with_name("migrations")
 #: Execution option for connections that only read: they skip SQLite's write lock.
 READ_ONLY = {"llmledger_read_only": True}

@@ -13,7 +13,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from llmledger.store import HEAD_REVISION
+from llmledger.errors import StoreError
+from llmledger.store import BUSY_TIMEOUT_MS, HEAD_REVISION
 from llmledger.store.urls import resolve_url, sqlite_path
 
 __all__ = ["Reader", "SqliteReader", "open_reader"]
@@ -35,13 +36,18 @@ class SqliteReader:
     dialect = "sqlite"
 
     def __init__(self, path: str) -> None:
+        self.path = path
         # A read-only URI never creates the file and never takes the write lock.
         self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        self._conn.execute("PRAGMA busy_timeout = 60000")
+        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only SQL query with ``?`` placeholders."""
-        return self._conn.execute(sql, tuple(params)).fetchall()
+        """Rows of a read-only SQL query with ``?`` placeholders; :class:`StoreError` when the
+        ledger cannot be read."""
+        try:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the ledger at {self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Close the connection."""
@@ -60,7 +66,7 @@ def open_reader(url: str | None = None) -> SqliteReader | None:
         return None
     try:
         current = reader.fetch("SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
-    except sqlite3.Error:  # not a ledger yet, or not a database at all
+    except StoreError:  # not a ledger yet, or not a database at all
         current = False
     if not current:
         reader.close()
