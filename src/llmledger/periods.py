@@ -185,7 +185,7 @@ def _on_grid(segments: Sequence[tuple[int | None, int]]) -> bool:
     )
 
 
-def day_totals(reader: Reader, *, tz: tzinfo = UTC, filters: Filters = Filters(),
+def _day_totals(reader: Reader, *, tz: tzinfo = UTC, filters: Filters = Filters(),
                cost: str = "auto") -> list[tuple[Any, ...]]:  # fmt: skip
     """(local day number or None, model, *sums) rows, several per (day, model) possibly;
     the sums are the input, cache read, cache write, output and reasoning tokens, the cost in
@@ -227,7 +227,7 @@ def _period_of(kind: str) -> Callable[[date], str]:
     raise ValueError(f"unknown period {kind!r}: one of {', '.join(PERIODS)}")
 
 
-def add_into(slot: list[Any], values: Sequence[Any]) -> None:
+def _add_into(slot: list[Any], values: Sequence[Any]) -> None:
     """Add ``values`` into ``slot`` element-wise, where None is unknown (not 0)."""
     for i, value in enumerate(values):
         if value is not None:
@@ -235,8 +235,8 @@ def add_into(slot: list[Any], values: Sequence[Any]) -> None:
             slot[i] = value if current is None else current + value
 
 
-def totals_of(values: Sequence[Any]) -> Totals:
-    """Totals from sums in :func:`day_totals` order."""
+def _totals_of(values: Sequence[Any]) -> Totals:
+    """Totals from sums in :func:`_day_totals` order."""
     *tokens, cost, unpriced, count = values
     return Totals(
         usage=Usage(
@@ -263,18 +263,18 @@ def period_report(
     :class:`~llmledger.store.sqlite_reader.SqliteReader`."""
     period_of = _period_of(kind)
     acc: dict[tuple[str | None, str | None], list[Any]] = {}
-    for number, model, *values in day_totals(reader, tz=tz, filters=filters, cost=cost):
+    for number, model, *values in _day_totals(reader, tz=tz, filters=filters, cost=cost):
         local = None if number is None else _EPOCH_DATE + timedelta(days=int(number))
         key = (None if local is None else period_of(local), model)
         slot = acc.get(key)
         if slot is None:
             acc[key] = list(values)
         else:
-            add_into(slot, values)
+            _add_into(slot, values)
     rows: dict[str | None, ReportRow] = {}
     for (period, model), values in acc.items():
         row = rows.get(period)
         if row is None:
             row = rows[period] = ReportRow(period)
-        row.add(model, totals_of(values))
+        row.add(model, _totals_of(values))
     return sorted(rows.values(), key=lambda x: (x.period is None, x.period or ""))

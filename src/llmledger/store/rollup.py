@@ -25,6 +25,7 @@ __all__ = [
     "KEY_COLUMNS",
     "NO_TIME",
     "SUMMED",
+    "cost_expressions",
     "create_triggers",
     "drop_triggers",
     "rebuild",
