@@ -34,8 +34,10 @@ __all__ = [
     "CostMode",
     "Filters",
     "ReportRow",
+    "add_sums",
     "offset_segments",
     "period_report",
+    "sums_to_totals",
 ]
 
 CostMode = Literal["auto", "calculate", "reported"]
@@ -227,16 +229,17 @@ def _period_of(kind: str) -> Callable[[date], str]:
     raise ValueError(f"unknown period {kind!r}: one of {', '.join(PERIODS)}")
 
 
-def _add_into(slot: list[Any], values: Sequence[Any]) -> None:
-    """Add ``values`` into ``slot`` element-wise, where None is unknown (not 0)."""
+def add_sums(slot: list[Any], values: Sequence[Any]) -> None:
+    """Add SQL sums ``values`` into ``slot`` element-wise, where None is unknown (not 0)."""
     for i, value in enumerate(values):
         if value is not None:
             current = slot[i]
             slot[i] = value if current is None else current + value
 
 
-def _totals_of(values: Sequence[Any]) -> Totals:
-    """Totals from sums in :func:`_day_totals` order."""
+def sums_to_totals(values: Sequence[Any]) -> Totals:
+    """Totals from SQL sums in the order reports select them: input, cache read, cache
+    write, output and reasoning tokens, cost in pico-dollars, unpriced calls, calls."""
     *tokens, cost, unpriced, count = values
     return Totals(
         usage=Usage(
@@ -270,11 +273,11 @@ def period_report(
         if slot is None:
             acc[key] = list(values)
         else:
-            _add_into(slot, values)
+            add_sums(slot, values)
     rows: dict[str | None, ReportRow] = {}
     for (period, model), values in acc.items():
         row = rows.get(period)
         if row is None:
             row = rows[period] = ReportRow(period)
-        row.add(model, _totals_of(values))
+        row.add(model, sums_to_totals(values))
     return sorted(rows.values(), key=lambda x: (x.period is None, x.period or ""))

@@ -40,8 +40,10 @@ from llmledger.periods import (
     CostMode,
     Filters,
     ReportRow,
+    add_sums,
     offset_segments,
     period_report,
+    sums_to_totals,
 )
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.repository import Repository
@@ -256,35 +258,39 @@ def blocks(
     the previous call starts a new one; a gap block marks a long idle stretch."""
     length = timedelta(hours=hours)
     now = now or datetime.now(UTC)
+    span, hour = int(hours * 3_600_000_000), 3_600_000_000
     query = (
         select(_MICROS.label("at"), calls.c.model, *_sums(cost))
         .where(and_(calls.c.started_at.is_not(None), *_clauses(filters)))
         .group_by(_MICROS, calls.c.model)
         .order_by(_MICROS)
     )
+    # Blocks are found on integer microseconds and summed as raw SQL sums; objects are made
+    # once per block (a year of calls is a few hundred blocks but ~10^5 rows).
+    found: list[tuple[int, int, int, list[Any], list[str]]] = []  # start, first, last, ...
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        for at, model, *values in conn.execute(query):
+            block = found[-1] if found else None
+            if block is None or at - block[0] > span or at - block[2] > span:
+                block = (at - at % hour, at, at, list(values), [])
+                found.append(block)
+            else:
+                found[-1] = block = (block[0], block[1], at, block[3], block[4])
+                add_sums(block[3], values)
+            if model and model != "<synthetic>" and model not in block[4]:
+                block[4].append(model)
     out: list[Block] = []
-    current: Block | None = None
-    for r in _run(repo, query):
-        at = micros_to_datetime(r["at"])
-        assert at is not None
-        if (
-            current is None
-            or at - current.start > length
-            or (current.last_at is not None and at - current.last_at > length)
-        ):
-            start = at.replace(minute=0, second=0, microsecond=0)
-            if current is not None and current.last_at is not None:
-                gap_start = current.last_at + length
-                if start > gap_start:
-                    out.append(Block(gap_start, start, is_gap=True))
-            current = Block(start, start + length, first_at=at)
-            out.append(current)
-        current.last_at = at
-        current.totals = current.totals + _totals(r)
-        current.entries += int(r["calls"])
-        model = r["model"]
-        if model and model != "<synthetic>" and model not in current.models:
-            current.models.append(model)
+    for start, first, last, sums, models in found:
+        begin = micros_to_datetime(start)
+        assert begin is not None
+        previous = out[-1].last_at if out else None
+        if previous is not None and begin > previous + length:
+            out.append(Block(previous + length, begin, is_gap=True))
+        totals = sums_to_totals(sums)
+        out.append(Block(begin, begin + length, first_at=micros_to_datetime(first),
+                         last_at=micros_to_datetime(last), totals=totals, models=models,
+                         entries=totals.calls))  # fmt: skip
+    current = out[-1] if out else None
     if current is not None and current.last_at is not None:
         current.is_active = now - current.last_at < length and now < current.end
     return out
