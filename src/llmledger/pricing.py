@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -758,22 +758,13 @@ class Pricer:
         """
         if model is None:
             return self._unpriced_price("<no model>", "the call names no model")
-        entry = self._entries.get((provider, model), _MISSING)
-        if entry is _MISSING:
-            entry = self._resolve(model, provider)
+        entry = self._entry(model, provider)
         if entry is None:
             return self._unpriced_price(model, f"no price for model {model!r}")
-        if isinstance(entry, _Card):
-            card: _Card | None = entry
-        else:
+        card = _card_of(entry, lambda: _utc_date(at))
+        if card is None:
             assert isinstance(entry, _GenaiEntry)
-            if not entry.boundaries:
-                card = entry.card_for(0)
-            else:
-                card = entry.card_for(bisect.bisect_right(entry.boundaries, _utc_date(at)))
-            if card is None:
-                return self._slow(entry, usage, at)
-        assert card is not None
+            return self._slow(entry, usage, at)
         if card.status == "included":
             return Price(Decimal(0).quantize(_QUANTUM), "included", card.version, card.source)
         if usage.is_empty:
@@ -802,7 +793,10 @@ class Pricer:
         day = None if at_micros is None else at_micros // 86_400_000_000
         card = None if day is None else self._day_cards.get((provider, model, day))
         if card is None:
-            card = self._card_on(model, provider, day)
+            entry = self._entry(model, provider)
+            if entry is None:
+                return None
+            card = _card_of(entry, lambda: _day_date(day))
             if card is None:
                 return None
             if day is not None:
@@ -814,18 +808,10 @@ class Pricer:
         cost = _cost_pico(card, inp, cache_read, cache_write, cache_write_1h, output, 0)
         return cost, card.status, card.version
 
-    def _card_on(self, model: str, provider: str | None, day: int | None) -> _Card | None:
-        # The card price_usage would use on UTC day number ``day`` (None: today).
+    def _entry(self, model: str, provider: str | None) -> _Card | _GenaiEntry | None:
+        # The resolved price entry of ``model`` (cached), None when nothing prices it.
         entry = self._entries.get((provider, model), _MISSING)
-        if entry is _MISSING:
-            entry = self._resolve(model, provider)
-        if entry is None or isinstance(entry, _Card):
-            return entry
-        assert isinstance(entry, _GenaiEntry)
-        if not entry.boundaries:
-            return entry.card_for(0)
-        on = _utc_date(None) if day is None else date.fromordinal(_EPOCH_ORDINAL + day)
-        return entry.card_for(bisect.bisect_right(entry.boundaries, on))
+        return self._resolve(model, provider) if entry is _MISSING else entry
 
     def rate_card(
         self, model: str, provider: str | None = None, at: datetime | None = None
@@ -898,6 +884,21 @@ def _aware(at: datetime | None) -> datetime:
     if at is None:
         return datetime.now(_UTC)
     return at if at.tzinfo is not None else at.replace(tzinfo=_UTC)
+
+
+def _card_of(entry: _Card | _GenaiEntry, on: Callable[[], date]) -> _Card | None:
+    """The card of ``entry`` in force on the UTC day ``on()`` gives (asked only when its price
+    changed over time); None when only genai-prices' calc_price is exact."""
+    if isinstance(entry, _Card):
+        return entry
+    if not entry.boundaries:
+        return entry.card_for(0)
+    return entry.card_for(bisect.bisect_right(entry.boundaries, on()))
+
+
+def _day_date(day: int | None) -> date:
+    # The date of UTC day number ``day`` since 1970-01-01 (None: today).
+    return _utc_date(None) if day is None else date.fromordinal(_EPOCH_ORDINAL + day)
 
 
 def _utc_date(at: datetime | None) -> date:
