@@ -138,8 +138,8 @@ def _read(task: ReadTask, *, fast: bool) -> str:
         try:
             r = read_file(task)
         except Exception as exc:
-            # Some odd lines still escape read_file (costUSD 1e300, 1.8e19 tokens, model "");
-            # the fast path must fail on them exactly as the general one does.
+            # Should a line still escape read_file, the fast path must fail on it exactly as
+            # the general one does.
             return repr(exc)
     # repr: 0 and 0.0, True and 1 must not pass for each other.
     return repr(
@@ -278,12 +278,13 @@ def test_absurd_values_are_skipped_with_their_line_not_raised(tmp_path: Path) ->
     path.write_text("\n".join([
         line(1),
         line(2, costUSD=1e300),  # a cost no exact sum can hold
+        line(5, costUSD=1e7),  # a cost beyond any call, beyond a pico-dollar column
         line(3, usage={"input_tokens": 10**20}),  # beyond a 64-bit column
         line(4, message={"model": ""}),  # no model name: unpriced, not an error
     ]) + "\n")  # fmt: skip
     result = read_file(ReadTask(str(path), "claude", path.stat().st_size, session_id="s"))
     assert [row[0] for row in result.rows] == ["msg_1:req_1", "msg_4:req_4"]
-    assert result.skipped == {"invalid usage": 2}
-    assert [e.split(": ", 1)[0] for e in result.errors] == [f"{path}:2", f"{path}:3"]
+    assert result.skipped == {"invalid usage": 3}
+    assert [e.split(": ", 1)[0] for e in result.errors] == [f"{path}:2", f"{path}:3", f"{path}:4"]
     unpriced = result.rows[1]
     assert unpriced[_import_read.ROW_COLUMNS.index("cost_usd")] is None

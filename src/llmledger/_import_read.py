@@ -12,11 +12,9 @@ a Call (``_fast_row``); tests/test_import_read.py holds the two paths to the sam
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,12 @@ import orjson
 from llmledger._import_plan import HEAD_BYTES, head_sha256
 from llmledger.call import Call
 from llmledger.errors import LedgerError
-from llmledger.sources._common import iter_raw_records
+from llmledger.sources._common import iter_raw_lines
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
 from llmledger.store.schema import calls
-from llmledger.store.types import datetime_to_micros, money_to_pico
+from llmledger.store.values import MAX_USD, datetime_to_micros, money_to_pico
 
 __all__ = ["ROW_COLUMNS", "FileResult", "ReadTask", "read_file"]
 
@@ -391,7 +389,6 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
 
 _NO_COUNTS = (None,) * 6
 _TEXT = frozenset({str, type(None)})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Unusual(Exception):
@@ -405,13 +402,9 @@ def _fast_micros(value: object) -> int | None:
     if type(value) is not str:
         raise _Unusual
     try:
-        at = datetime.fromisoformat(value)
+        return datetime_to_micros(datetime.fromisoformat(value))  # naive means UTC
     except ValueError:
         raise _Unusual from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    delta = at - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _fast_pico(value: object) -> int:
@@ -421,22 +414,14 @@ def _fast_pico(value: object) -> int:
         raise _Unusual
     try:
         amount = Decimal(str(value))
-        if not amount.is_finite():
-            raise _Unusual
+        if not amount.is_finite() or abs(amount) >= MAX_USD:
+            raise _Unusual  # the general path skips it, naming the line
         return money_to_pico(amount)
     except ArithmeticError:
         raise _Unusual from None
 
 
 _USAGE = b'"usage"'
-
-
-def _records(lines: list[bytes]) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw record) for the lines of JSON-lines bytes (``data.split(b"\\n")``
-    without the piece after the last newline)."""
-    if all(map(bytes.startswith, lines, repeat(b"{"))):
-        return enumerate(lines, 1)  # every line is a compact record, as agents write them
-    return iter_raw_records(b"\n".join(lines))
 
 
 def _read_transcript(
@@ -475,7 +460,7 @@ def _read_transcript(
     best_rank: tuple[int, Any, bool] | None = None
     best_line = seen = 0
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    for start, raw in _records(lines):
+    for start, raw in iter_raw_lines(lines):
         if _USAGE not in raw:
             continue
         line = base + start

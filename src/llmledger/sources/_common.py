@@ -18,6 +18,7 @@ import orjson
 
 from llmledger.call import Call
 from llmledger.errors import ParseError, UsageError
+from llmledger.store.values import MAX_USD
 from llmledger.usage import Usage
 
 JsonObj = dict[str, Any]
@@ -120,10 +121,17 @@ def iter_raw_records(data: bytes) -> Iterator[tuple[int, bytes]]:
     lines = data.split(b"\n")
     if not lines[-1]:
         lines.pop()  # after the last newline
+    return iter_raw_lines(lines)
+
+
+def iter_raw_lines(lines: list[bytes]) -> Iterator[tuple[int, bytes]]:
+    """:func:`iter_raw_records` over bytes already split at newlines."""
     if all(map(bytes.startswith, lines, repeat(b"{"))):
-        # Every line is a compact record (how agents write them).
-        yield from enumerate(lines, 1)
-        return
+        return enumerate(lines, 1)  # every line is a compact record, as agents write them
+    return _grouped_records(lines)
+
+
+def _grouped_records(lines: list[bytes]) -> Iterator[tuple[int, bytes]]:
     start = 0
     parts: list[bytes] = []
     for number, line in enumerate(lines, 1):
@@ -266,13 +274,9 @@ def money(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -
         raise ctx.error(f"expected a number, got {value!r}", field=name or key) from None
     if not amount.is_finite():
         raise ctx.error(f"expected a finite number, got {value!r}", field=name or key)
-    if abs(amount) >= _MAX_USD:
+    if abs(amount) >= MAX_USD:
         raise ctx.error(f"{value!r} USD is beyond any real cost", field=name or key)
     return amount
-
-
-#: Amounts from this many dollars up are not costs (and overflow exact pico-dollar sums).
-_MAX_USD = Decimal(10) ** 12
 
 
 def sub(total: int | None, parts: int, ctx: Ctx, name: str, parts_name: str) -> int | None:

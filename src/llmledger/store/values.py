@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 __all__ = [
+    "MAX_USD",
     "PICO",
     "datetime_to_micros",
     "micros_to_datetime",
@@ -18,6 +19,9 @@ __all__ = [
 ]
 
 PICO = Decimal("1e-12")
+#: Amounts from a million dollars up are not the cost of a model call, and a few of them would
+#: overflow the 64-bit pico-dollar columns (about 9.2 million USD): sources reject them.
+MAX_USD = Decimal(10) ** 6
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
