@@ -35,6 +35,7 @@ __all__ = [
     "Filters",
     "ReportRow",
     "add_sums",
+    "local_day_sql",
     "offset_segments",
     "period_report",
     "sums_to_totals",
@@ -110,6 +111,12 @@ def offset_segments(tz: tzinfo, first: int, last: int) -> list[tuple[int | None,
     return segments
 
 
+def local_day_sql(segments: Sequence[tuple[int | None, int]], at: str) -> str:
+    """SQL for the local day (days since 1970-01-01) of ``at``, an SQL expression in epoch
+    microseconds, under the offsets ``segments`` (:func:`offset_segments`); NULL stays NULL."""
+    return f"({at} + {_offset_sql(segments, at)}) / {_DAY_MICROS}"
+
+
 def _offset_sql(segments: Sequence[tuple[int | None, int]], at: str) -> str:
     """SQL for the offset at time ``at`` (an SQL expression in epoch µs)."""
     if len(segments) == 1:
@@ -128,8 +135,7 @@ def _from_rollup(reader: Reader, segments: Sequence[tuple[int | None, int]], fil
                  cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
     """(day, model, *sums) over the roll-up buckets ``lo <= bucket < hi``."""
     start = f"bucket * {BUCKET_MICROS}"
-    day = f"CASE WHEN bucket < 0 THEN NULL ELSE ({start} + {_offset_sql(segments, start)}) " \
-          f"/ {_DAY_MICROS} END"  # fmt: skip
+    day = f"CASE WHEN bucket < 0 THEN NULL ELSE {local_day_sql(segments, start)} END"
     total, priced = COST_COLUMNS[cost]
     sums = [f"CASE WHEN SUM({n}_known) > 0 THEN SUM({n}) END" for n in SUMMED]
     sums += [f"CASE WHEN SUM({priced}) > 0 THEN SUM({total}) END",
@@ -155,8 +161,7 @@ def _from_rollup(reader: Reader, segments: Sequence[tuple[int | None, int]], fil
 def _from_calls(reader: Reader, segments: Sequence[tuple[int | None, int]], filters: Filters,
                 cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
     """(day, model, *sums) over the calls with ``lo <= started_at <= hi``."""
-    day = f"CASE WHEN started_at IS NULL THEN NULL ELSE (started_at + " \
-          f"{_offset_sql(segments, 'started_at')}) / {_DAY_MICROS} END"  # fmt: skip
+    day = local_day_sql(segments, "started_at")
     money = cost_expressions("calls", reader.dialect)[cost]
     sums = [f"SUM({n})" for n in SUMMED]
     sums += [f"SUM({money})", f"SUM(CASE WHEN ({money}) IS NULL THEN 1 ELSE 0 END)", "COUNT(*)"]

@@ -26,10 +26,8 @@ from sqlalchemy import (
     Select,
     and_,
     case,
-    cast,
     func,
-    literal,
-    null,
+    literal_column,
     select,
     type_coerce,
 )
@@ -41,16 +39,17 @@ from llmledger.periods import (
     Filters,
     ReportRow,
     add_sums,
+    local_day_sql,
     offset_segments,
     period_report,
     sums_to_totals,
 )
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.repository import Repository
+from llmledger.store.rollup import SUMMED, cost_expressions
 from llmledger.store.schema import calls, runs
-from llmledger.store.types import micros_to_datetime, money_from_pico
+from llmledger.store.types import micros_to_datetime
 from llmledger.totals import Totals
-from llmledger.usage import Usage
 
 __all__ = [
     "COST_MODES",
@@ -73,10 +72,7 @@ DIMENSIONS: tuple[str, ...] = (
     "project", "agent", "command", "day", "model", "job", "action", "provider",
 )  # fmt: skip
 
-_DAY_MICROS = 86_400 * 1_000_000
 _EPOCH_DATE = date(1970, 1, 1)
-_SUMMED = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
-           "reasoning_tokens")  # fmt: skip
 _MICROS = type_coerce(calls.c.started_at, BigInteger)
 
 
@@ -98,36 +94,23 @@ def _clauses(filters: Filters) -> list[ColumnElement[bool]]:
     return out
 
 
-def _cost(mode: str) -> ColumnElement[Any]:
-    raw = type_coerce(calls.c.cost_usd, BigInteger)
-    if mode == "auto":
-        return raw
-    reported = calls.c.cost_status == "reported"
-    if mode == "reported":
-        return case((reported, raw), else_=null())
-    if mode == "calculate":
-        computed = cast(calls.c.metadata["computed_cost_pico"].as_string(), BigInteger)
-        return case((reported, computed), else_=raw)
-    raise ValueError(f"unknown cost mode {mode!r}: one of {', '.join(COST_MODES)}")
-
-
-def _sums(mode: str) -> list[ColumnElement[Any]]:
-    cost = _cost(mode)
+def _sums(mode: str, dialect: str) -> list[ColumnElement[Any]]:
+    if mode not in COST_MODES:
+        raise ValueError(f"unknown cost mode {mode!r}: one of {', '.join(COST_MODES)}")
+    cost: ColumnElement[Any] = literal_column(cost_expressions("calls", dialect)[mode])
     return [
-        *(func.sum(calls.c[name]).label(name) for name in _SUMMED),
+        *(func.sum(calls.c[name]).label(name) for name in SUMMED),
         func.sum(cost).label("cost_pico"),
         func.sum(case((cost.is_(None), 1), else_=0)).label("unpriced_calls"),
         func.count().label("calls"),
     ]
 
 
+_SUM_LABELS = (*SUMMED, "cost_pico", "unpriced_calls", "calls")
+
+
 def _totals(row: Any) -> Totals:
-    return Totals(
-        usage=Usage(**{n: None if row[n] is None else int(row[n]) for n in _SUMMED}),
-        cost_usd=money_from_pico(row["cost_pico"]),
-        unpriced_calls=int(row["unpriced_calls"] or 0),
-        calls=int(row["calls"]),
-    )
+    return sums_to_totals([row[name] for name in _SUM_LABELS])
 
 
 def total_of(rows: Iterable[Totals]) -> Totals:
@@ -147,17 +130,8 @@ def _local_day(repo: Repository, tz: tzinfo) -> ColumnElement[Any]:
     """SQL for the call's local date in ``tz``, as days since 1970-01-01."""
     with repo.engine.connect().execution_options(**READ_ONLY) as conn:
         first, last = conn.execute(select(func.min(_MICROS), func.max(_MICROS))).one()
-    if first is None:
-        return (_MICROS // _DAY_MICROS).label("day")
-    segments = offset_segments(tz, int(first), int(last))
-    if len(segments) == 1:
-        offset: ColumnElement[Any] = literal(segments[0][1])
-    else:
-        offset = case(
-            *((until > _MICROS, literal(off)) for until, off in segments[:-1]),
-            else_=literal(segments[-1][1]),
-        )
-    return ((_MICROS + offset) // _DAY_MICROS).label("day")
+    segments = [(None, 0)] if first is None else offset_segments(tz, int(first), int(last))
+    return literal_column(local_day_sql(segments, "calls.started_at")).label("day")
 
 
 # -- sessions ----------------------------------------------------------------------------------
@@ -175,7 +149,7 @@ def sessions_report(
             func.max(calls.c.project).label("project"),
             func.min(_MICROS).label("first_at"),
             func.max(_MICROS).label("last_at"),
-            *_sums(cost),
+            *_sums(cost, repo.dialect),
         )
         .where(and_(True, *_clauses(filters)))
         .group_by(calls.c.session_id, calls.c.model)
@@ -260,7 +234,7 @@ def blocks(
     now = now or datetime.now(UTC)
     span, hour = int(hours * 3_600_000_000), 3_600_000_000
     query = (
-        select(_MICROS.label("at"), calls.c.model, *_sums(cost))
+        select(_MICROS.label("at"), calls.c.model, *_sums(cost, repo.dialect))
         .where(and_(calls.c.started_at.is_not(None), *_clauses(filters)))
         .group_by(_MICROS, calls.c.model)
         .order_by(_MICROS)
@@ -339,7 +313,9 @@ def group_tokens(
     if not dimensions:
         raise ValueError(f"name at least one dimension: {', '.join(DIMENSIONS)}")
     cols = [_dimension(repo, d, tz).label(f"d_{i}") for i, d in enumerate(dimensions)]
-    query = select(*cols, func.sum(calls.c.duration_ms).label("duration_ms"), *_sums(cost))
+    query = select(
+        *cols, func.sum(calls.c.duration_ms).label("duration_ms"), *_sums(cost, repo.dialect)
+    )
     if any(d in ("command", "action", "job") for d in dimensions):
         query = query.select_from(calls.outerjoin(runs, runs.c.id == calls.c.run_id))
     query = query.where(and_(True, *_clauses(filters))).group_by(*cols)
