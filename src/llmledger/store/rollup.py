@@ -23,6 +23,7 @@ __all__ = [
     "BUCKET_MICROS",
     "COST_COLUMNS",
     "KEY_COLUMNS",
+    "MEASURE_COLUMNS",
     "NO_TIME",
     "SUMMED",
     "cost_expressions",
@@ -45,6 +46,12 @@ COST_COLUMNS = {
     "reported": ("cost_reported", "priced_reported"),
     "calculate": ("cost_calculated", "priced_calculated"),
 }
+#: The summed columns of a roll-up row, in table order.
+MEASURE_COLUMNS: tuple[str, ...] = (
+    "calls",
+    *(c for name in SUMMED for c in (name, f"{name}_known")),
+    *(c for pair in COST_COLUMNS.values() for c in pair),
+)
 _TRIGGERS = ("calls_rollup_insert", "calls_rollup_delete", "calls_rollup_update")
 _PG_FUNCTION = "llmledger_calls_rollup"
 

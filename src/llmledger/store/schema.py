@@ -19,7 +19,7 @@ from sqlalchemy import (
     Text,
 )
 
-from llmledger.store.rollup import COST_COLUMNS, SUMMED
+from llmledger.store.rollup import MEASURE_COLUMNS
 from llmledger.store.types import BigIntId, JsonType, Money, Timestamp
 from llmledger.usage import BUCKETS
 
@@ -166,15 +166,6 @@ import_state = Table(
 )
 
 
-def _rollup_measures() -> list[Column[int]]:
-    names = ["calls"]
-    for name in SUMMED:
-        names += [name, f"{name}_known"]
-    for total, priced in COST_COLUMNS.values():
-        names += [total, priced]
-    return [Column(name, BigInteger, nullable=False) for name in names]
-
-
 #: Call totals per 15-minute bucket, kept by triggers on ``calls`` (see ``store/rollup.py``).
 call_rollup = Table(
     "call_rollup",
@@ -182,5 +173,5 @@ call_rollup = Table(
     Column("bucket", BigInteger, primary_key=True),
     Column("source", String(48), primary_key=True),
     Column("model", String(200), primary_key=True),
-    *_rollup_measures(),
+    *(Column(name, BigInteger, nullable=False) for name in MEASURE_COLUMNS),
 )

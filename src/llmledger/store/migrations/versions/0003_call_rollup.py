@@ -22,17 +22,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    measures = ["calls"]
-    for name in rollup.SUMMED:
-        measures += [name, f"{name}_known"]
-    for total, priced in rollup.COST_COLUMNS.values():
-        measures += [total, priced]
     op.create_table(
         "call_rollup",
         sa.Column("bucket", sa.BigInteger, nullable=False),
         sa.Column("source", sa.String(48), nullable=False),
         sa.Column("model", sa.String(200), nullable=False),
-        *(sa.Column(name, sa.BigInteger, nullable=False) for name in measures),
+        *(sa.Column(name, sa.BigInteger, nullable=False) for name in rollup.MEASURE_COLUMNS),
         sa.PrimaryKeyConstraint(*rollup.KEY_COLUMNS, name="pk_call_rollup"),
     )
     conn = op.get_bind()
