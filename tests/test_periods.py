@@ -37,8 +37,9 @@ _ZONES: list[tzinfo] = [
 def _tokens(rng: random.Random) -> dict[str, int | None]:
     out = {n: None if rng.random() < 0.2 else rng.randint(0, 5000) for n in _TOKENS}
     output = out["output_tokens"]
-    # Reasoning is a part of output: known only where output is.
-    out["reasoning_tokens"] = None if output is None else rng.choice([None, output // 3])
+    # Reasoning is a part of output; a call may report it without output (sums over such
+    # calls can hold more reasoning than output, and reports must not refuse them).
+    out["reasoning_tokens"] = rng.choice([None, (5000 if output is None else output) // 3])
     return out
 
 

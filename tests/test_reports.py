@@ -24,6 +24,7 @@ from llmledger.cli.reports import report_json
 from llmledger.imports import import_logs
 from llmledger.queries import Filters, blocks, group_tokens, period_report, sessions_report
 from llmledger.store import Repository, open_repository
+from llmledger.store.schema import calls
 
 _TOKEN_FIELDS = {
     "inputTokens": "input_tokens",
@@ -135,6 +136,33 @@ def test_json_keeps_unreported_buckets_null(fixture_repo: Repository) -> None:
     assert row["reasoning_tokens"] is None  # Claude Code does not report it: null, not 0
     assert doc["totals"]["reasoning_tokens"] is None
     assert row["calls"] == 3
+
+
+def test_reports_sum_calls_that_report_different_buckets(sqlite_url: str) -> None:
+    # One call reports reasoning without output, the other output alone: each is a valid
+    # call, and their sum holds more reasoning than output. No report may refuse it.
+    repo = open_repository(sqlite_url)
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    base = {"source": "codex_rollout", "model": "gpt-5", "session_id": "s1", "started_at": at,
+            "cost_status": "unpriced", "status": "ok", "token_provenance": "reported",
+            "recorded_at": at}  # fmt: skip
+    with repo.engine.begin() as conn:
+        conn.execute(calls.insert(), [
+            {**base, "dedupe_key": "a", "input_tokens": 5, "reasoning_tokens": 900,
+             "output_tokens": None},
+            {**base, "dedupe_key": "b", "input_tokens": 5, "reasoning_tokens": None,
+             "output_tokens": 10},
+        ])  # fmt: skip
+    totals = [
+        period_report(repo, "daily")[0].totals,
+        sessions_report(repo)[0].totals,
+        blocks(repo, now=at)[0].totals,
+        group_tokens(repo, ["model"])[0].totals,
+    ]
+    for total in totals:
+        assert (total.usage.output_tokens, total.usage.reasoning_tokens) == (10, 900)
+        assert total.calls == 2
+    repo.engine.dispose()
 
 
 def test_dates_follow_the_time_zone(fixture_repo: Repository) -> None:

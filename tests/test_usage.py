@@ -25,6 +25,26 @@ def test_sum_starts_from_zero_and_total_of_nothing_is_empty() -> None:
     assert Usage.total([]).total_tokens is None
 
 
+def test_sums_over_calls_reporting_different_buckets_do_not_raise() -> None:
+    # One call reports reasoning but not output, another output alone; each is valid.
+    thinking = Usage(input_tokens=1, reasoning_tokens=900)
+    plain = Usage(input_tokens=1, output_tokens=10)
+    total = thinking + plain
+    assert (total.output_tokens, total.reasoning_tokens) == (10, 900)
+    assert Usage.total([plain, thinking]) == total
+    split = Usage(cache_write_5m_tokens=500) + Usage(cache_write_tokens=20)
+    assert (split.cache_write_tokens, split.cache_write_5m_tokens) == (20, 500)
+
+
+def test_of_sums_still_checks_each_count() -> None:
+    assert Usage.of_sums(output_tokens=1, reasoning_tokens=2).reasoning_tokens == 2
+    with pytest.raises(UsageError) as info:
+        Usage.of_sums(output_tokens=-1)
+    assert info.value.field == "output_tokens"
+    with pytest.raises(TypeError, match="outptu_tokens"):
+        Usage.of_sums(outptu_tokens=1)
+
+
 def test_derived_fields() -> None:
     usage = Usage(
         input_tokens=100,

@@ -247,7 +247,7 @@ def sums_to_totals(values: Sequence[Any]) -> Totals:
     write, output and reasoning tokens, cost in pico-dollars, unpriced calls, calls."""
     *tokens, cost, unpriced, count = values
     return Totals(
-        usage=Usage(
+        usage=Usage.of_sums(
             **{n: None if v is None else int(v) for n, v in zip(SUMMED, tokens, strict=True)}
         ),
         cost_usd=money_from_pico(cost),

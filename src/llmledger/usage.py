@@ -54,7 +54,8 @@ class Usage:
 
     Raises :class:`~llmledger.errors.UsageError` naming the field when a count is negative or
     not an integer, when reasoning exceeds output, or when the 5m + 1h split exceeds the
-    cache-write total.
+    cache-write total. Sums (``+``, :meth:`total`, :meth:`of_sums`) check only the counts:
+    over calls that report different buckets those relations need not hold.
     """
 
     input_tokens: int | None = None
@@ -66,6 +67,27 @@ class Usage:
     reasoning_tokens: int | None = None
 
     def __post_init__(self) -> None:
+        self._check_counts()
+        self._check_parts()
+
+    @classmethod
+    def of_sums(cls, **counts: int | None) -> Usage:
+        """The usage of several calls from per-bucket sums (``None``: no call reported it).
+
+        Each count is checked as in the constructor, but not the relations between buckets:
+        reasoning <= output and the 5m + 1h split <= cache writes hold for each call, not for
+        sums over calls that report different buckets (reasoning from one call, output from
+        another)."""
+        unknown = set(counts) - set(BUCKETS)
+        if unknown:
+            raise TypeError(f"unknown token buckets: {', '.join(sorted(unknown))}")
+        usage = cls.__new__(cls)
+        for name in BUCKETS:
+            object.__setattr__(usage, name, counts.get(name))
+        usage._check_counts()
+        return usage
+
+    def _check_counts(self) -> None:
         for name in BUCKETS:
             value = getattr(self, name)
             if value is None:
@@ -76,6 +98,8 @@ class Usage:
                 raise UsageError(name, f"must not be negative, got {value}")
             if value > MAX_TOKENS:
                 raise UsageError(name, f"{value} is beyond any real count (at most {MAX_TOKENS})")
+
+    def _check_parts(self) -> None:
         if (
             self.reasoning_tokens is not None
             and self.output_tokens is not None
@@ -132,7 +156,9 @@ class Usage:
     def __add__(self, other: object) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage(*(add_counts(getattr(self, n), getattr(other, n)) for n in BUCKETS))
+        return Usage.of_sums(
+            **{n: add_counts(getattr(self, n), getattr(other, n)) for n in BUCKETS}
+        )
 
     def __radd__(self, other: object) -> Usage:
         # Lets sum(usages) start from the integer 0.

@@ -431,7 +431,7 @@ def _usage_columns() -> list[ColumnElement[Any]]:
 
 
 def _totals_from_row(row: Any) -> Totals:
-    usage = Usage(**{name: _int(row[name]) for name in TOKEN_COLUMNS})
+    usage = Usage.of_sums(**{name: _int(row[name]) for name in TOKEN_COLUMNS})
     return Totals(
         usage=usage,
         # SUM keeps the Money type, so the amount arrives as a Decimal (or None).
@@ -454,7 +454,7 @@ def totals_by_run(conn: Connection, run_ids: Select[Any]) -> dict[str, Totals]:
 def rollup_of(run_row: Mapping[str, Any]) -> Totals:
     """The inclusive usage roll-up stored on a finalized run's row."""
     return Totals(
-        usage=Usage(**{name: _int(run_row[name]) for name in TOKEN_COLUMNS}),
+        usage=Usage.of_sums(**{name: _int(run_row[name]) for name in TOKEN_COLUMNS}),
         cost_usd=run_row["cost_usd"],
         unpriced_calls=int(run_row["unpriced_calls"] or 0),
         calls=int(run_row["call_count"] or 0),
