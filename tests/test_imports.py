@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,37 @@ def test_dedupe_holds_across_a_process_pool(
     summary = import_logs(repo, ["claude"], [home], workers=2)
     assert summary.calls_added == 7
     assert summary.duplicates == 5
+
+
+def test_a_first_import_leaves_the_ledger_in_wal_mode(
+    repo: Repository, home: Path, sqlite_url: str
+) -> None:
+    # The first import into an empty ledger runs in the rollback journal (pages written once)
+    # and switches the file back to WAL, so that readers and writers go on side by side.
+    write(session_file(home), [line("m1"), line("m2", "r2")])
+    assert run(repo, home).calls_added == 2
+    path = sqlite_url.removeprefix("sqlite:///")
+    other = sqlite3.connect(path)
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("SELECT COUNT(*) FROM calls").fetchone() == (2,)
+    finally:
+        other.close()
+    assert not os.path.exists(path + "-journal")
+
+
+def test_a_first_import_while_another_connection_is_open_stays_in_wal(
+    repo: Repository, home: Path, sqlite_url: str
+) -> None:
+    other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+    try:
+        assert other.execute("SELECT COUNT(*) FROM calls").fetchone() == (0,)
+        write(session_file(home), [line("m1"), line("m2", "r2")])
+        assert run(repo, home).calls_added == 2
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert other.execute("SELECT COUNT(*) FROM calls").fetchone() == (2,)
+    finally:
+        other.close()
 
 
 # -- incremental import ---------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from llmledger._import_read import (
 )
 from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF, LogFile, discover
 from llmledger.store import rollup
+from llmledger.store.engine import rollback_journal
 from llmledger.store.repository import (
     Repository,
     driver_executemany,
@@ -412,6 +413,14 @@ def _end_bulk_load(conn: Connection, dropped: list[Index]) -> None:
     rollup.create_triggers(conn)
 
 
+def _no_calls_yet(conn: Connection) -> bool:
+    """Whether a SQLite ledger holds no calls, asked outside any transaction."""
+    raw = conn.connection.driver_connection
+    if conn.dialect.name != "sqlite" or raw is None:
+        return False
+    return bool(raw.execute("SELECT NOT EXISTS (SELECT 1 FROM calls)").fetchone()[0])
+
+
 def _count_calls(conn: Connection) -> int:
     return int(conn.exec_driver_sql("SELECT COUNT(*) FROM calls").scalar_one())
 
@@ -482,7 +491,11 @@ def import_logs(
     by_path = {p.file.path: p for p in plans}
     results: dict[str, FileResult] = {}
     skipped: Counter[str] = Counter()
-    with repo.engine.begin() as conn:
+    with (
+        repo.engine.connect() as conn,
+        rollback_journal(conn, _no_calls_yet(conn)),
+        conn.begin(),
+    ):
         sources = sorted({SOURCE_OF[p.file.agent] for p in plans})
         if conn.dialect.name == "sqlite":
             # The calls indexes are updated in random key order: a larger page cache keeps

@@ -7,6 +7,9 @@ PostgreSQL is reached through psycopg 3.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ __all__ = [
     "head_revision",
     "open_engine",
     "resolve_url",
+    "rollback_journal",
     "upgrade",
 ]
 
@@ -85,6 +89,44 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def rollback_journal(conn: Connection, wanted: bool = True) -> Iterator[bool]:
+    """Around a bulk load into a new SQLite ledger: switch the file from WAL to the rollback
+    journal, and back to WAL afterwards. WAL writes every page twice (into the log, then into
+    the database at the checkpoint); a load that starts from an empty table has nothing to
+    journal, so its pages are written once. Call it outside a transaction.
+
+    Yields whether it switched: not for PostgreSQL, not when ``wanted`` is false, and not when
+    another connection has the file open (it does not wait for them). While it is switched,
+    connections that open the file wait (busy timeout) instead of reading alongside."""
+    raw = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+    if not wanted or raw is None or conn.in_transaction():
+        yield False
+        return
+    raw.execute("PRAGMA busy_timeout = 0")
+    try:
+        mode = raw.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
+    except sqlite3.OperationalError:  # another connection has the file open
+        mode = "wal"
+    finally:
+        raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if mode != "delete":
+        yield False
+        return
+    # FULL: in the rollback journal, NORMAL could lose the database to a power cut mid-commit.
+    raw.execute("PRAGMA synchronous = FULL")
+    try:
+        yield True
+    finally:
+        try:
+            raw.execute("PRAGMA synchronous = NORMAL")
+            raw.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            # Someone is waiting to open the file: its own connect switches it to WAL; this
+            # connection leaves the pool rather than stay in the other mode.
+            conn.invalidate()
 
 
 def _alembic_config(connection: Connection) -> Any:
