@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from llmledger.imports import ImportSummary, discover, import_logs
-from llmledger.store import Repository, open_repository
+from llmledger.store import Repository, open_repository, rollup
 
 SESSION_A = "aaaaaaaa-0000-4000-8000-000000000001"
 SESSION_B = "bbbbbbbb-0000-4000-8000-000000000002"
@@ -230,6 +230,36 @@ def test_a_first_import_while_another_connection_is_open_stays_in_wal(
         assert other.execute("SELECT COUNT(*) FROM calls").fetchone() == (2,)
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("replaced", [False, True])
+def test_a_bulk_load_keeps_the_rollup_exact(
+    repo: Repository, home: Path, monkeypatch: pytest.MonkeyPatch, replaced: bool
+) -> None:
+    # The first import adds each written batch to the roll-up (no triggers); when a later
+    # copy replaces a written call, it rebuilds the roll-up instead. Either way the roll-up
+    # equals one computed from the stored calls.
+    monkeypatch.setattr("llmledger.imports._BATCH_ROWS", 2)
+    days = ["2025-06-10T09:00:00.000Z", "2025-06-10T09:20:00.000Z", "2025-06-11T23:59:00.000Z"]
+    write(session_file(home, SESSION_A), [
+        line(f"m{i}", f"r{i}", at=days[i % 3], model=["claude-sonnet-4-20250514",
+             "claude-opus-4-20250514", "no-such-model"][i % 3], output=10 * i)
+        for i in range(7)
+    ])  # fmt: skip
+    later = [line("n1", "r", session=SESSION_B, at=days[2])]
+    if replaced:  # a resumed session's copy of m1, with more output
+        later.append(line("m1", "r1", session=SESSION_B, at=days[1], output=999))
+    write(session_file(home, SESSION_B), later)
+    assert run(repo, home).calls_added == 8
+    query = "SELECT * FROM call_rollup WHERE calls > 0 ORDER BY bucket, source, model"
+    with repo.engine.connect() as conn:
+        kept = conn.exec_driver_sql(query).all()
+    with repo.engine.begin() as conn:
+        rollup.rebuild(conn)
+        assert conn.exec_driver_sql(query).all() == kept
+    assert sum(r.output_tokens for r in kept) == sum(10 * i for i in range(7)) + (
+        999 - 10 if replaced else 0
+    ) + 100
 
 
 # -- incremental import ---------------------------------------------------------------------------

@@ -164,9 +164,14 @@ _COLUMNS = ("run_id", *ROW_COLUMNS)
 
 class _Writer:
     """Writes rows in large executemany batches inside the import's transaction, creating
-    the session runs they belong to first."""
+    the session runs they belong to first.
 
-    def __init__(self, conn: Connection, summary: ImportSummary) -> None:
+    In a bulk load (``bulk``: the roll-up triggers are dropped) it adds each batch to the
+    roll-up as it goes, while the workers still read, as long as every batch only inserts;
+    once a copy replaces a written call, ``rollup_current`` turns false and the roll-up is
+    rebuilt at the end instead."""
+
+    def __init__(self, conn: Connection, summary: ImportSummary, *, bulk: bool = False) -> None:
         self.conn = conn
         self.summary = summary
         self.sql = raw_upsert_sql(conn.dialect.name, _COLUMNS)
@@ -174,6 +179,8 @@ class _Writer:
         self.sessions: dict[str, str] = {}
         self.session_meta: dict[str, dict[str, Any]] = {}
         self.changes = 0
+        self.rollup_current = bulk
+        self.rolled_up_to = _max_call_id(conn) if bulk else 0
 
     def extend(self, rows: list[tuple[Any, ...]], meta: dict[str, Any], own: str | None) -> None:
         """Queue the rows of one file; ``meta`` describes its own session ``own`` (a row of
@@ -230,8 +237,17 @@ class _Writer:
             return
         self._ensure_sessions()
         rows = [(self.sessions.get(r[SESSION_ID]), *r) for r in self.pending]
-        self.changes += driver_executemany(self.conn, self.sql, rows)
+        changes = driver_executemany(self.conn, self.sql, rows)
+        self.changes += changes
         self.pending = []
+        if self.rollup_current:
+            top = _max_call_id(self.conn)
+            # Ids grow by one per insert: more changes than new ids means a call was replaced.
+            if changes == top - self.rolled_up_to:
+                rollup.add_calls(self.conn, self.rolled_up_to)
+                self.rolled_up_to = top
+            else:
+                self.rollup_current = False
 
 
 # -- dedupe across files and against the store -------------------------------------------------
@@ -394,23 +410,30 @@ def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) 
 
 def _bulk_load(conn: Connection) -> list[Index]:
     """Prepare an empty SQLite ``calls`` table for a bulk load: drop its secondary indexes and
-    the roll-up triggers; :func:`_end_bulk_load` builds them again before commit (sorting and
-    grouping once beats updating them row by row). The write lock SQLite holds for the import
-    keeps every other writer out meanwhile."""
+    the roll-up triggers; :func:`_end_bulk_load` builds the indexes again before commit
+    (sorting once beats updating them row by row), and the writer adds its batches to the
+    roll-up without the per-row triggers. The write lock SQLite holds for the import keeps
+    every other writer out meanwhile."""
     if conn.dialect.name != "sqlite":
         return []
     dropped = [index for index in calls.indexes if not index.unique]
     for index in dropped:
         index.drop(conn)
     rollup.drop_triggers(conn)
+    conn.exec_driver_sql("DELETE FROM call_rollup")  # rows emptied by deletes, if any
     return dropped
 
 
-def _end_bulk_load(conn: Connection, dropped: list[Index]) -> None:
+def _end_bulk_load(conn: Connection, dropped: list[Index], *, rollup_current: bool) -> None:
     for index in dropped:
         index.create(conn)
-    rollup.rebuild(conn)
+    if not rollup_current:
+        rollup.rebuild(conn)
     rollup.create_triggers(conn)
+
+
+def _max_call_id(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM calls").scalar_one())
 
 
 def _no_calls_yet(conn: Connection) -> bool:
@@ -505,7 +528,7 @@ def import_logs(
         bulk = before == 0 and conn.dialect.name == "sqlite"
         dropped = _bulk_load(conn) if bulk else []
         dedupe = _Dedupe(conn, sources)
-        writer = _Writer(conn, summary)
+        writer = _Writer(conn, summary, bulk=bulk)
         done_bytes = 0
         for task, result in zip(tasks, _read_all(tasks, workers), strict=True):
             plan = by_path[task.path]
@@ -535,7 +558,7 @@ def import_logs(
                     calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
                 ).rowcount
         if bulk:
-            _end_bulk_load(conn, dropped)
+            _end_bulk_load(conn, dropped, rollup_current=writer.rollup_current and not deleted)
         after = _count_calls(conn)
         _save_state(conn, plans, results, micros_to_datetime(recorded) or datetime.now(UTC))
     summary.calls_added = max(0, after - before)

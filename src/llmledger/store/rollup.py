@@ -26,6 +26,7 @@ __all__ = [
     "MEASURE_COLUMNS",
     "NO_TIME",
     "SUMMED",
+    "add_calls",
     "cost_expressions",
     "create_triggers",
     "drop_triggers",
@@ -154,12 +155,27 @@ def drop_triggers(conn: Any) -> None:
 
 def rebuild(conn: Any) -> None:
     """Compute ``call_rollup`` again from every call, in one statement."""
-    parts = _contribution("calls", conn.dialect.name)
+    columns, select = _grouped(conn.dialect.name, "")
+    conn.exec_driver_sql("DELETE FROM call_rollup")
+    conn.exec_driver_sql(f"INSERT INTO call_rollup ({columns}) {select}")
+
+
+def add_calls(conn: Any, after_id: int) -> None:
+    """Add the calls whose id is above ``after_id`` to ``call_rollup``: for a bulk load that
+    dropped the triggers and adds each batch as it writes it (right only when the batch
+    inserted those calls and changed no other)."""
+    columns, select = _grouped(conn.dialect.name, f"WHERE calls.id > {int(after_id)}")
+    updates = ", ".join(f"{c} = call_rollup.{c} + excluded.{c}" for c in MEASURE_COLUMNS)
+    conn.exec_driver_sql(
+        f"INSERT INTO call_rollup ({columns}) {select} "
+        f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates}"
+    )
+
+
+def _grouped(dialect: str, where: str) -> tuple[str, str]:
+    """(column list, SELECT of the roll-up rows of the calls ``where`` selects)."""
+    parts = _contribution("calls", dialect)
     measures = [c for c in parts if c not in KEY_COLUMNS]
     keys = [parts[c] for c in KEY_COLUMNS]
     select = ", ".join([*keys, *(f"SUM({parts[c]})" for c in measures)])
-    conn.exec_driver_sql("DELETE FROM call_rollup")
-    conn.exec_driver_sql(
-        f"INSERT INTO call_rollup ({', '.join(parts)}) SELECT {select} FROM calls "
-        f"GROUP BY {', '.join(keys)}"
-    )
+    return ", ".join(parts), f"SELECT {select} FROM calls {where} GROUP BY {', '.join(keys)}"
