@@ -81,9 +81,13 @@ class Usage:
         unknown = set(counts) - set(BUCKETS)
         if unknown:
             raise TypeError(f"unknown token buckets: {', '.join(sorted(unknown))}")
+        return cls._of_sums(counts.get(name) for name in BUCKETS)
+
+    @classmethod
+    def _of_sums(cls, counts: Iterable[int | None]) -> Usage:
         usage = cls.__new__(cls)
-        for name in BUCKETS:
-            object.__setattr__(usage, name, counts.get(name))
+        for name, value in zip(BUCKETS, counts, strict=True):
+            object.__setattr__(usage, name, value)
         usage._check_counts()
         return usage
 
@@ -156,9 +160,7 @@ class Usage:
     def __add__(self, other: object) -> Usage:
         if not isinstance(other, Usage):
             return NotImplemented
-        return Usage.of_sums(
-            **{n: add_counts(getattr(self, n), getattr(other, n)) for n in BUCKETS}
-        )
+        return Usage._of_sums(add_counts(getattr(self, n), getattr(other, n)) for n in BUCKETS)
 
     def __radd__(self, other: object) -> Usage:
         # Lets sum(usages) start from the integer 0.
