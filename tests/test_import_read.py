@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,17 @@ def test_fast_path_agrees_with_general_path(
     # A file still being written: its last line is cut off.
     cut = ReadTask(**{**_import_read._task_dict(task), "size": max(0, task.size - 5)})
     assert _read(cut, fast=True) == _read(cut, fast=False)
+
+
+def test_row_columns_are_the_calls_columns_and_workers_need_no_sqlalchemy() -> None:
+    from llmledger.store.schema import calls
+
+    assert tuple(
+        c.name for c in calls.columns if c.name not in ("id", "run_id")
+    ) == _import_read.ROW_COLUMNS
+    probe = "import sys, llmledger._import_reading; print('sqlalchemy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_fast_path_takes_the_usual_lines(tmp_path: Path) -> None:

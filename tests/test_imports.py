@@ -192,7 +192,7 @@ def test_missing_request_id_dedupes_on_message_id(repo: Repository, home: Path) 
 def test_dedupe_holds_across_a_process_pool(
     repo: Repository, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("llmledger.imports.POOL_THRESHOLD_BYTES", 0)
+    monkeypatch.setattr("llmledger._import_reading.POOL_THRESHOLD_BYTES", 0)
     for i in range(6):
         sid = f"{i:08d}-0000-4000-8000-000000000000"
         write(session_file(home, sid), [line("shared", session=sid), line(f"own{i}", "r")])

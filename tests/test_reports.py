@@ -239,6 +239,36 @@ def test_cli_import_then_reports(cli: CliRunner) -> None:
     assert cli.invoke(_app.app, ["blocks", "--json"]).exit_code == 0
 
 
+def test_a_first_report_reads_the_logs_while_the_ledger_is_created(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The ledger does not exist: the import plans without it, starts its worker processes,
+    # and only then creates and migrates the ledger (which takes as long as the imports
+    # SQLAlchemy needs), so that the two overlap.
+    import llmledger._import_reading as reading
+    import llmledger.store as store
+
+    monkeypatch.setattr(reading, "POOL_THRESHOLD_BYTES", 0)
+    started: list[str] = []
+    start_reading, open_repository = reading.start_reading, store.open_repository
+
+    def spy_start(*args: Any, **kwargs: Any) -> Any:
+        started.append("reading")
+        return start_reading(*args, **kwargs)
+
+    def spy_open(*args: Any, **kwargs: Any) -> Any:
+        started.append("ledger")
+        return open_repository(*args, **kwargs)
+
+    monkeypatch.setattr(reading, "start_reading", spy_start)
+    monkeypatch.setattr(store, "open_repository", spy_open)
+    assert not (tmp_path / "cli.db").exists()
+    result = cli.invoke(_app.app, ["daily", "--json", "--tz", "UTC"])
+    assert result.exit_code == 0, result.output
+    assert started[:2] == ["reading", "ledger"]
+    assert sum(r["calls"] for r in json.loads(result.output)["rows"]) == 7
+
+
 def test_cli_reports_import_first(cli: CliRunner) -> None:
     result = cli.invoke(_app.app, ["weekly", "--json", "--tz", "UTC"])
     assert result.exit_code == 0, result.output

@@ -86,15 +86,18 @@ def _decide(file: LogFile, st: os.stat_result, state: dict[str, Any] | None) -> 
     return Plan(file, st, 0, 0, True)
 
 
-def plan_import(reader: Reader, files: Sequence[LogFile]) -> tuple[list[Plan], int]:
-    """Which files need reading (and from where), oldest first, and how many are unchanged."""
+def plan_import(reader: Reader | None, files: Sequence[LogFile]) -> tuple[list[Plan], int]:
+    """Which files need reading (and from where), oldest first, and how many are unchanged.
+
+    ``reader`` reads the ledger's import state; None stands for a ledger that does not exist
+    yet, where every file is new."""
     stats: list[tuple[LogFile, os.stat_result]] = []
     for file in files:
         try:
             stats.append((file, os.stat(file.path)))
         except OSError:
             continue
-    state = _state(reader, [f.path for f, _ in stats])
+    state = {} if reader is None else _state(reader, [f.path for f, _ in stats])
     plans: list[Plan] = []
     unchanged = 0
     for file, st in stats:

@@ -27,16 +27,20 @@ from llmledger.sources._common import iter_raw_lines
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
-from llmledger.store.schema import calls
 from llmledger.store.values import MAX_USD, datetime_to_micros, money_to_pico
 
 __all__ = ["ROW_COLUMNS", "FileResult", "ReadTask", "read_file"]
 
-#: Columns of a row as the worker builds it (the ``calls`` table's, less the id and the run,
-#: which the importer prepends).
-ROW_COLUMNS: tuple[str, ...] = tuple(
-    column.name for column in calls.columns if column.name not in ("id", "run_id")
-)
+#: Columns of a row as the worker builds it: the ``calls`` table's, less the id and the run,
+#: which the importer prepends (spelled out, so that workers need no SQLAlchemy; a test holds
+#: it to the schema).
+ROW_COLUMNS: tuple[str, ...] = (
+    "dedupe_key", "source", "provider", "model", "message_id", "request_id", "session_id",
+    "project", "agent_id", "started_at", "finished_at", "duration_ms", "input_tokens",
+    "cache_read_tokens", "cache_write_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
+    "output_tokens", "reasoning_tokens", "cost_usd", "cost_status", "currency", "price_version",
+    "status", "token_provenance", "metadata", "recorded_at",
+)  # fmt: skip
 #: Index of ``dedupe_key``, ``message_id``, ``session_id``, ``project`` and ``started_at`` in
 #: a row.
 DEDUPE_KEY = ROW_COLUMNS.index("dedupe_key")

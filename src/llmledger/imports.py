@@ -21,10 +21,8 @@ transaction, so an interrupted import leaves the ledger as it was.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -42,11 +40,8 @@ from llmledger._import_read import (
     SESSION_ID,
     STARTED_AT,
     FileResult,
-    ReadTask,
-    now_micros,
-    read_file,
-    set_pricer,
 )
+from llmledger._import_reading import Reading, start_reading
 from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF, LogFile, discover
 from llmledger.store import rollup
 from llmledger.store.engine import rollback_journal
@@ -58,7 +53,6 @@ from llmledger.store.repository import (
 )
 from llmledger.store.schema import calls, import_state, runs
 from llmledger.store.types import datetime_to_micros, micros_to_datetime
-from llmledger.usage import Usage
 
 __all__ = [
     "AGENTS",
@@ -72,9 +66,7 @@ __all__ = [
     "plan_import",
 ]
 
-#: Above this many bytes to read (and with more than one file), files go to a process pool.
-POOL_THRESHOLD_BYTES = 16 * 1024 * 1024
-_BATCH_ROWS = 20_000
+_BATCH_ROWS = 5_000
 _IN_CHUNK = 500
 _MAX_ERRORS = 10
 
@@ -123,38 +115,6 @@ class ImportSummary:
             "skipped": dict(self.skipped),
             "errors": list(self.errors),
         }
-
-
-# -- reading -----------------------------------------------------------------------------------
-
-
-def _tasks(plans: Sequence[Plan], overrides: str | None, recorded_at: int) -> list[ReadTask]:
-    return [
-        ReadTask(
-            path=p.file.path,
-            agent=p.file.agent,
-            size=p.stat.st_size,
-            offset=p.offset,
-            line_base=p.line_base,
-            session_id=p.file.session_id,
-            project=p.file.project,
-            overrides_path=overrides,
-            recorded_at=recorded_at,
-        )
-        for p in plans
-    ]
-
-
-def _read_all(tasks: Sequence[ReadTask], workers: int | None) -> Iterator[FileResult]:
-    todo = sum(t.size - t.offset for t in tasks)
-    count = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if count <= 1 or len(tasks) < 2 or todo < POOL_THRESHOLD_BYTES:
-        yield from map(read_file, tasks)
-        return
-    # Files go out in order and come back in order; chunks keep the pickling overhead low.
-    chunk = max(1, min(16, len(tasks) // (count * 8)))
-    with ProcessPoolExecutor(max_workers=count) as pool:
-        yield from pool.map(read_file, tasks, chunksize=chunk)
 
 
 # -- writing -----------------------------------------------------------------------------------
@@ -487,6 +447,7 @@ def import_logs(
     workers: int | None = None,
     progress: Progress | None = None,
     files: Sequence[LogFile] | None = None,
+    reading: Reading | None = None,
 ) -> ImportSummary:
     """Import what is new in the agents' logs into the ledger and say what was done.
 
@@ -495,21 +456,24 @@ def import_logs(
     process (worker processes build their own from ``overrides_path``). ``progress`` is called
     with (bytes read, bytes to read) as files complete. Bad lines never abort the import: they
     are counted in ``skipped`` and the first few reported in ``errors``.
-    """
-    found = list(files) if files is not None else discover(agents, paths)
-    summary = ImportSummary(files=len(found))
-    plans, summary.files_skipped_unchanged = plan_import(repo, found)
-    if not plans:
-        return summary
-    if pricer is None:
-        from llmledger.pricing import Pricer
 
-        pricer = Pricer(overrides_path)
-    set_pricer(pricer, overrides_path)
-    # Load the price data before worker processes fork, so that they share it.
-    pricer.price_usage(Usage(input_tokens=0), "claude-sonnet-4-5", "anthropic")
-    recorded = now_micros()
-    tasks = _tasks(plans, overrides_path, recorded)
+    ``reading`` is the reads of an import already planned and started (see
+    :func:`~llmledger._import_reading.start_reading`); the other arguments then do nothing.
+    """
+    if reading is None:
+        found = list(files) if files is not None else discover(agents, paths)
+        plans, unchanged = plan_import(repo, found)
+        if not plans:
+            return ImportSummary(files=len(found), files_skipped_unchanged=unchanged)
+        reading = start_reading(plans, files=len(found), unchanged=unchanged, pricer=pricer,
+                                overrides_path=overrides_path, workers=workers)  # fmt: skip
+    with reading:
+        return _import(repo, reading, progress)
+
+
+def _import(repo: Repository, reading: Reading, progress: Progress | None) -> ImportSummary:
+    summary = ImportSummary(files=reading.files, files_skipped_unchanged=reading.unchanged)
+    plans, tasks, recorded = reading.plans, reading.tasks, reading.recorded
     total_bytes = sum(t.size - t.offset for t in tasks)
     by_path = {p.file.path: p for p in plans}
     results: dict[str, FileResult] = {}
@@ -530,7 +494,7 @@ def import_logs(
         dedupe = _Dedupe(conn, sources)
         writer = _Writer(conn, summary, bulk=bulk)
         done_bytes = 0
-        for task, result in zip(tasks, _read_all(tasks, workers), strict=True):
+        for task, result in zip(tasks, reading.results(), strict=True):
             plan = by_path[task.path]
             results[task.path] = result
             done_bytes += task.size - task.offset

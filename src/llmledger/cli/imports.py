@@ -33,17 +33,72 @@ def run_import(
     quiet: bool = False,
     repo: Any | None = None,
     files: list[Any] | None = None,
+    planned: tuple[list[Any], int] | None = None,
 ) -> Any:
     """Import, with a progress bar when it is big (unless ``quiet``); returns the summary.
 
-    ``repo`` is an open repository to use instead of opening ``db``; ``files`` the log files
-    already found (else they are discovered)."""
-    from llmledger.imports import import_logs
-    from llmledger.store import open_repository
+    ``files`` are the log files already found (else they are discovered) and ``planned`` what
+    to read of them (else the import state decides). ``repo`` is the ledger: a repository, or
+    a function that opens it (default: open ``db``). It is opened once the reads have started,
+    so that workers read while the ledger is created or migrated."""
+    from llmledger._import_plan import plan_import
+    from llmledger._import_reading import start_reading
+    from llmledger._logfiles import discover
 
-    repo = repo if repo is not None else open_repository(db)
+    found = files if files is not None else discover(agents, paths)
+    if planned is None:
+        if repo is None:
+            planned, repo = _plan_before_opening(db, found)
+        else:
+            repo = _opened(repo)
+            planned = plan_import(repo, found)
+    plans, unchanged = planned
+    if not plans:
+        from llmledger.imports import ImportSummary
+
+        return ImportSummary(files=len(found), files_skipped_unchanged=unchanged)
+    with start_reading(plans, files=len(found), unchanged=unchanged,
+                       overrides_path=prices) as reading:  # fmt: skip
+        from llmledger.store import open_repository
+
+        repo = open_repository(db) if repo is None else _opened(repo)
+        return _run(repo, reading, quiet)
+
+
+def _opened(repo: Any) -> Any:
+    return repo() if callable(repo) else repo
+
+
+def _plan_before_opening(db: str | None, found: list[Any]) -> tuple[tuple[list[Any], int], Any]:
+    """Plan an import without opening the ledger where that is cheap: a SQLite file that does
+    not exist yet holds no import state, and a current one is read through the standard
+    library. Otherwise (PostgreSQL, a ledger to migrate) the opened repository plans, and is
+    returned beside the plan."""
+    import os
+
+    from llmledger._import_plan import plan_import
+    from llmledger.store import open_repository
+    from llmledger.store.sqlite_reader import open_reader
+    from llmledger.store.urls import resolve_url, sqlite_path
+
+    path = sqlite_path(resolve_url(db))
+    if path is not None and not os.path.exists(path):
+        return plan_import(None, found), None
+    reader = open_reader(db)
+    if reader is not None:
+        try:
+            return plan_import(reader, found), None
+        finally:
+            reader.close()
+    repo = open_repository(db)
+    return plan_import(repo, found), repo
+
+
+def _run(repo: Any, reading: Any, quiet: bool) -> Any:
+    from llmledger.imports import import_logs
+
     if quiet:
-        return import_logs(repo, agents, paths, overrides_path=prices, files=files)
+        return import_logs(repo, reading=reading)
     bar: Progress | None = None
 
     def progress(done: int, total: int) -> None:
@@ -64,8 +119,7 @@ def run_import(
         bar.update(bar.task_ids[0], completed=done)
 
     try:
-        return import_logs(repo, agents, paths, overrides_path=prices, progress=progress,
-                           files=files)  # fmt: skip
+        return import_logs(repo, progress=progress, reading=reading)
     finally:
         if bar is not None:
             bar.stop()

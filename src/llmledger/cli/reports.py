@@ -6,6 +6,7 @@ then prints a Rich table or, with ``--json``, the shapes documented in docs/repo
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -100,15 +101,24 @@ class _Context:
             return
         try:
             # Finding out that nothing changed is cheap (stat and one query); importing
-            # loads the importer, SQLAlchemy and the price data.
-            plans, _ = plan_import(self.reader(), files)
-            if plans:
+            # loads the importer, SQLAlchemy and the price data. A ledger file that does not
+            # exist yet is created while the import's workers read.
+            planned = plan_import(None if self._missing() else self.reader(), files)
+            if planned[0]:
                 from llmledger.cli.imports import run_import
 
-                run_import(self.db, agents, None, quiet=True, repo=self.repo(), files=files)
+                run_import(self.db, agents, None, quiet=True, repo=self.repo, files=files,
+                           planned=planned)  # fmt: skip
         except LedgerError as exc:
             typer.secho(f"warning: could not import agent logs first: {exc}", err=True,
                         fg=typer.colors.YELLOW)  # fmt: skip
+
+    def _missing(self) -> bool:
+        """Whether the ledger is a SQLite file that does not exist yet."""
+        from llmledger.store.urls import resolve_url, sqlite_path
+
+        path = sqlite_path(resolve_url(self.db))
+        return self._repo is None and path is not None and not os.path.exists(path)
 
     def repo(self) -> Any:
         """The ledger, opened (and migrated if needed) once per command."""

@@ -1,0 +1,107 @@
+"""Starting an import's reads: a task per planned file, the price data, the worker processes.
+
+Free of SQLAlchemy, like the planning (``_import_plan``): the CLI plans and starts the reads
+first, then opens (creates, migrates) the ledger while the workers read, so the workers fork
+from a small process and the ledger's setup costs no time of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from llmledger._import_plan import Plan
+from llmledger._import_read import FileResult, ReadTask, now_micros, read_file, set_pricer
+from llmledger.usage import Usage
+
+__all__ = ["POOL_THRESHOLD_BYTES", "Reading", "start_reading"]
+
+#: Above this many bytes to read (and with more than one file), files go to a process pool.
+POOL_THRESHOLD_BYTES = 16 * 1024 * 1024
+
+
+class Reading:
+    """Reads under way, in worker processes, or in this process as their results are asked
+    for when there is little to read. Close it (or use it as a context manager) to stop the
+    workers: files not yet started are then not read."""
+
+    def __init__(self, plans: list[Plan], tasks: list[ReadTask], *, files: int, unchanged: int,
+                 recorded: int, pool: Executor | None, chunk: int) -> None:  # fmt: skip
+        self.plans = plans
+        self.tasks = tasks
+        #: Log files found, and how many of them had not changed since the last import.
+        self.files = files
+        self.unchanged = unchanged
+        #: When the import started (epoch microseconds): every call's ``recorded_at``.
+        self.recorded = recorded
+        self._pool = pool
+        self._results: Iterator[FileResult] = (
+            map(read_file, tasks) if pool is None else pool.map(read_file, tasks, chunksize=chunk)
+        )
+
+    def results(self) -> Iterator[FileResult]:
+        """The result of each task, in task order."""
+        return self._results
+
+    def close(self) -> None:
+        """Stop the workers (waiting for the files they are reading)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Reading:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:  # fmt: skip
+        self.close()
+
+
+def start_reading(
+    plans: Sequence[Plan],
+    *,
+    files: int,
+    unchanged: int = 0,
+    pricer: Any | None = None,
+    overrides_path: str | None = None,
+    workers: int | None = None,
+) -> Reading:
+    """Start reading the files ``plans`` name (``files`` were found, ``unchanged`` of them
+    needed no reading): with more than :data:`POOL_THRESHOLD_BYTES` to read, in ``workers``
+    processes (default: up to two, one per core). ``pricer`` prices the calls read in this
+    process (worker processes build their own from ``overrides_path``)."""
+    if pricer is None:
+        from llmledger.pricing import Pricer
+
+        pricer = Pricer(overrides_path)
+    set_pricer(pricer, overrides_path)
+    recorded = now_micros()
+    tasks = [
+        ReadTask(
+            path=p.file.path,
+            agent=p.file.agent,
+            size=p.stat.st_size,
+            offset=p.offset,
+            line_base=p.line_base,
+            session_id=p.file.session_id,
+            project=p.file.project,
+            overrides_path=overrides_path,
+            recorded_at=recorded,
+        )
+        for p in plans
+    ]
+    todo = sum(t.size - t.offset for t in tasks)
+    count = workers if workers is not None else min(2, os.cpu_count() or 1)
+    pool: Executor | None = None
+    chunk = 1
+    if count > 1 and len(tasks) > 1 and todo >= POOL_THRESHOLD_BYTES:
+        # Load the price data before the workers fork, so that they share it.
+        pricer.price_usage(Usage(input_tokens=0), "claude-sonnet-4-5", "anthropic")
+        pool = ProcessPoolExecutor(max_workers=count)
+        # Files go out in order and come back in order; chunks keep the pickling cost low.
+        chunk = max(1, min(16, len(tasks) // (count * 8)))
+    return Reading(list(plans), tasks, files=files, unchanged=unchanged, recorded=recorded,
+                   pool=pool, chunk=chunk)  # fmt: skip
