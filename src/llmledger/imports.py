@@ -120,6 +120,8 @@ class ImportSummary:
 # -- writing -----------------------------------------------------------------------------------
 
 _COLUMNS = ("run_id", *ROW_COLUMNS)
+#: The session -> run id table the SQLite writer looks run ids up in.
+_RUNS = "temp.llmledger_import_runs"
 
 
 class _Writer:
@@ -134,7 +136,19 @@ class _Writer:
     def __init__(self, conn: Connection, summary: ImportSummary, *, bulk: bool = False) -> None:
         self.conn = conn
         self.summary = summary
-        self.sql = raw_upsert_sql(conn.dialect.name, _COLUMNS)
+        # On SQLite each row is written as the worker built it: a numbered parameter passes
+        # its session id to a lookup of the session's run (building a new tuple per row
+        # with the run id in front costs the main process more than the lookup costs SQLite).
+        self.lookup = conn.dialect.name == "sqlite"
+        if self.lookup:
+            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_RUNS} "
+                                 "(key TEXT PRIMARY KEY, run_id TEXT NOT NULL)")  # fmt: skip
+            conn.exec_driver_sql(f"DELETE FROM {_RUNS}")
+            run = f"(SELECT run_id FROM {_RUNS} WHERE key = ?{SESSION_ID + 1})"
+            marks = [run, *(f"?{i}" for i in range(1, len(ROW_COLUMNS) + 1))]
+            self.sql = raw_upsert_sql("sqlite", _COLUMNS, marks)
+        else:
+            self.sql = raw_upsert_sql(conn.dialect.name, _COLUMNS)
         self.pending: list[tuple[Any, ...]] = []
         self.sessions: dict[str, str] = {}
         self.session_meta: dict[str, dict[str, Any]] = {}
@@ -190,13 +204,27 @@ class _Writer:
         if new:
             self.conn.execute(runs.insert(), new)
             self.summary.sessions_added += len(new)
+        if self.lookup:
+            raw = self.conn.connection.driver_connection
+            assert raw is not None
+            known = [(sid, self.sessions[sid]) for sid in wanted]
+            raw.executemany(f"INSERT OR REPLACE INTO {_RUNS} VALUES (?, ?)", known)
         self.session_meta.clear()
+
+    def close(self) -> None:
+        """Drop what the writer kept in the connection."""
+        if self.lookup:
+            self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_RUNS}")
 
     def flush(self) -> None:
         if not self.pending:
             return
         self._ensure_sessions()
-        rows = [(self.sessions.get(r[SESSION_ID]), *r) for r in self.pending]
+        rows = (
+            self.pending
+            if self.lookup
+            else [(self.sessions.get(r[SESSION_ID]), *r) for r in self.pending]
+        )
         changes = driver_executemany(self.conn, self.sql, rows)
         self.changes += changes
         self.pending = []
@@ -514,6 +542,7 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
             if progress is not None:
                 progress(done_bytes, total_bytes)
         writer.flush()
+        writer.close()
         deleted = 0
         if dedupe.delete:
             keys = sorted(dedupe.delete)

@@ -343,15 +343,19 @@ class Repository:
 _CALL_COLUMNS = [column.name for column in calls.columns if column.name != "id"]
 
 
-def raw_upsert_sql(dialect: str, columns: Sequence[str]) -> str:
+def raw_upsert_sql(
+    dialect: str, columns: Sequence[str], values: Sequence[str] | None = None
+) -> str:
     """The call upsert of :meth:`Repository.write_call_rows` as driver SQL, for bulk writers
     that hand the driver's ``executemany`` values already in their stored form (integer
-    pico-dollars and microseconds, JSON text) in the order of ``columns``."""
+    pico-dollars and microseconds, JSON text) in the order of ``columns``. ``values`` are
+    SQL expressions to insert instead of one placeholder per column."""
     mark = "?" if dialect == "sqlite" else "%s"
-    values = [
-        f"CAST({mark} AS jsonb)" if name == "metadata" and dialect != "sqlite" else mark
-        for name in columns
-    ]
+    if values is None:
+        values = [
+            f"CAST({mark} AS jsonb)" if name == "metadata" and dialect != "sqlite" else mark
+            for name in columns
+        ]
     total_new = " + ".join(f"COALESCE(excluded.{n}, 0)" for n in _TOTAL_COLUMNS)
     total_old = " + ".join(f"COALESCE(calls.{n}, 0)" for n in _TOTAL_COLUMNS)
     return (
