@@ -232,34 +232,47 @@ def test_a_first_import_while_another_connection_is_open_stays_in_wal(
         other.close()
 
 
-@pytest.mark.parametrize("replaced", [False, True])
+@pytest.mark.parametrize("case", ["plain", "copy left out", "copy replaces", "sidechain first"])
 def test_a_bulk_load_keeps_the_rollup_exact(
-    repo: Repository, home: Path, monkeypatch: pytest.MonkeyPatch, replaced: bool
+    repo: Repository, home: Path, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    # The first import adds each written batch to the roll-up (no triggers); when a later
-    # copy replaces a written call, it rebuilds the roll-up instead. Either way the roll-up
-    # equals one computed from the stored calls.
+    # The first import drops the roll-up triggers and writes the roll-up the readers summed
+    # (less the copies left out); when a later copy replaced a written call, or a copy was
+    # deleted, it rebuilds the roll-up from the calls instead. Either way the roll-up equals
+    # one computed from the stored calls.
     monkeypatch.setattr("llmledger.imports._BATCH_ROWS", 2)
-    days = ["2025-06-10T09:00:00.000Z", "2025-06-10T09:20:00.000Z", "2025-06-11T23:59:00.000Z"]
-    write(session_file(home, SESSION_A), [
-        line(f"m{i}", f"r{i}", at=days[i % 3], model=["claude-sonnet-4-20250514",
-             "claude-opus-4-20250514", "no-such-model"][i % 3], output=10 * i)
+    rebuilds: list[int] = []
+    rebuild = rollup.rebuild
+    monkeypatch.setattr(rollup, "rebuild", lambda conn: rebuilds.append(1) or rebuild(conn))
+    days = ["2025-06-10T09:00:00.000Z", "2025-06-10T09:20:00.000Z", "1969-12-31T23:50:00.000Z"]
+    models = ["claude-sonnet-4-20250514", "claude-opus-4-20250514", "no-such-model"]
+    first = [
+        line(f"m{i}", f"r{i}", at=days[i % 3], model=models[i % 3], output=10 * i,
+             cost=0.25 if i % 4 == 1 else None)
         for i in range(7)
-    ])  # fmt: skip
-    later = [line("n1", "r", session=SESSION_B, at=days[2])]
-    if replaced:  # a resumed session's copy of m1, with more output
+    ]  # fmt: skip
+    del first[3]["timestamp"]
+    later = [line("n1", "r", session=SESSION_B, at=days[1])]
+    if case == "copy left out":  # a resumed session's copy of m1, no larger
+        later.append(line("m1", "r1", session=SESSION_B, at=days[1], output=10))
+    if case == "copy replaces":  # ... with more output
         later.append(line("m1", "r1", session=SESSION_B, at=days[1], output=999))
+    if case == "sidechain first":  # a sidechain replay read before its parent copy
+        first.insert(0, line("n1", "r-side", session=SESSION_A, at=days[1], sidechain=True))
+    write(session_file(home, SESSION_A), first)
     write(session_file(home, SESSION_B), later)
     assert run(repo, home).calls_added == 8
     query = "SELECT * FROM call_rollup WHERE calls > 0 ORDER BY bucket, source, model"
     with repo.engine.connect() as conn:
         kept = conn.exec_driver_sql(query).all()
+    assert len(rebuilds) == (case in ("copy replaces", "sidechain first"))
     with repo.engine.begin() as conn:
-        rollup.rebuild(conn)
+        rebuild(conn)
         assert conn.exec_driver_sql(query).all() == kept
-    assert sum(r.output_tokens for r in kept) == sum(10 * i for i in range(7)) + (
-        999 - 10 if replaced else 0
-    ) + 100
+    outputs = sum(10 * i for i in range(7)) + 100 + (989 if case == "copy replaces" else 0)
+    assert sum(r.output_tokens for r in kept) == outputs
+    # m1 and m5 logged their cost; the copy that replaces m1 did not
+    assert sum(r.priced_reported for r in kept) == 2 - (case == "copy replaces")
 
 
 # -- incremental import ---------------------------------------------------------------------------

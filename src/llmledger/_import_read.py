@@ -27,9 +27,10 @@ from llmledger.sources._common import iter_raw_lines
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
+from llmledger.store import rollup
 from llmledger.store.values import MAX_USD, datetime_to_micros, money_to_pico
 
-__all__ = ["ROW_COLUMNS", "FileResult", "ReadTask", "read_file"]
+__all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file"]
 
 #: Columns of a row as the worker builds it: the ``calls`` table's, less the id and the run,
 #: which the importer prepends (spelled out, so that workers need no SQLAlchemy; a test holds
@@ -43,6 +44,8 @@ ROW_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 #: Index of ``dedupe_key``, ``message_id``, ``session_id``, ``project`` and ``started_at`` in
 #: a row.
+#: Where each column is in a row.
+ROW_AT = {name: i for i, name in enumerate(ROW_COLUMNS)}
 DEDUPE_KEY = ROW_COLUMNS.index("dedupe_key")
 MESSAGE_ID = ROW_COLUMNS.index("message_id")
 PROJECT = ROW_COLUMNS.index("project")
@@ -88,6 +91,9 @@ class FileResult:
     head_sha256: str | None = None
     cwd: str | None = None
     failed: str | None = None
+    #: The roll-up rows of ``rows`` (see :func:`llmledger.store.rollup.partial`), which a
+    #: bulk load writes instead of summing the calls again; None when the mirror declined.
+    rollup: dict[Any, list[int]] | None = None
 
 
 # -- pricing ---------------------------------------------------------------------------------
@@ -544,6 +550,7 @@ def read_file(task: ReadTask) -> FileResult:
         result.lines = data.count(b"\n")
         result.head_sha256 = head_sha256((head or data)[:HEAD_BYTES])
         _read_whole(task, data, result)
+        result.rollup = rollup.partial(result.rows, ROW_AT)
         return result
     cut = data.rfind(b"\n") + 1
     tail = data[cut:]
@@ -559,6 +566,7 @@ def read_file(task: ReadTask) -> FileResult:
         # without moving the offset past it (its key makes reading it again harmless).
         tail_task = ReadTask(**{**_task_dict(task), "line_base": task.line_base + result.lines})
         _read_transcript(tail_task, [tail], result, final=True)
+    result.rollup = rollup.partial(result.rows, ROW_AT)
     return result
 
 

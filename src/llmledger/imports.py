@@ -36,6 +36,7 @@ from llmledger._import_read import (
     DEDUPE_KEY,
     MESSAGE_ID,
     PROJECT,
+    ROW_AT,
     ROW_COLUMNS,
     SESSION_ID,
     STARTED_AT,
@@ -128,10 +129,8 @@ class _Writer:
     """Writes rows in large executemany batches inside the import's transaction, creating
     the session runs they belong to first.
 
-    In a bulk load (``bulk``: the roll-up triggers are dropped) it adds each batch to the
-    roll-up as it goes, while the workers still read, as long as every batch only inserts;
-    once a copy replaces a written call, ``rollup_current`` turns false and the roll-up is
-    rebuilt at the end instead."""
+    In a bulk load (``bulk``) it notes whether a copy replaced a call it had written
+    (``replaced``): the roll-up summed from the rows read no longer holds then."""
 
     def __init__(self, conn: Connection, summary: ImportSummary, *, bulk: bool = False) -> None:
         self.conn = conn
@@ -153,8 +152,9 @@ class _Writer:
         self.sessions: dict[str, str] = {}
         self.session_meta: dict[str, dict[str, Any]] = {}
         self.changes = 0
-        self.rollup_current = bulk
-        self.rolled_up_to = _max_call_id(conn) if bulk else 0
+        self.bulk = bulk
+        self.replaced = False
+        self.top_id = _max_call_id(conn) if bulk else 0
 
     def extend(self, rows: list[tuple[Any, ...]], meta: dict[str, Any], own: str | None) -> None:
         """Queue the rows of one file; ``meta`` describes its own session ``own`` (a row of
@@ -228,14 +228,11 @@ class _Writer:
         changes = driver_executemany(self.conn, self.sql, rows)
         self.changes += changes
         self.pending = []
-        if self.rollup_current:
+        if self.bulk:
             top = _max_call_id(self.conn)
             # Ids grow by one per insert: more changes than new ids means a call was replaced.
-            if changes == top - self.rolled_up_to:
-                rollup.add_calls(self.conn, self.rolled_up_to)
-                self.rolled_up_to = top
-            else:
-                self.rollup_current = False
+            self.replaced = self.replaced or changes != top - self.top_id
+            self.top_id = top
 
 
 # -- dedupe across files and against the store -------------------------------------------------
@@ -412,11 +409,15 @@ def _bulk_load(conn: Connection) -> list[Index]:
     return dropped
 
 
-def _end_bulk_load(conn: Connection, dropped: list[Index], *, rollup_current: bool) -> None:
+def _end_bulk_load(
+    conn: Connection, dropped: list[Index], summed: dict[rollup.Key, list[int]] | None
+) -> None:
     for index in dropped:
         index.create(conn)
-    if not rollup_current:
+    if summed is None:
         rollup.rebuild(conn)
+    else:
+        rollup.insert(conn, summed)
     rollup.create_triggers(conn)
 
 
@@ -521,6 +522,8 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
         dropped = _bulk_load(conn) if bulk else []
         dedupe = _Dedupe(conn, sources)
         writer = _Writer(conn, summary, bulk=bulk)
+        # A bulk load writes the roll-up from the rows' own sums (or rebuilds it at the end).
+        summed: dict[rollup.Key, list[int]] | None = {} if bulk else None
         done_bytes = 0
         for task, result in zip(tasks, reading.results(), strict=True):
             plan = by_path[task.path]
@@ -536,6 +539,14 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
             }
             kept = dedupe.filter(result.rows, result.info)
             summary.duplicates += len(result.rows) - len(kept)
+            if summed is not None:
+                # The workers sum the roll-up of what they read; copies left out are not in it.
+                part = result.rollup if len(kept) == len(result.rows) else None
+                part = part if part is not None else rollup.partial(kept, ROW_AT)
+                if part is None:
+                    summed = None
+                else:
+                    rollup.merge(summed, part)
             writer.extend(kept, meta, plan.file.session_id)
             result.rows.clear()
             result.info.clear()
@@ -551,7 +562,8 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
                     calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
                 ).rowcount
         if bulk:
-            _end_bulk_load(conn, dropped, rollup_current=writer.rollup_current and not deleted)
+            exact = summed is not None and not writer.replaced and not deleted
+            _end_bulk_load(conn, dropped, summed if exact else None)
         after = _count_calls(conn)
         _save_state(conn, plans, results, micros_to_datetime(recorded) or datetime.now(UTC))
     summary.calls_added = max(0, after - before)

@@ -17,7 +17,10 @@ text, free of SQLAlchemy, so that the reports' fast path can import it cheaply.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 __all__ = [
     "BUCKET_MICROS",
@@ -26,10 +29,13 @@ __all__ = [
     "MEASURE_COLUMNS",
     "NO_TIME",
     "SUMMED",
-    "add_calls",
+    "Key",
     "cost_expressions",
     "create_triggers",
     "drop_triggers",
+    "insert",
+    "merge",
+    "partial",
     "rebuild",
 ]
 
@@ -160,16 +166,90 @@ def rebuild(conn: Any) -> None:
     conn.exec_driver_sql(f"INSERT INTO call_rollup ({columns}) {select}")
 
 
-def add_calls(conn: Any, after_id: int) -> None:
-    """Add the calls whose id is above ``after_id`` to ``call_rollup``: for a bulk load that
-    dropped the triggers and adds each batch as it writes it (right only when the batch
-    inserted those calls and changed no other)."""
-    columns, select = _grouped(conn.dialect.name, f"WHERE calls.id > {int(after_id)}")
-    updates = ", ".join(f"{c} = call_rollup.{c} + excluded.{c}" for c in MEASURE_COLUMNS)
-    conn.exec_driver_sql(
-        f"INSERT INTO call_rollup ({columns}) {select} "
-        f"ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {updates}"
-    )
+#: A roll-up key: (bucket, source, model).
+Key = tuple[int, str, str]
+
+
+def partial(rows: Iterable[Sequence[Any]], at: Mapping[str, int]) -> dict[Key, list[int]] | None:
+    """The roll-up rows of some calls worked out in Python, exactly as the triggers would sum
+    them (for a bulk load, whose workers sum their own calls): key -> measures in the order of
+    :data:`MEASURE_COLUMNS`. ``rows`` are tuples of ``calls`` values in their stored form and
+    ``at`` gives the position of each column :func:`_contribution` reads. None when a value is
+    not one this mirror is sure to treat as SQL does (then :func:`rebuild` must run)."""
+    started, source, model = at["started_at"], at["source"], at["model"]
+    tokens = [at[name] for name in SUMMED]
+    cost_at, status_at, meta_at = at["cost_usd"], at["cost_status"], at["metadata"]
+    out: dict[Key, list[int]] = {}
+    for row in rows:
+        when = row[started]
+        if when is None:
+            bucket = NO_TIME
+        elif type(when) is int:
+            # SQL's integer division truncates toward zero (before 1970 too).
+            bucket = when // BUCKET_MICROS if when >= 0 else -(-when // BUCKET_MICROS)
+        else:
+            return None
+        kind, name = row[source], row[model]
+        key = (bucket, kind, "" if name is None else name)
+        sums = out.get(key)
+        if sums is None:
+            sums = out[key] = [0] * len(MEASURE_COLUMNS)
+        sums[0] += 1
+        slot = 1
+        for position in tokens:
+            value = row[position]
+            if value is not None:
+                if type(value) is not int:
+                    return None
+                sums[slot] += value
+                sums[slot + 1] += 1
+            slot += 2
+        cost = row[cost_at]
+        if cost is not None and type(cost) is not int:
+            return None
+        reported = row[status_at] == "reported"
+        computed: int | None = None
+        if reported and row[meta_at] is not None:
+            try:
+                value = orjson.loads(row[meta_at]).get("computed_cost_pico")
+            except (orjson.JSONDecodeError, AttributeError):
+                return None
+            if value is not None and type(value) is not int:
+                return None
+            computed = value
+        for mode_cost in (cost, cost if reported else None, computed if reported else cost):
+            if mode_cost is not None:
+                sums[slot] += mode_cost
+                sums[slot + 1] += 1
+            slot += 2
+    return out
+
+
+def merge(into: dict[Key, list[int]], part: Mapping[Key, list[int]]) -> None:
+    """Add the roll-up rows ``part`` to ``into``."""
+    for key, sums in part.items():
+        have = into.get(key)
+        if have is None:
+            into[key] = list(sums)
+        else:
+            for i, value in enumerate(sums):
+                have[i] += value
+
+
+def insert(conn: Any, rows: Mapping[Key, list[int]]) -> None:
+    """Write roll-up rows worked out by :func:`partial` into an empty ``call_rollup``
+    (``conn``: a SQLAlchemy connection, in the transaction that wrote their calls)."""
+    columns = (*KEY_COLUMNS, *MEASURE_COLUMNS)
+    marks = ", ".join("?" if conn.dialect.name == "sqlite" else "%s" for _ in columns)
+    raw = conn.connection.driver_connection
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(
+            f"INSERT INTO call_rollup ({', '.join(columns)}) VALUES ({marks})",
+            [(*key, *sums) for key, sums in rows.items()],
+        )
+    finally:
+        cursor.close()
 
 
 def _grouped(dialect: str, where: str) -> tuple[str, str]:
