@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
@@ -100,8 +101,15 @@ def start_reading(
     if count > 1 and len(tasks) > 1 and todo >= POOL_THRESHOLD_BYTES:
         # Load the price data before the workers fork, so that they share it.
         pricer.price_usage(Usage(input_tokens=0), "claude-sonnet-4-5", "anthropic")
-        pool = ProcessPoolExecutor(max_workers=count)
+        pool = ProcessPoolExecutor(max_workers=count, initializer=_lower_priority)
         # Files go out in order and come back in order; chunks keep the pickling cost low.
         chunk = max(1, min(16, len(tasks) // (count * 8)))
     return Reading(list(plans), tasks, files=files, unchanged=unchanged, recorded=recorded,
                    pool=pool, chunk=chunk)  # fmt: skip
+
+
+def _lower_priority() -> None:
+    # The main process, which settles and writes what the workers read, is the import's
+    # bottleneck: when the cores are busy, let it go first (the workers' results queue).
+    with suppress(OSError):
+        os.nice(5)
