@@ -232,7 +232,9 @@ def test_a_first_import_while_another_connection_is_open_stays_in_wal(
         other.close()
 
 
-@pytest.mark.parametrize("case", ["plain", "copy left out", "copy replaces", "sidechain first"])
+@pytest.mark.parametrize(
+    "case", ["plain", "copy left out", "copy replaces", "copy ties", "sidechain first"]
+)
 def test_a_bulk_load_keeps_the_rollup_exact(
     repo: Repository, home: Path, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
@@ -257,6 +259,8 @@ def test_a_bulk_load_keeps_the_rollup_exact(
         later.append(line("m1", "r1", session=SESSION_B, at=days[1], output=10))
     if case == "copy replaces":  # ... with more output
         later.append(line("m1", "r1", session=SESSION_B, at=days[1], output=999))
+    if case == "copy ties":  # ... as large, with a higher logged cost: the stored copy stays
+        later.append(line("m1", "r1", session=SESSION_B, at=days[1], output=10, cost=9.0))
     if case == "sidechain first":  # a sidechain replay read before its parent copy
         first.insert(0, line("n1", "r-side", session=SESSION_A, at=days[1], sidechain=True))
     write(session_file(home, SESSION_A), first)
@@ -265,7 +269,7 @@ def test_a_bulk_load_keeps_the_rollup_exact(
     query = "SELECT * FROM call_rollup WHERE calls > 0 ORDER BY bucket, source, model"
     with repo.engine.connect() as conn:
         kept = conn.exec_driver_sql(query).all()
-    assert len(rebuilds) == (case in ("copy replaces", "sidechain first"))
+    assert len(rebuilds) == (case in ("copy replaces", "copy ties", "sidechain first"))
     with repo.engine.begin() as conn:
         rebuild(conn)
         assert conn.exec_driver_sql(query).all() == kept

@@ -129,8 +129,9 @@ class _Writer:
     """Writes rows in large executemany batches inside the import's transaction, creating
     the session runs they belong to first.
 
-    In a bulk load (``bulk``) it notes whether a copy replaced a call it had written
-    (``replaced``): the roll-up summed from the rows read no longer holds then."""
+    In a bulk load (``bulk``) it notes whether a row it wrote met a call written before
+    (``collided``: the copy replaced that call, or the upsert left it out): the roll-up
+    summed from the rows read no longer holds then."""
 
     def __init__(self, conn: Connection, summary: ImportSummary, *, bulk: bool = False) -> None:
         self.conn = conn
@@ -153,7 +154,7 @@ class _Writer:
         self.session_meta: dict[str, dict[str, Any]] = {}
         self.changes = 0
         self.bulk = bulk
-        self.replaced = False
+        self.collided = False
         self.top_id = _max_call_id(conn) if bulk else 0
 
     def extend(self, rows: list[tuple[Any, ...]], meta: dict[str, Any], own: str | None) -> None:
@@ -230,8 +231,9 @@ class _Writer:
         self.pending = []
         if self.bulk:
             top = _max_call_id(self.conn)
-            # Ids grow by one per insert: more changes than new ids means a call was replaced.
-            self.replaced = self.replaced or changes != top - self.top_id
+            # Ids grow by one per new call: fewer new ids than rows means some row met a call
+            # already written (and replaced it, or was left out by the upsert).
+            self.collided = self.collided or top - self.top_id != len(rows)
             self.top_id = top
 
 
@@ -396,9 +398,9 @@ def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) 
 def _bulk_load(conn: Connection) -> list[Index]:
     """Prepare an empty SQLite ``calls`` table for a bulk load: drop its secondary indexes and
     the roll-up triggers; :func:`_end_bulk_load` builds the indexes again before commit
-    (sorting once beats updating them row by row), and the writer adds its batches to the
-    roll-up without the per-row triggers. The write lock SQLite holds for the import keeps
-    every other writer out meanwhile."""
+    (sorting once beats updating them row by row) and writes the roll-up from the sums of the
+    rows read (or rebuilds it). The write lock SQLite holds for the import keeps every other
+    writer out meanwhile."""
     if conn.dialect.name != "sqlite":
         return []
     dropped = [index for index in calls.indexes if not index.unique]
@@ -562,7 +564,7 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
                     calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
                 ).rowcount
         if bulk:
-            exact = summed is not None and not writer.replaced and not deleted
+            exact = summed is not None and not writer.collided and not deleted
             _end_bulk_load(conn, dropped, summed if exact else None)
         after = _count_calls(conn)
         _save_state(conn, plans, results, micros_to_datetime(recorded) or datetime.now(UTC))
