@@ -42,10 +42,10 @@ ROW_COLUMNS: tuple[str, ...] = (
     "output_tokens", "reasoning_tokens", "cost_usd", "cost_status", "currency", "price_version",
     "status", "token_provenance", "metadata", "recorded_at",
 )  # fmt: skip
-#: Index of ``dedupe_key``, ``message_id``, ``session_id``, ``project`` and ``started_at`` in
-#: a row.
 #: Where each column is in a row.
 ROW_AT = {name: i for i, name in enumerate(ROW_COLUMNS)}
+#: Index of ``dedupe_key``, ``message_id``, ``session_id``, ``project`` and ``started_at`` in
+#: a row.
 DEDUPE_KEY = ROW_COLUMNS.index("dedupe_key")
 MESSAGE_ID = ROW_COLUMNS.index("message_id")
 PROJECT = ROW_COLUMNS.index("project")
