@@ -35,6 +35,8 @@ __all__ = [
     "Filters",
     "ReportRow",
     "add_sums",
+    "calls_sums",
+    "calls_where",
     "local_day_sql",
     "offset_segments",
     "period_report",
@@ -131,6 +133,36 @@ def _in(column: str, values: Sequence[str], where: list[str], params: list[Any])
         params.extend(values)
 
 
+def calls_where(filters: Filters, since: int | None, until: int | None) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause ('' for none) and its parameters that select the calls
+    ``filters`` names by source, project, model and agent, with ``since <= started_at <=
+    until`` (epoch microseconds, None for no bound)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        where.append("started_at >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("started_at <= ?")
+        params.append(until)
+    _in("source", filters.sources, where, params)
+    _in("project", filters.projects, where, params)
+    _in("model", filters.models, where, params)
+    _in("agent_id", filters.agents, where, params)
+    return ("WHERE " + " AND ".join(where) if where else ""), params
+
+
+def calls_sums(reader: Reader, cost: str) -> list[str]:
+    """SQL for the sums reports read from ``calls``, in the order :func:`sums_to_totals`
+    takes them."""
+    if cost not in COST_MODES:
+        raise ValueError(f"unknown cost mode {cost!r}: one of {', '.join(COST_MODES)}")
+    money = cost_expressions("calls", reader.dialect)[cost]
+    sums = [f"SUM({n})" for n in SUMMED]
+    return [*sums, f"SUM({money})", f"SUM(CASE WHEN ({money}) IS NULL THEN 1 ELSE 0 END)",
+            "COUNT(*)"]  # fmt: skip
+
+
 def _from_rollup(reader: Reader, segments: Sequence[tuple[int | None, int]], filters: Filters,
                  cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
     """(day, model, *sums) over the roll-up buckets ``lo <= bucket < hi``."""
@@ -162,24 +194,10 @@ def _from_calls(reader: Reader, segments: Sequence[tuple[int | None, int]], filt
                 cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
     """(day, model, *sums) over the calls with ``lo <= started_at <= hi``."""
     day = local_day_sql(segments, "started_at")
-    money = cost_expressions("calls", reader.dialect)[cost]
-    sums = [f"SUM({n})" for n in SUMMED]
-    sums += [f"SUM({money})", f"SUM(CASE WHEN ({money}) IS NULL THEN 1 ELSE 0 END)", "COUNT(*)"]
-    where: list[str] = []
-    params: list[Any] = []
-    if lo is not None:
-        where.append("started_at >= ?")
-        params.append(lo)
-    if hi is not None:
-        where.append("started_at <= ?")
-        params.append(hi)
-    _in("source", filters.sources, where, params)
-    _in("project", filters.projects, where, params)
-    _in("model", filters.models, where, params)
-    _in("agent_id", filters.agents, where, params)
+    where, params = calls_where(filters, lo, hi)
     sql = (
-        f"SELECT {day} AS day, model, {', '.join(sums)} FROM calls "
-        f"{'WHERE ' + ' AND '.join(where) if where else ''} GROUP BY day, model"
+        f"SELECT {day} AS day, model, {', '.join(calls_sums(reader, cost))} FROM calls "
+        f"{where} GROUP BY day, model"
     )
     return reader.fetch(sql, params)
 

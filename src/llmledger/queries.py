@@ -44,6 +44,7 @@ from llmledger.periods import (
     period_report,
     sums_to_totals,
 )
+from llmledger.sessions import sessions_report
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.repository import Repository
 from llmledger.store.rollup import SUMMED, cost_expressions
@@ -132,43 +133,6 @@ def _local_day(repo: Repository, tz: tzinfo) -> ColumnElement[Any]:
         first, last = conn.execute(select(func.min(_MICROS), func.max(_MICROS))).one()
     segments = [(None, 0)] if first is None else offset_segments(tz, int(first), int(last))
     return literal_column(local_day_sql(segments, "calls.started_at")).label("day")
-
-
-# -- sessions ----------------------------------------------------------------------------------
-
-
-def sessions_report(
-    repo: Repository, *, filters: Filters = Filters(), cost: str = "auto"
-) -> list[ReportRow]:
-    """Totals per session (``calls.session_id``) with a per-model breakdown, the project and
-    the first and last call times; ordered by last activity."""
-    query = (
-        select(
-            calls.c.session_id,
-            calls.c.model,
-            func.max(calls.c.project).label("project"),
-            func.min(_MICROS).label("first_at"),
-            func.max(_MICROS).label("last_at"),
-            *_sums(cost, repo.dialect),
-        )
-        .where(and_(True, *_clauses(filters)))
-        .group_by(calls.c.session_id, calls.c.model)
-    )
-    rows: dict[str | None, ReportRow] = {}
-    for r in _run(repo, query):
-        sid = r["session_id"]
-        row = rows.get(sid)
-        if row is None:
-            row = rows[sid] = ReportRow(sid, session_id=sid, project=r["project"])
-        row.project = row.project or r["project"]
-        first, last = micros_to_datetime(r["first_at"]), micros_to_datetime(r["last_at"])
-        if first is not None and (row.first_at is None or first < row.first_at):
-            row.first_at = first
-        if last is not None and (row.last_at is None or last > row.last_at):
-            row.last_at = last
-        row.add(r["model"], _totals(r))
-    never = datetime.min.replace(tzinfo=UTC)
-    return sorted(rows.values(), key=lambda x: (x.last_at or never, x.session_id or ""))
 
 
 # -- 5-hour blocks -----------------------------------------------------------------------------

@@ -323,10 +323,10 @@ def sessions_command(
 
       llmledger sessions --json --tz UTC
     """
-    from llmledger.queries import sessions_report
+    from llmledger.sessions import sessions_report
 
     ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
-    rows = sessions_report(ctx.repo(), filters=ctx.filters, cost=ctx.cost)
+    rows = sessions_report(ctx.reader(), filters=ctx.filters, cost=ctx.cost)
     if as_json:
         echo_json(report_json(rows, sessions=True, tz=ctx.tz))
     elif not rows:

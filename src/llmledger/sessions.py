@@ -1,0 +1,64 @@
+"""The sessions report: totals per agent session, with a per-model breakdown.
+
+One query groups ``calls`` by (session, model); the rows are added up per session as raw SQL
+sums, and turned into :class:`~llmledger.totals.Totals` once per session and per model. Like
+:mod:`llmledger.periods` it reads through the :class:`~llmledger.store.sqlite_reader.Reader`
+protocol and does not import SQLAlchemy, so that ``llmledger sessions`` on a current SQLite
+ledger starts quickly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from llmledger.periods import Filters, ReportRow, add_sums, calls_sums, calls_where, sums_to_totals
+from llmledger.store.sqlite_reader import Reader
+from llmledger.store.values import datetime_to_micros, micros_to_datetime
+
+__all__ = ["sessions_report"]
+
+
+def sessions_report(
+    reader: Reader, *, filters: Filters = Filters(), cost: str = "auto"
+) -> list[ReportRow]:
+    """Totals per session (``calls.session_id``) with a per-model breakdown, the project and
+    the first and last call times; ordered by last activity.
+
+    ``reader`` is a :class:`~llmledger.store.Repository` or a
+    :class:`~llmledger.store.sqlite_reader.SqliteReader`."""
+    since = None if filters.since is None else datetime_to_micros(filters.since)
+    until = None if filters.until is None else datetime_to_micros(filters.until)
+    where, params = calls_where(filters, since, until)
+    sql = (
+        "SELECT session_id, model, MAX(project), MIN(started_at), MAX(started_at), "
+        f"{', '.join(calls_sums(reader, cost))} FROM calls {where} GROUP BY session_id, model"
+    )
+    # session -> [project, first µs, last µs, sums, {model: sums}]
+    found: dict[str | None, list[Any]] = {}
+    for sid, model, project, first, last, *values in reader.fetch(sql, params):
+        entry = found.get(sid)
+        if entry is None:
+            found[sid] = [project, first, last, list(values), {model: values}]
+            continue
+        entry[0] = entry[0] or project
+        if first is not None and (entry[1] is None or first < entry[1]):
+            entry[1] = first
+        if last is not None and (entry[2] is None or last > entry[2]):
+            entry[2] = last
+        add_sums(entry[3], values)
+        entry[4][model] = values
+    rows = [
+        ReportRow(
+            sid,
+            totals=sums_to_totals(sums),
+            breakdown={model: sums_to_totals(part) for model, part in models.items()},
+            session_id=sid,
+            project=project,
+            first_at=micros_to_datetime(first),
+            last_at=micros_to_datetime(last),
+        )
+        for sid, (project, first, last, sums, models) in found.items()
+    ]
+    never = datetime.min.replace(tzinfo=UTC)
+    return sorted(rows, key=lambda x: (x.last_at or never, x.session_id or ""))
