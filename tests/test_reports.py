@@ -198,9 +198,16 @@ def test_import_and_report_on_both_engines(db_url: str, fixtures_dir: Path) -> N
         doc = report_json(period_report(repo, "daily", tz=UTC))
         calc = report_json(period_report(repo, "daily", tz=UTC, cost="calculate"))
         names = {r.session_id: r.project for r in sessions_report(repo)}
+        spans = [(b.is_gap, b.entries, b.models) for b in blocks(repo, now=datetime.now(UTC))]
     finally:
         repo.engine.dispose()
     assert (first.calls_added, again.calls_added, again.files_skipped_unchanged) == (7, 0, 2)
+    # Models in the order each first appears in the block.
+    assert spans == [
+        (False, 3, ["claude-sonnet-4-20250514", "claude-opus-4-20250514"]),
+        (True, 0, []),
+        (False, 4, ["claude-opus-4-20250514", "claude-sonnet-4-20250514"]),
+    ]
     assert [r["total_tokens"] for r in doc["rows"]] == [51570, 25315]
     assert _cents(doc["totals"]["cost_usd"]) == Decimal("0.42")
     assert Decimal(str(calc["totals"]["cost_usd"])) == Decimal("0.41337")

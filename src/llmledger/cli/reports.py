@@ -376,11 +376,11 @@ def blocks_command(
 
       llmledger blocks --active --json
     """
-    from llmledger.queries import blocks
+    from llmledger.blocks import blocks
 
     ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
     now = datetime.now(UTC)
-    found = blocks(ctx.repo(), filters=ctx.filters, cost=ctx.cost, hours=hours, now=now)
+    found = blocks(ctx.reader(), filters=ctx.filters, cost=ctx.cost, hours=hours, now=now)
     if active:
         found = [b for b in found if b.is_active]
     if as_json:
