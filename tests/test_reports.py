@@ -292,12 +292,16 @@ finally:
 """
 
 
-def test_a_report_with_nothing_new_to_import_reads_without_sqlalchemy(cli: CliRunner) -> None:
+@pytest.mark.parametrize("report", ["daily", "sessions", "blocks"])
+def test_a_report_with_nothing_new_to_import_reads_without_sqlalchemy(
+    cli: CliRunner, report: str
+) -> None:
     # The repeat report is the common case: it stats the logs, finds nothing new and reads the
-    # roll-up through the standard library; SQLAlchemy alone takes longer to load than that.
-    first = cli.invoke(_app.app, ["daily", "--json", "--tz", "UTC"])
+    # ledger through the standard library; SQLAlchemy alone takes longer to load than that.
+    command = [report, "--json", "--tz", "UTC"]
+    first = cli.invoke(_app.app, command)
     assert first.exit_code == 0, first.output
-    args = [sys.executable, "-c", _PROBE, "daily", "--json", "--tz", "UTC"]
+    args = [sys.executable, "-c", _PROBE, *command]
     again = subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == json.loads(first.output)
