@@ -10,7 +10,9 @@ separate process, with its peak RSS from ``/usr/bin/time``:
 - ours, first: ``llmledger daily --json`` on an empty ledger (imports everything, then queries);
 - ours, repeat: ``llmledger daily --json`` again (stats the files, reads nothing, queries).
 
-Prints medians and ratios and writes bench/results/import.json. Asserts nothing.
+Rounds interleave the tools (the machines' speed drifts within minutes), so each round's
+ratio compares runs made side by side. Prints medians and ratios and writes
+bench/results/import.json. Asserts nothing.
 
     .venv/bin/python bench/bench_import.py [--files 1500] [--lines 600000] [--rounds 3]
 """
@@ -127,21 +129,26 @@ def main() -> None:
         }
         binary = _install_ccusage(work / "npm")
         theirs: list[tuple[float, float]] = []
-        if binary is not None:
-            for _ in range(args.rounds):
-                wall, rss, out = _timed([str(binary), "daily", "--json", "--offline"], env)
-                theirs.append((wall, rss))
-            results["ccusage_daily"] = _summary(theirs)
-            results["ccusage_total_tokens"] = _tokens(out, ours=False)
         first: list[tuple[float, float]] = []
         repeat: list[tuple[float, float]] = []
+        ratios: list[float] = []
+        # Rounds interleave the tools: this machine's speed drifts within minutes, so each
+        # round's ratio compares runs made side by side.
         for round_no in range(args.rounds):
+            if binary is not None:
+                wall, rss, out = _timed([str(binary), "daily", "--json", "--offline"], env)
+                theirs.append((wall, rss))
+                results["ccusage_total_tokens"] = _tokens(out, ours=False)
             db = f"sqlite:///{work / f'ledger{round_no}.db'}"
             ours_env = {**env, "LLMLEDGER_DB": db}
             wall, rss, out = _timed([llmledger, "daily", "--json", "--tz", "UTC"], ours_env)
             first.append((wall, rss))
+            if theirs:
+                ratios.append(wall / theirs[-1][0])
             wall, rss, out = _timed([llmledger, "daily", "--json", "--tz", "UTC"], ours_env)
             repeat.append((wall, rss))
+        if theirs:
+            results["ccusage_daily"] = _summary(theirs)
         results["ours_first_import_and_daily"] = _summary(first)
         results["ours_repeat_daily"] = _summary(repeat)
         results["ours_total_tokens"] = _tokens(out, ours=True)
@@ -150,6 +157,7 @@ def main() -> None:
             results["ratio_first_vs_ccusage"] = round(
                 statistics.median(w for w, _ in first) / base, 2
             )
+            results["ratio_first_vs_ccusage_per_round"] = [round(r, 2) for r in ratios]
             results["ratio_repeat_vs_ccusage"] = round(
                 statistics.median(w for w, _ in repeat) / base, 3
             )
