@@ -97,14 +97,15 @@ def blocks(
             found.append((at - at % hour, at, at))
         else:
             found[-1] = (block[0], block[1], at)
+    sums_sql = calls_sums(reader, cost)
     per_model = (
-        f"SELECT model, MIN(started_at) AS first_at, {', '.join(calls_sums(reader, cost))} "
+        f"SELECT model, MIN(started_at) AS first_at, {', '.join(sums_sql)} "
         f"FROM calls {where} AND started_at >= ? AND started_at <= ? "
         "GROUP BY model ORDER BY first_at, model"
     )
     summed: list[tuple[int, int, int, list[Any], list[str]]] = []
     for start, first, last in found:
-        sums: list[Any] = [None] * len(calls_sums(reader, cost))
+        sums: list[Any] = [None] * len(sums_sql)
         models: list[str] = []
         for model, _, *values in reader.fetch(per_model, [*params, first, last]):
             add_sums(sums, values)
