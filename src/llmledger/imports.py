@@ -206,10 +206,8 @@ class _Writer:
             self.conn.execute(runs.insert(), new)
             self.summary.sessions_added += len(new)
         if self.lookup:
-            raw = self.conn.connection.driver_connection
-            assert raw is not None
             known = [(sid, self.sessions[sid]) for sid in wanted]
-            raw.executemany(f"INSERT OR REPLACE INTO {_RUNS} VALUES (?, ?)", known)
+            driver_executemany(self.conn, f"INSERT OR REPLACE INTO {_RUNS} VALUES (?, ?)", known)
         self.session_meta.clear()
 
     def close(self) -> None:
@@ -419,7 +417,8 @@ def _end_bulk_load(
     if summed is None:
         rollup.rebuild(conn)
     else:
-        rollup.insert(conn, summed)
+        rows = [(*key, *sums) for key, sums in summed.items()]
+        driver_executemany(conn, rollup.insert_sql(conn.dialect.name), rows)
     rollup.create_triggers(conn)
 
 

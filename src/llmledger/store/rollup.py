@@ -35,7 +35,7 @@ __all__ = [
     "cost_expressions",
     "create_triggers",
     "drop_triggers",
-    "insert",
+    "insert_sql",
     "merge",
     "partial",
     "rebuild",
@@ -163,9 +163,15 @@ def drop_triggers(conn: Any) -> None:
 
 def rebuild(conn: Any) -> None:
     """Compute ``call_rollup`` again from every call, in one statement."""
-    columns, select = _grouped(conn.dialect.name, "")
+    parts = _contribution("calls", conn.dialect.name)
+    measures = [c for c in parts if c not in KEY_COLUMNS]
+    keys = [parts[c] for c in KEY_COLUMNS]
+    select = ", ".join([*keys, *(f"SUM({parts[c]})" for c in measures)])
     conn.exec_driver_sql("DELETE FROM call_rollup")
-    conn.exec_driver_sql(f"INSERT INTO call_rollup ({columns}) {select}")
+    conn.exec_driver_sql(
+        f"INSERT INTO call_rollup ({', '.join(parts)}) SELECT {select} FROM calls "
+        f"GROUP BY {', '.join(keys)}"
+    )
 
 
 #: A roll-up key: (bucket, source, model).
@@ -238,26 +244,9 @@ def merge(into: dict[Key, list[int]], part: Mapping[Key, list[int]]) -> None:
                 have[i] += value
 
 
-def insert(conn: Any, rows: Mapping[Key, list[int]]) -> None:
-    """Write roll-up rows worked out by :func:`partial` into an empty ``call_rollup``
-    (``conn``: a SQLAlchemy connection, in the transaction that wrote their calls)."""
+def insert_sql(dialect: str) -> str:
+    """Driver SQL that writes one roll-up row: its key, then its measures in the order
+    :func:`partial` sums them."""
     columns = (*KEY_COLUMNS, *MEASURE_COLUMNS)
-    marks = ", ".join("?" if conn.dialect.name == "sqlite" else "%s" for _ in columns)
-    raw = conn.connection.driver_connection
-    cursor = raw.cursor()
-    try:
-        cursor.executemany(
-            f"INSERT INTO call_rollup ({', '.join(columns)}) VALUES ({marks})",
-            [(*key, *sums) for key, sums in rows.items()],
-        )
-    finally:
-        cursor.close()
-
-
-def _grouped(dialect: str, where: str) -> tuple[str, str]:
-    """(column list, SELECT of the roll-up rows of the calls ``where`` selects)."""
-    parts = _contribution("calls", dialect)
-    measures = [c for c in parts if c not in KEY_COLUMNS]
-    keys = [parts[c] for c in KEY_COLUMNS]
-    select = ", ".join([*keys, *(f"SUM({parts[c]})" for c in measures)])
-    return ", ".join(parts), f"SELECT {select} FROM calls {where} GROUP BY {', '.join(keys)}"
+    marks = ", ".join("?" if dialect == "sqlite" else "%s" for _ in columns)
+    return f"INSERT INTO call_rollup ({', '.join(columns)}) VALUES ({marks})"
