@@ -74,15 +74,12 @@ def _plan_before_opening(db: str | None, found: list[Any]) -> tuple[tuple[list[A
     not exist yet holds no import state, and a current one is read through the standard
     library. Otherwise (PostgreSQL, a ledger to migrate) the opened repository plans, and is
     returned beside the plan."""
-    import os
-
     from llmledger._import_plan import plan_import
     from llmledger.store import open_repository
     from llmledger.store.sqlite_reader import open_reader
-    from llmledger.store.urls import resolve_url, sqlite_path
+    from llmledger.store.urls import missing_sqlite_file
 
-    path = sqlite_path(resolve_url(db))
-    if path is not None and not os.path.exists(path):
+    if missing_sqlite_file(db):
         return plan_import(None, found), None
     reader = open_reader(db)
     if reader is not None:

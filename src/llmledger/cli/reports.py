@@ -6,7 +6,6 @@ then prints a Rich table or, with ``--json``, the shapes documented in docs/repo
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -115,10 +114,9 @@ class _Context:
 
     def _missing(self) -> bool:
         """Whether the ledger is a SQLite file that does not exist yet."""
-        from llmledger.store.urls import resolve_url, sqlite_path
+        from llmledger.store.urls import missing_sqlite_file
 
-        path = sqlite_path(resolve_url(self.db))
-        return self._repo is None and path is not None and not os.path.exists(path)
+        return self._repo is None and missing_sqlite_file(self.db)
 
     def repo(self) -> Any:
         """The ledger, opened (and migrated if needed) once per command."""

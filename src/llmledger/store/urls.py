@@ -10,7 +10,7 @@ from pathlib import Path
 
 import platformdirs
 
-__all__ = ["default_url", "resolve_url", "sqlite_path"]
+__all__ = ["default_url", "missing_sqlite_file", "resolve_url", "sqlite_path"]
 
 
 def default_url() -> str:
@@ -42,3 +42,10 @@ def sqlite_path(url: str) -> str | None:
                 return None
             return path
     return None
+
+
+def missing_sqlite_file(url: str | None = None) -> bool:
+    """Whether the ledger at ``url`` (see :func:`resolve_url`) is a SQLite file that does not
+    exist yet (so it holds nothing: no calls, no import state)."""
+    path = sqlite_path(resolve_url(url))
+    return path is not None and not os.path.exists(path)
