@@ -183,9 +183,7 @@ def test_fast_path_agrees_with_general_path(
 def test_row_columns_are_the_calls_columns_and_workers_need_no_sqlalchemy() -> None:
     from llmledger.store.schema import calls
 
-    assert tuple(
-        c.name for c in calls.columns if c.name not in ("id", "run_id")
-    ) == _import_read.ROW_COLUMNS
+    assert tuple(c.name for c in calls.columns if c.name != "id") == _import_read.ROW_COLUMNS
     probe = "import sys, llmledger._import_reading; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -11,6 +11,7 @@ a Call (``_fast_row``); tests/test_import_read.py holds the two paths to the sam
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,23 +31,23 @@ from llmledger.sources.claude_transcript import transcript_call
 from llmledger.store import rollup
 from llmledger.store.values import MAX_USD, datetime_to_micros, money_to_pico
 
-__all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file"]
+__all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file", "session_run_id"]
 
-#: Columns of a row as the worker builds it: the ``calls`` table's, less the id and the run,
-#: which the importer prepends (spelled out, so that workers need no SQLAlchemy; a test holds
-#: it to the schema).
+#: Columns of a row as the worker builds it: the ``calls`` table's, less the id (spelled out,
+#: so that workers need no SQLAlchemy; a test holds it to the schema).
 ROW_COLUMNS: tuple[str, ...] = (
-    "dedupe_key", "source", "provider", "model", "message_id", "request_id", "session_id",
-    "project", "agent_id", "started_at", "finished_at", "duration_ms", "input_tokens",
-    "cache_read_tokens", "cache_write_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens",
-    "output_tokens", "reasoning_tokens", "cost_usd", "cost_status", "currency", "price_version",
-    "status", "token_provenance", "metadata", "recorded_at",
+    "dedupe_key", "run_id", "source", "provider", "model", "message_id", "request_id",
+    "session_id", "project", "agent_id", "started_at", "finished_at", "duration_ms",
+    "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_5m_tokens",
+    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "cost_status",
+    "currency", "price_version", "status", "token_provenance", "metadata", "recorded_at",
 )  # fmt: skip
 #: Where each column is in a row.
 ROW_AT = {name: i for i, name in enumerate(ROW_COLUMNS)}
-#: Index of ``dedupe_key``, ``message_id``, ``session_id``, ``project`` and ``started_at`` in
-#: a row.
+#: Index of ``dedupe_key``, ``run_id``, ``message_id``, ``session_id``, ``project`` and
+#: ``started_at`` in a row.
 DEDUPE_KEY = ROW_COLUMNS.index("dedupe_key")
+RUN_ID = ROW_COLUMNS.index("run_id")
 MESSAGE_ID = ROW_COLUMNS.index("message_id")
 PROJECT = ROW_COLUMNS.index("project")
 SESSION_ID = ROW_COLUMNS.index("session_id")
@@ -133,6 +134,26 @@ def _price(call: Call, pricer: Any) -> tuple[int | None, str, str | None, int | 
 
 # -- rows ------------------------------------------------------------------------------------
 
+#: Namespace of the session run ids (any fixed UUID would do; this one must never change).
+_SESSION_RUNS = uuid.UUID("5b0d3c1e-8f4a-4c52-9a57-6d1f2e7b9c40")
+_RUN_IDS: dict[str, str] = {}
+
+
+def session_run_id(session_id: str) -> str:
+    """The id of the run an import files a session's calls under, derived from the session id
+    so that the workers can put it in the rows they build. (A ledger may hold session runs
+    that older versions created under random ids; the importer moves their rows there.)"""
+    run_id = _RUN_IDS.get(session_id)
+    if run_id is None:
+        if len(_RUN_IDS) > 100_000:
+            _RUN_IDS.clear()
+        run_id = _RUN_IDS[session_id] = uuid.uuid5(_SESSION_RUNS, session_id).hex
+    return run_id
+
+
+def _run_of(session_id: str | None) -> str | None:
+    return None if session_id is None else session_run_id(session_id)
+
 
 def _micros(value: datetime | None) -> int | None:
     return None if value is None else datetime_to_micros(value)
@@ -156,6 +177,7 @@ def _row(call: Call, task: ReadTask, pricer: Any) -> tuple[Any, ...]:
     u = call.usage
     return (
         call.dedupe_key,
+        _run_of(call.session_id),
         call.source,
         call.provider,
         call.model,
@@ -364,14 +386,16 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
     if computed is not None:
         meta["computed_cost_pico"] = computed
     key = f"{msg_id}:{request_id}" if request_id else msg_id
+    session_id = task.session_id or session_id
     row = (
         key,
+        _run_of(session_id),
         TRANSCRIPT,
         PROVIDER,
         model,
         msg_id,
         request_id,
-        task.session_id or session_id,
+        session_id,
         task.project or cwd,
         agent_id or _AGENT_NAMES.get(task.agent),
         at,

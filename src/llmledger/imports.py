@@ -38,9 +38,11 @@ from llmledger._import_read import (
     PROJECT,
     ROW_AT,
     ROW_COLUMNS,
+    RUN_ID,
     SESSION_ID,
     STARTED_AT,
     FileResult,
+    session_run_id,
 )
 from llmledger._import_reading import Reading, start_reading
 from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF, LogFile, discover
@@ -49,7 +51,6 @@ from llmledger.store.engine import rollback_journal
 from llmledger.store.repository import (
     Repository,
     driver_executemany,
-    new_run_id,
     raw_upsert_sql,
 )
 from llmledger.store.schema import calls, import_state, runs
@@ -120,15 +121,13 @@ class ImportSummary:
 
 # -- writing -----------------------------------------------------------------------------------
 
-_COLUMNS = ("run_id", *ROW_COLUMNS)
-#: The session -> run id table the SQLite writer looks run ids up in.
-_RUNS = "temp.llmledger_import_runs"
-
 
 class _Writer:
     """Writes rows in large executemany batches inside the import's transaction, creating
     the session runs they belong to first.
 
+    The workers file each row under its session's run (:func:`session_run_id`); a session
+    whose run an older version created under another id has its rows moved to that run here.
     In a bulk load (``bulk``) it notes whether a row it wrote met a call written before
     (``collided``: the copy replaced that call, or the upsert left it out): the roll-up
     summed from the rows read no longer holds then."""
@@ -136,22 +135,12 @@ class _Writer:
     def __init__(self, conn: Connection, summary: ImportSummary, *, bulk: bool = False) -> None:
         self.conn = conn
         self.summary = summary
-        # On SQLite each row is written as the worker built it: a numbered parameter passes
-        # its session id to a lookup of the session's run (building a new tuple per row
-        # with the run id in front costs the main process more than the lookup costs SQLite).
-        self.lookup = conn.dialect.name == "sqlite"
-        if self.lookup:
-            conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {_RUNS} "
-                                 "(key TEXT PRIMARY KEY, run_id TEXT NOT NULL)")  # fmt: skip
-            conn.exec_driver_sql(f"DELETE FROM {_RUNS}")
-            run = f"(SELECT run_id FROM {_RUNS} WHERE key = ?{SESSION_ID + 1})"
-            marks = [run, *(f"?{i}" for i in range(1, len(ROW_COLUMNS) + 1))]
-            self.sql = raw_upsert_sql("sqlite", _COLUMNS, marks)
-        else:
-            self.sql = raw_upsert_sql(conn.dialect.name, _COLUMNS)
+        self.sql = raw_upsert_sql(conn.dialect.name, ROW_COLUMNS)
         self.pending: list[tuple[Any, ...]] = []
-        self.sessions: dict[str, str] = {}
+        self.sessions: set[str] = set()
         self.session_meta: dict[str, dict[str, Any]] = {}
+        #: Derived run id -> the id of the session's run created before under another id.
+        self.moved: dict[str, str] = {}
         self.changes = 0
         self.bulk = bulk
         self.collided = False
@@ -174,18 +163,22 @@ class _Writer:
         wanted = [s for s in self.session_meta if s not in self.sessions]
         if not wanted:
             return
+        existing: dict[str, str] = {}
         for i in range(0, len(wanted), _IN_CHUNK):
             chunk = wanted[i : i + _IN_CHUNK]
             query = select(runs.c.key, runs.c.id).where(
                 runs.c.kind == "session", runs.c.key.in_(chunk)
             )
-            self.sessions.update({k: v for k, v in self.conn.execute(query).all()})
+            existing.update({k: v for k, v in self.conn.execute(query).all()})
         new = []
         for sid in wanted:
-            if sid in self.sessions:
+            self.sessions.add(sid)
+            run_id = session_run_id(sid)
+            if sid in existing:
+                if existing[sid] != run_id:
+                    self.moved[run_id] = existing[sid]
                 continue
             meta = self.session_meta[sid]
-            run_id = self.sessions[sid] = new_run_id()
             started = meta.pop("started_at")
             new.append(
                 {
@@ -205,25 +198,19 @@ class _Writer:
         if new:
             self.conn.execute(runs.insert(), new)
             self.summary.sessions_added += len(new)
-        if self.lookup:
-            known = [(sid, self.sessions[sid]) for sid in wanted]
-            driver_executemany(self.conn, f"INSERT OR REPLACE INTO {_RUNS} VALUES (?, ?)", known)
         self.session_meta.clear()
-
-    def close(self) -> None:
-        """Drop what the writer kept in the connection."""
-        if self.lookup:
-            self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_RUNS}")
 
     def flush(self) -> None:
         if not self.pending:
             return
         self._ensure_sessions()
-        rows = (
-            self.pending
-            if self.lookup
-            else [(self.sessions.get(r[SESSION_ID]), *r) for r in self.pending]
-        )
+        rows = self.pending
+        if self.moved:
+            moved = self.moved
+            rows = [
+                (*r[:RUN_ID], moved[r[RUN_ID]], *r[RUN_ID + 1 :]) if r[RUN_ID] in moved else r
+                for r in rows
+            ]
         changes = driver_executemany(self.conn, self.sql, rows)
         self.changes += changes
         self.pending = []
@@ -554,7 +541,6 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
             if progress is not None:
                 progress(done_bytes, total_bytes)
         writer.flush()
-        writer.close()
         deleted = 0
         if dedupe.delete:
             keys = sorted(dedupe.delete)
