@@ -20,6 +20,7 @@ free of SQLAlchemy, so that the reports' fast path and the import's workers load
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from operator import add
 from typing import Any
 
 import orjson
@@ -237,11 +238,7 @@ def merge(into: dict[Key, list[int]], part: Mapping[Key, list[int]]) -> None:
     """Add the roll-up rows ``part`` to ``into``."""
     for key, sums in part.items():
         have = into.get(key)
-        if have is None:
-            into[key] = list(sums)
-        else:
-            for i, value in enumerate(sums):
-                have[i] += value
+        into[key] = list(sums) if have is None else list(map(add, have, sums))
 
 
 def insert_sql(dialect: str) -> str:
