@@ -201,6 +201,26 @@ def test_dedupe_holds_across_a_process_pool(
     assert summary.duplicates == 5
 
 
+def test_a_bulk_load_puts_back_every_index_and_trigger(repo: Repository, home: Path) -> None:
+    # The first import drops the calls indexes (the unique key's too) and the roll-up
+    # triggers, and builds them again before commit.
+    def schema() -> list[tuple[str, str]]:
+        with repo.engine.connect() as conn:
+            return sorted(
+                (kind, name)
+                for kind, name in conn.exec_driver_sql(
+                    "SELECT type, name FROM sqlite_master WHERE tbl_name = 'calls'"
+                )
+            )
+
+    before = schema()
+    assert ("index", "uq_calls_dedupe_key") in before
+    write(session_file(home), [line("m1"), line("m2", "r2")])
+    write(session_file(home, SESSION_B), [line("m2", "r2", session=SESSION_B, output=500)])
+    assert run(repo, home).calls_added == 2
+    assert schema() == before
+    assert [r["output_tokens"] for r in stored(repo)] == [100, 500]
+
 def test_a_first_import_leaves_the_ledger_in_wal_mode(
     repo: Repository, home: Path, sqlite_url: str
 ) -> None:

@@ -79,12 +79,12 @@ def test_fresh_database_upgrades_to_head_with_the_pinned_schema(engine: sa.Engin
     for table, columns in EXPECTED_COLUMNS.items():
         assert [c["name"] for c in inspector.get_columns(table)] == columns, table
     for table, indexes in EXPECTED_INDEXES.items():
-        # PostgreSQL also lists the index behind the unique constraint; that one is checked
-        # below.
-        names = {i["name"] for i in inspector.get_indexes(table)} - {"uq_calls_dedupe_key"}
+        names = {i["name"] for i in inspector.get_indexes(table) if not i["unique"]}
         assert names == indexes, table
-    unique = {tuple(u["column_names"]) for u in inspector.get_unique_constraints("calls")}
-    assert ("dedupe_key",) in unique
+    unique = {(i["name"], tuple(i["column_names"])) for i in inspector.get_indexes("calls")
+              if i["unique"]}  # fmt: skip
+    assert unique == {("uq_calls_dedupe_key", ("dedupe_key",))}
+    assert inspector.get_unique_constraints("calls") == []
 
 
 def test_schema_module_matches_the_migrations(engine: sa.Engine) -> None:
@@ -159,3 +159,30 @@ def test_calls_at_0002_are_rolled_up_by_the_upgrade_and_kept_after(engine: sa.En
     assert "call_rollup" not in inspect(engine).get_table_names()
     with engine.begin() as conn:  # no trigger is left behind to write to a dropped table
         conn.execute(insert, {"k": "k4", "at": at, "tokens": 1, "cost": 1})
+
+
+def test_calls_at_0003_keep_their_unique_key_and_roll_up_after_0004(engine: sa.Engine) -> None:
+    upgrade(engine, "0003")
+    insert = sa.text(
+        "INSERT INTO calls (dedupe_key, source, model, started_at, input_tokens, cost_usd, "
+        "cost_status, status, token_provenance, recorded_at) VALUES (:k, 'test', 'm', "
+        ":at, :tokens, 5, 'computed', 'ok', 'reported', 1700000000000000)"
+    )
+    at = 1_700_000_000_000_000
+    with engine.begin() as conn:
+        conn.execute(insert, {"k": "k1", "at": at, "tokens": 10})
+    upgrade(engine)
+    read = sa.text("SELECT calls, input_tokens FROM call_rollup")
+    with engine.begin() as conn:
+        assert [tuple(r) for r in conn.execute(read)] == [(1, 10)]
+        conn.execute(insert, {"k": "k2", "at": at, "tokens": 7})  # the triggers survived
+        assert [tuple(r) for r in conn.execute(read)] == [(2, 17)]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"k": "k1", "at": at, "tokens": 1})
+    downgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(insert, {"k": "k3", "at": at, "tokens": 1})
+        assert [tuple(r) for r in conn.execute(read)] == [(3, 18)]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"k": "k1", "at": at, "tokens": 1})
+    assert inspect(engine).get_unique_constraints("calls")[0]["column_names"] == ["dedupe_key"]

@@ -128,28 +128,38 @@ class _Writer:
 
     The workers file each row under its session's run (:func:`session_run_id`); a session
     whose run an older version created under another id has its rows moved to that run here.
-    In a bulk load (``bulk``) it notes whether a row it wrote met a call written before
-    (``collided``: the copy replaced that call, or the upsert left it out): the roll-up
-    summed from the rows read no longer holds then."""
+    In a bulk load (``bulk``: an empty SQLite ``calls`` table without its indexes) rows are
+    plain inserts; rows that replace a copy written before wait in ``late`` until the
+    unique index is back (:meth:`write_late`)."""
 
     def __init__(self, conn: Connection, summary: ImportSummary, *, bulk: bool = False) -> None:
         self.conn = conn
         self.summary = summary
-        self.sql = raw_upsert_sql(conn.dialect.name, ROW_COLUMNS)
+        self.upsert = raw_upsert_sql(conn.dialect.name, ROW_COLUMNS)
+        self.sql = _insert_sql(ROW_COLUMNS) if bulk else self.upsert
         self.pending: list[tuple[Any, ...]] = []
+        self.late: list[tuple[Any, ...]] = []
         self.sessions: set[str] = set()
         self.session_meta: dict[str, dict[str, Any]] = {}
         #: Derived run id -> the id of the session's run created before under another id.
         self.moved: dict[str, str] = {}
         self.changes = 0
         self.bulk = bulk
-        self.collided = False
-        self.top_id = _max_call_id(conn) if bulk else 0
 
-    def extend(self, rows: list[tuple[Any, ...]], meta: dict[str, Any], own: str | None) -> None:
-        """Queue the rows of one file; ``meta`` describes its own session ``own`` (a row of
-        another session keeps its own project)."""
+    def extend(
+        self,
+        rows: list[tuple[Any, ...]],
+        meta: dict[str, Any],
+        own: str | None,
+        replacing: list[tuple[Any, ...]] | None = None,
+    ) -> None:
+        """Queue the rows of one file, and those of its ``replacing`` rows that are better
+        copies of calls queued before; ``meta`` describes the file's own session ``own`` (a
+        row of another session keeps its own project)."""
         self.pending.extend(rows)
+        if replacing:
+            (self.late if self.bulk else self.pending).extend(replacing)
+            rows = rows + replacing
         # The first row of each session (dict() keeps the last of reversed rows).
         firsts = dict(zip(map(itemgetter(SESSION_ID), reversed(rows)), reversed(rows), strict=True))
         for sid, row in firsts.items():
@@ -201,25 +211,27 @@ class _Writer:
         self.session_meta.clear()
 
     def flush(self) -> None:
-        if not self.pending:
-            return
+        """Write the queued rows."""
+        if self.pending:
+            self._write(self.sql, self.pending)
+            self.pending = []
+
+    def write_late(self) -> None:
+        """Write the rows that replace copies written before (a bulk load's, once the calls
+        indexes are back): the upsert keeps the larger copy."""
+        if self.late:
+            self._write(self.upsert, self.late)
+            self.late = []
+
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self._ensure_sessions()
-        rows = self.pending
         if self.moved:
             moved = self.moved
             rows = [
                 (*r[:RUN_ID], moved[r[RUN_ID]], *r[RUN_ID + 1 :]) if r[RUN_ID] in moved else r
                 for r in rows
             ]
-        changes = driver_executemany(self.conn, self.sql, rows)
-        self.changes += changes
-        self.pending = []
-        if self.bulk:
-            top = _max_call_id(self.conn)
-            # Ids grow by one per new call: fewer new ids than rows means some row met a call
-            # already written (and replaced it, or was left out by the upsert).
-            self.collided = self.collided or top - self.top_id != len(rows)
-            self.top_id = top
+        self.changes += driver_executemany(self.conn, sql, rows)
 
 
 # -- dedupe across files and against the store -------------------------------------------------
@@ -316,19 +328,24 @@ class _Dedupe:
 
     def filter(
         self, rows: list[tuple[Any, ...]], infos: list[tuple[int, int, bool, bool]]
-    ) -> list[tuple[Any, ...]]:
-        """The rows to write, in order (see :meth:`keep`)."""
-        best, by_message, kept = self.best, self.by_message, []
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """The rows to write, in order (see :meth:`keep`): those of calls met for the first
+        time, and those that are better copies of calls kept before."""
+        best, by_message, kept, replacing = self.best, self.by_message, [], []
+        live = bool(self.live_sessions)
         for row, info in zip(rows, infos, strict=True):
             key, mid = row[DEDUPE_KEY], row[MESSAGE_ID]
-            if not self.live_sessions and mid and key not in best and mid not in by_message:
+            if key in best:
+                if self.keep(key, mid, row[SESSION_ID], row[STARTED_AT], info):
+                    replacing.append(row)
+            elif not live and mid and mid not in by_message:
                 # The common case, inline: a call met for the first time.
                 by_message[mid] = [(key, info[3], False)]
                 best[key] = info
                 kept.append(row)
             elif self.keep(key, mid, row[SESSION_ID], row[STARTED_AT], info):
                 kept.append(row)
-        return kept
+        return kept, replacing
 
     def keep(
         self,
@@ -381,14 +398,15 @@ def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) 
 
 
 def _bulk_load(conn: Connection) -> list[Index]:
-    """Prepare an empty SQLite ``calls`` table for a bulk load: drop its secondary indexes and
-    the roll-up triggers; :func:`_end_bulk_load` builds the indexes again before commit
-    (sorting once beats updating them row by row) and writes the roll-up from the sums of the
-    rows read (or rebuilds it). The write lock SQLite holds for the import keeps every other
-    writer out meanwhile."""
+    """Prepare an empty SQLite ``calls`` table for a bulk load: drop its indexes (the unique
+    key's too: the importer writes each key once, and better copies after the indexes are
+    back) and the roll-up triggers. The indexes are built again before commit (sorting once
+    beats updating them row by row); :func:`_end_bulk_load` writes the roll-up from the sums
+    of the rows read (or rebuilds it). The write lock SQLite holds for the import keeps every
+    other writer out meanwhile."""
     if conn.dialect.name != "sqlite":
         return []
-    dropped = [index for index in calls.indexes if not index.unique]
+    dropped = list(calls.indexes)
     for index in dropped:
         index.drop(conn)
     rollup.drop_triggers(conn)
@@ -396,11 +414,7 @@ def _bulk_load(conn: Connection) -> list[Index]:
     return dropped
 
 
-def _end_bulk_load(
-    conn: Connection, dropped: list[Index], summed: dict[rollup.Key, list[int]] | None
-) -> None:
-    for index in dropped:
-        index.create(conn)
+def _end_bulk_load(conn: Connection, summed: dict[rollup.Key, list[int]] | None) -> None:
     if summed is None:
         rollup.rebuild(conn)
     else:
@@ -409,8 +423,9 @@ def _end_bulk_load(
     rollup.create_triggers(conn)
 
 
-def _max_call_id(conn: Connection) -> int:
-    return int(conn.exec_driver_sql("SELECT COALESCE(MAX(id), 0) FROM calls").scalar_one())
+def _insert_sql(columns: Sequence[str]) -> str:
+    """A plain insert of calls (a bulk load's: without the unique index to upsert on)."""
+    return f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
 def _no_calls_yet(conn: Connection) -> bool:
@@ -525,8 +540,10 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
                 "source": SOURCE_OF[plan.file.agent],
                 "agent": _AGENT_IDS[plan.file.agent],
             }
-            kept = dedupe.filter(result.rows, result.info)
-            summary.duplicates += len(result.rows) - len(kept)
+            kept, replacing = dedupe.filter(result.rows, result.info)
+            summary.duplicates += len(result.rows) - len(kept) - len(replacing)
+            if replacing:
+                summed = None  # a copy replaces a call summed before: rebuild the roll-up
             if summed is not None:
                 # The workers sum the roll-up of what they read; copies left out are not in it.
                 part = result.rollup if len(kept) == len(result.rows) else None
@@ -535,12 +552,15 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
                     summed = None
                 else:
                     rollup.merge(summed, part)
-            writer.extend(kept, meta, plan.file.session_id)
+            writer.extend(kept, meta, plan.file.session_id, replacing)
             result.rows.clear()
             result.info.clear()
             if progress is not None:
                 progress(done_bytes, total_bytes)
         writer.flush()
+        for index in dropped:
+            index.create(conn)
+        writer.write_late()
         deleted = 0
         if dedupe.delete:
             keys = sorted(dedupe.delete)
@@ -549,8 +569,7 @@ def _import(repo: Repository, reading: Reading, progress: Progress | None) -> Im
                     calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
                 ).rowcount
         if bulk:
-            exact = summed is not None and not writer.collided and not deleted
-            _end_bulk_load(conn, dropped, summed if exact else None)
+            _end_bulk_load(conn, summed if not deleted else None)
         after = _count_calls(conn)
         _save_state(conn, plans, results, micros_to_datetime(recorded) or datetime.now(UTC))
     summary.calls_added = max(0, after - before)

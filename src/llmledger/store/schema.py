@@ -103,7 +103,7 @@ calls = Table(
     "calls",
     metadata,
     Column("id", BigIntId, primary_key=True, autoincrement=True),
-    Column("dedupe_key", String(255), nullable=False, unique=True),
+    Column("dedupe_key", String(255), nullable=False),
     Column("run_id", String(32), ForeignKey("runs.id"), nullable=True),
     Column("source", String(48), nullable=False),
     Column("provider", String(64), nullable=True),
@@ -125,6 +125,8 @@ calls = Table(
     Column("token_provenance", String(16), nullable=False),
     Column("metadata", JsonType, nullable=True),
     Column("recorded_at", Timestamp, nullable=False),
+    # An index, not a constraint, so that a bulk load can drop it and build it once (0004).
+    Index("uq_calls_dedupe_key", "dedupe_key", unique=True),
     Index(None, "run_id"),
     Index(None, "started_at"),
     Index(None, "source", "started_at"),
