@@ -221,6 +221,7 @@ def test_a_bulk_load_puts_back_every_index_and_trigger(repo: Repository, home: P
     assert schema() == before
     assert [r["output_tokens"] for r in stored(repo)] == [100, 500]
 
+
 def test_a_first_import_leaves_the_ledger_in_wal_mode(
     repo: Repository, home: Path, sqlite_url: str
 ) -> None:
