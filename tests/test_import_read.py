@@ -24,7 +24,7 @@ from llmledger import _import_read
 from llmledger._import_read import ReadTask, read_file
 from llmledger.pricing import Pricer
 from llmledger.store.types import datetime_to_micros, money_to_pico
-from llmledger.usage import Usage
+from llmledger.usage import MAX_TOKENS, Usage
 
 MODELS = (
     "claude-sonnet-4-5-20250929",
@@ -133,10 +133,15 @@ def _transcript(draw: st.DrawFn) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def _read(task: ReadTask, *, fast: bool) -> str:
+def _read(task: ReadTask, *, fast: bool, typed: bool = True) -> str:
+    """The results of reading ``task``: through the typed decoding, then the dict fast path,
+    then the general path (``fast``); through the dict paths only (not ``typed``); or
+    through the general path only."""
     with pytest.MonkeyPatch.context() as mp:
         if not fast:
             mp.setattr(_import_read, "_fast_row", lambda *args: None)
+        if not (fast and typed):
+            mp.setattr(_import_read, "_TYPED", False)
         try:
             r = read_file(task)
         except Exception as exc:
@@ -174,10 +179,13 @@ def test_fast_path_agrees_with_general_path(
     path.write_bytes(data)
     names = {"session_id": "S", "project": "P"} if from_path else {}
     task = _task(path, recorded_at=7, **names)
-    assert _read(task, fast=True) == _read(task, fast=False)
+    general = _read(task, fast=False)
+    assert _read(task, fast=True) == general
+    assert _read(task, fast=True, typed=False) == general
     # A file still being written: its last line is cut off.
     cut = ReadTask(**{**_import_read._task_dict(task), "size": max(0, task.size - 5)})
     assert _read(cut, fast=True) == _read(cut, fast=False)
+    assert _read(cut, fast=True, typed=False) == _read(cut, fast=False)
 
 
 def test_row_columns_are_the_calls_columns_and_workers_need_no_sqlalchemy() -> None:
@@ -189,7 +197,8 @@ def test_row_columns_are_the_calls_columns_and_workers_need_no_sqlalchemy() -> N
     assert out.stdout.strip() == "False"
 
 
-def test_fast_path_takes_the_usual_lines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("typed", [True, False])
+def test_fast_path_takes_the_usual_lines(tmp_path: Path, typed: bool) -> None:
     usage = {
         "input_tokens": 3,
         "cache_creation_input_tokens": 1500,
@@ -221,16 +230,23 @@ def test_fast_path_takes_the_usual_lines(tmp_path: Path) -> None:
     path.write_bytes(b"\n".join(json.dumps(line).encode() for line in lines) + b"\n")
     task = _task(path, session_id="S", project="P")
     taken: list[bool] = []
-    real = _import_read._fast_row
+    real = _import_read._build_row
+    real_fast = _import_read._fast_row
 
     def spy(*args: Any) -> Any:
         row = real(*args)
         taken.append(row is not None)
         return row
 
+    def no_fast(*args: Any) -> Any:
+        taken.append(False)  # the typed path left a line to the dict path
+        return real_fast(*args)
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_import_read, "_fast_row", spy)
-        fast = _read(task, fast=True)
+        mp.setattr(_import_read, "_build_row", spy)
+        if typed:
+            mp.setattr(_import_read, "_fast_row", no_fast)
+        fast = _read(task, fast=True, typed=typed)
     assert taken == [True] * 4
     assert fast == _read(task, fast=False)
     rows = read_file(task).rows
@@ -299,3 +315,32 @@ def test_absurd_values_are_skipped_with_their_line_not_raised(tmp_path: Path) ->
     assert [e.split(": ", 1)[0] for e in result.errors] == [f"{path}:2", f"{path}:3", f"{path}:4"]
     unpriced = result.rows[1]
     assert unpriced[_import_read.ROW_COLUMNS.index("cost_usd")] is None
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"input_tokens": -3, "output_tokens": 5},
+        {"input_tokens": 3, "output_tokens": MAX_TOKENS + 1},
+        {"input_tokens": 3.0, "output_tokens": 5},
+        {"input_tokens": True, "output_tokens": 5},
+        {"input_tokens": 3, "output_tokens": 5, "output_tokens_details": {"thinking_tokens": 2}},
+        {"input_tokens": 3, "cache_creation": {"ephemeral_5m_input_tokens": -1}},
+        {"input_tokens": 3, "cache_creation": [1]},
+        {},
+    ],
+)
+def test_unusual_counts_read_alike_on_every_path(tmp_path: Path, usage: dict[str, Any]) -> None:
+    line = {
+        "type": "assistant",
+        "sessionId": "s",
+        "requestId": "r",
+        "timestamp": "2025-06-01T00:00:00Z",
+        "message": {"id": "m", "model": MODELS[0], "usage": usage},
+    }
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(json.dumps(line).encode() + b"\n")
+    task = _task(path)
+    general = _read(task, fast=False)
+    assert _read(task, fast=True) == general
+    assert _read(task, fast=True, typed=False) == general
