@@ -344,3 +344,27 @@ def test_unusual_counts_read_alike_on_every_path(tmp_path: Path, usage: dict[str
     general = _read(task, fast=False)
     assert _read(task, fast=True) == general
     assert _read(task, fast=True, typed=False) == general
+
+
+def test_a_line_only_msgspec_decodes_is_skipped_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Should orjson refuse a line msgspec decoded and the typed path left to the dict path,
+    # the line is skipped as malformed JSON, naming it, like any line orjson refuses.
+    import orjson
+
+    def refuse(raw: bytes) -> Any:
+        raise orjson.JSONDecodeError("refused", raw.decode(), 0)
+
+    monkeypatch.setattr(_import_read.orjson, "loads", refuse)
+    monkeypatch.setattr(_import_read, "_build_row", lambda *args: None)
+    line = {
+        "sessionId": "s",
+        "message": {"id": "m", "model": MODELS[0], "usage": {"input_tokens": 3}},
+    }
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(json.dumps(line).encode() + b"\n")
+    result = read_file(_task(path))
+    assert result.rows == []
+    assert dict(result.skipped) == {"malformed JSON": 1}
+    assert result.errors[0].startswith(f"{path}:1: malformed JSON")

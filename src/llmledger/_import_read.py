@@ -613,7 +613,12 @@ def _read_transcript(
                     copies: int) -> None:  # fmt: skip
         fast = _typed_row(*typed, task, pricer)
         if fast is None:
-            parse(loads(raw), line, copies)
+            try:
+                obj = loads(raw)
+            except decode_error as exc:  # no input known to pass msgspec and fail orjson
+                _skip(result, path, line, "malformed JSON", f"malformed JSON ({exc})")
+                return
+            parse(obj, line, copies)
             return
         if result.cwd is None:
             result.cwd = typed[0].cwd or None
