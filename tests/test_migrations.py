@@ -63,6 +63,14 @@ EXPECTED_INDEXES = {
 }  # fmt: skip
 
 
+#: A call with the columns every revision has.
+_INSERT_CALL = sa.text(
+    "INSERT INTO calls (dedupe_key, source, model, started_at, input_tokens, cost_usd, "
+    "cost_status, status, token_provenance, recorded_at) VALUES (:k, 'test', 'm', "
+    ":at, :tokens, :cost, 'computed', 'ok', 'reported', 1700000000000000)"
+)
+
+
 @pytest.fixture
 def engine(db_url: str) -> Iterator[sa.Engine]:
     engine = open_engine(db_url)
@@ -138,11 +146,7 @@ def test_head_revision_constant_matches_the_migrations() -> None:
 
 def test_calls_at_0002_are_rolled_up_by_the_upgrade_and_kept_after(engine: sa.Engine) -> None:
     upgrade(engine, "0002")
-    insert = sa.text(
-        "INSERT INTO calls (dedupe_key, source, model, started_at, input_tokens, cost_usd, "
-        "cost_status, status, token_provenance, recorded_at) VALUES (:k, 'test', 'm', "
-        ":at, :tokens, :cost, 'computed', 'ok', 'reported', 1700000000000000)"
-    )
+    insert = _INSERT_CALL
     at = 1_700_000_000_000_000
     with engine.begin() as conn:
         conn.execute(insert, {"k": "k1", "at": at, "tokens": 10, "cost": 5})
@@ -163,11 +167,7 @@ def test_calls_at_0002_are_rolled_up_by_the_upgrade_and_kept_after(engine: sa.En
 
 def test_calls_at_0003_keep_their_unique_key_and_roll_up_after_0004(engine: sa.Engine) -> None:
     upgrade(engine, "0003")
-    insert = sa.text(
-        "INSERT INTO calls (dedupe_key, source, model, started_at, input_tokens, cost_usd, "
-        "cost_status, status, token_provenance, recorded_at) VALUES (:k, 'test', 'm', "
-        ":at, :tokens, 5, 'computed', 'ok', 'reported', 1700000000000000)"
-    )
+    insert = _INSERT_CALL.bindparams(cost=5)
     at = 1_700_000_000_000_000
     with engine.begin() as conn:
         conn.execute(insert, {"k": "k1", "at": at, "tokens": 10})

@@ -26,12 +26,11 @@ from llmledger._import_plan import HEAD_BYTES, head_sha256
 from llmledger.call import Call
 from llmledger.errors import LedgerError
 from llmledger.sources._common import iter_raw_lines
-from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts
+from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
 from llmledger.store import rollup
 from llmledger.store.values import MAX_USD, datetime_to_micros, money_to_pico
-from llmledger.usage import MAX_TOKENS
 
 __all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file", "session_run_id"]
 
@@ -569,21 +568,14 @@ def _typed_counts(u: _TUsage) -> tuple[int | None, ...] | None:
     """:func:`plain_anthropic_counts` of a decoded usage (its types already checked)."""
     if u.output_tokens_details is not msgspec.UNSET:
         return None
-    inp, out, read, written = (
-        u.input_tokens, u.output_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens
-    )  # fmt: skip
     split = u.cache_creation
     five = one = None
     if split is not None:
         five, one = split.ephemeral_5m_input_tokens, split.ephemeral_1h_input_tokens
-    for v in (inp, out, read, written, five, one):
-        if v is not None and (v < 0 or v > MAX_TOKENS):
-            return None
-    if five is not None or one is not None:
-        split_sum = (five or 0) + (one or 0)
-        if written is None or split_sum > written:
-            written = split_sum
-    return inp, read, written, five, one, out
+    return plain_counts(
+        u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
+        u.cache_creation_input_tokens, five, one,
+    )  # fmt: skip
 
 
 def _typed_row(

@@ -97,11 +97,20 @@ def plain_anthropic_counts(
             return None
         five = split.get("ephemeral_5m_input_tokens")
         one = split.get("ephemeral_1h_input_tokens")
+    if "output_tokens_details" in u:
+        return None
+    return plain_counts(inp, out, read, written, five, one)
+
+
+def plain_counts(
+    inp: Any, out: Any, read: Any, written: Any, five: Any, one: Any
+) -> tuple[int | None, int | None, int | None, int | None, int | None, int | None] | None:
+    """:func:`plain_anthropic_counts` of the six counts read from a usage (input, output,
+    cache read, cache write, of it 5m, of it 1h): None unless each is absent or a plain
+    non-negative count."""
     for v in (inp, out, read, written, five, one):
         if v is not None and (type(v) is not int or v < 0 or v > MAX_TOKENS):
             return None
-    if "output_tokens_details" in u:
-        return None
     if five is not None or one is not None:
         split_sum = (five or 0) + (one or 0)
         if written is None or split_sum > written:
