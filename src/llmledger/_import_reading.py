@@ -16,7 +16,6 @@ from typing import Any
 
 from llmledger._import_plan import Plan
 from llmledger._import_read import FileResult, ReadTask, now_micros, read_file, set_pricer
-from llmledger.usage import Usage
 
 __all__ = ["POOL_THRESHOLD_BYTES", "Reading", "start_reading"]
 
@@ -73,12 +72,8 @@ def start_reading(
     """Start reading the files ``plans`` name (``files`` were found, ``unchanged`` of them
     needed no reading): with more than :data:`POOL_THRESHOLD_BYTES` to read, in ``workers``
     processes (default: up to two, one per core). ``pricer`` prices the calls read in this
-    process (worker processes build their own from ``overrides_path``)."""
-    if pricer is None:
-        from llmledger.pricing import Pricer
-
-        pricer = Pricer(overrides_path)
-    set_pricer(pricer, overrides_path)
+    process; worker processes build their own from ``overrides_path`` (forked ones start
+    from a copy of ``pricer``, when given)."""
     recorded = now_micros()
     tasks = [
         ReadTask(
@@ -98,9 +93,17 @@ def start_reading(
     count = workers if workers is not None else min(2, os.cpu_count() or 1)
     pool: Executor | None = None
     chunk = 1
-    if count > 1 and len(tasks) > 1 and todo >= POOL_THRESHOLD_BYTES:
-        # Load the price data before the workers fork, so that they share it.
-        pricer.price_usage(Usage(input_tokens=0), "claude-sonnet-4-5", "anthropic")
+    pooled = count > 1 and len(tasks) > 1 and todo >= POOL_THRESHOLD_BYTES
+    if pricer is not None:
+        set_pricer(pricer, overrides_path)  # forked workers inherit it too
+    elif not pooled:
+        from llmledger.pricing import Pricer
+
+        set_pricer(Pricer(overrides_path), overrides_path)
+    if pooled:
+        # Each worker loads the price data itself (about 0.2 s) when it prices its first
+        # call: loading it here first would hold up the workers' start and the main process,
+        # the import's bottleneck.
         pool = ProcessPoolExecutor(max_workers=count, initializer=_lower_priority)
         # Files go out in order and come back in order; chunks keep the pickling cost low.
         chunk = max(1, min(16, len(tasks) // (count * 8)))
