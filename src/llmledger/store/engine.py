@@ -67,6 +67,9 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
     )
 
 
+_PAGE_SIZE = 16384
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -74,6 +77,9 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # A new file only (SQLite keeps an existing file's): larger pages make the first
+        # import's bulk load about a tenth cheaper, and the reports read as fast.
+        cursor.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
         cursor.execute("PRAGMA journal_mode = WAL")
         # NORMAL in WAL mode survives a crash of the process; only power loss can cost the
         # last commits.
