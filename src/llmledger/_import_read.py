@@ -4,9 +4,11 @@ A Claude Code transcript is read from a byte offset up to its last complete newl
 record holding the bytes ``"usage"`` is decoded (compact or pretty-printed JSON) and handed to
 the sources' ``transcript_call``. Copies of a message inside the file are settled here (larger
 token total wins, as ccusage v20); copies across files are settled by the importer. Each kept
-call is priced and turned into a ready-to-write row of the ``calls`` table. A line of the usual
-shape (a message id, plain counts, a priced model) goes straight to its row without building
-a Call (``_fast_row``); tests/test_import_read.py holds the two paths to the same results.
+call is priced and turned into a ready-to-write row of the ``calls`` table, filed under its
+session's run (``session_run_id``). A line of the usual shape (a message id, plain counts, a
+priced model) goes straight to its row without building a Call: decoded by msgspec into typed
+structs (``_typed_row``), or, when its fields have other types, by orjson into a dict
+(``_fast_row``). tests/test_import_read.py holds the three paths to the same results.
 """
 
 from __future__ import annotations
