@@ -385,26 +385,31 @@ def test_one_session_run_per_session(repo: Repository, home: Path) -> None:
 # -- bad and unusual lines ------------------------------------------------------------------------
 
 
-def test_calls_join_a_session_run_created_under_another_id(
-    repo: Repository, home: Path, sqlite_url: str
-) -> None:
+def test_calls_join_a_session_run_created_under_another_id(db_url: str, home: Path) -> None:
     # Earlier versions gave session runs random ids; later imports must file the session's
     # new calls under that run, not start a second one.
-    write(session_file(home, SESSION_A), [line("m1")])
-    run(repo, home)
-    repo.engine.dispose()
-    with sqlite3.connect(sqlite_url.removeprefix("sqlite:///")) as other:  # foreign keys off
-        other.execute("UPDATE runs SET id = 'old', root_id = 'old' WHERE kind = 'session'")
-        other.execute("UPDATE calls SET run_id = 'old'")
-    other.close()
-    write(session_file(home, SESSION_A), [line("m2", "r2")], mode="ab")
-    write(session_file(home, SESSION_B), [line("m3", "r3", session=SESSION_B)])
-    summary = run(repo, home)
-    with repo.engine.connect() as conn:
-        owners = conn.exec_driver_sql(
-            "SELECT session_id, run_id FROM calls ORDER BY dedupe_key"
-        ).all()
-        sessions = conn.exec_driver_sql("SELECT COUNT(*) FROM runs").scalar_one()
+    repo = open_repository(db_url)
+    try:
+        write(session_file(home, SESSION_A), [line("m1")])
+        run(repo, home)
+        with repo.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO runs (id, root_id, kind, key, status, started_at, name, agent_id) "
+                "SELECT 'old', 'old', kind, key, status, started_at, name, agent_id FROM runs "
+                "WHERE kind = 'session'"
+            )
+            conn.exec_driver_sql("UPDATE calls SET run_id = 'old'")
+            conn.exec_driver_sql("DELETE FROM runs WHERE id <> 'old'")
+        write(session_file(home, SESSION_A), [line("m2", "r2")], mode="ab")
+        write(session_file(home, SESSION_B), [line("m3", "r3", session=SESSION_B)])
+        summary = run(repo, home)
+        with repo.engine.connect() as conn:
+            owners = conn.exec_driver_sql(
+                "SELECT session_id, run_id FROM calls ORDER BY dedupe_key"
+            ).all()
+            sessions = conn.exec_driver_sql("SELECT COUNT(*) FROM runs").scalar_one()
+    finally:
+        repo.engine.dispose()
     assert (summary.calls_added, summary.sessions_added) == (2, 1)
     assert [tuple(o) for o in owners[:2]] == [(SESSION_A, "old"), (SESSION_A, "old")]
     assert owners[2][0] == SESSION_B
