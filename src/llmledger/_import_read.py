@@ -660,7 +660,8 @@ def _read_transcript(
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     typed_first = _TYPED
     for start, raw in iter_raw_lines(lines):
-        if _USAGE not in raw:
+        # From the end: an assistant record holds its usage after the content blocks.
+        if raw.rfind(_USAGE) < 0:
             continue
         line = base + start
         typed = _typed(raw) if typed_first else None
