@@ -20,7 +20,7 @@ free of SQLAlchemy, so that the reports' fast path and the import's workers load
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from operator import add
+from operator import add, itemgetter
 from typing import Any
 
 import orjson
@@ -186,8 +186,9 @@ def partial(rows: Iterable[Sequence[Any]], at: Mapping[str, int]) -> dict[Key, l
     ``at`` gives the position of each column :func:`_contribution` reads. None when a value is
     not one this mirror is sure to treat as SQL does (then :func:`rebuild` must run)."""
     started, source, model = at["started_at"], at["source"], at["model"]
-    tokens = [at[name] for name in SUMMED]
+    counts = itemgetter(*(at[name] for name in SUMMED))
     cost_at, status_at, meta_at = at["cost_usd"], at["cost_status"], at["metadata"]
+    measures = len(MEASURE_COLUMNS)
     out: dict[Key, list[int]] = {}
     for row in rows:
         when = row[started]
@@ -198,15 +199,14 @@ def partial(rows: Iterable[Sequence[Any]], at: Mapping[str, int]) -> dict[Key, l
             bucket = when // BUCKET_MICROS if when >= 0 else -(-when // BUCKET_MICROS)
         else:
             return None
-        kind, name = row[source], row[model]
-        key = (bucket, kind, "" if name is None else name)
+        name = row[model]
+        key = (bucket, row[source], "" if name is None else name)
         sums = out.get(key)
         if sums is None:
-            sums = out[key] = [0] * len(MEASURE_COLUMNS)
+            sums = out[key] = [0] * measures
         sums[0] += 1
         slot = 1
-        for position in tokens:
-            value = row[position]
+        for value in counts(row):
             if value is not None:
                 if type(value) is not int:
                     return None
@@ -216,9 +216,15 @@ def partial(rows: Iterable[Sequence[Any]], at: Mapping[str, int]) -> dict[Key, l
         cost = row[cost_at]
         if cost is not None and type(cost) is not int:
             return None
-        reported = row[status_at] == "reported"
+        if row[status_at] != "reported":
+            if cost is not None:  # auto and calculate; nothing reported
+                sums[slot] += cost
+                sums[slot + 1] += 1
+                sums[slot + 4] += cost
+                sums[slot + 5] += 1
+            continue
         computed: int | None = None
-        if reported and row[meta_at] is not None:
+        if row[meta_at] is not None:
             try:
                 value = orjson.loads(row[meta_at]).get("computed_cost_pico")
             except (orjson.JSONDecodeError, AttributeError):
@@ -226,7 +232,7 @@ def partial(rows: Iterable[Sequence[Any]], at: Mapping[str, int]) -> dict[Key, l
             if value is not None and type(value) is not int:
                 return None
             computed = value
-        for mode_cost in (cost, cost if reported else None, computed if reported else cost):
+        for mode_cost in (cost, cost, computed):
             if mode_cost is not None:
                 sums[slot] += mode_cost
                 sums[slot + 1] += 1
