@@ -201,6 +201,25 @@ def test_dedupe_holds_across_a_process_pool(
     assert summary.duplicates == 5
 
 
+def test_each_import_reads_the_price_overrides_as_they_are(
+    repo: Repository, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # In a long-lived process, an import's workers must not price with what an earlier import
+    # (read in this process) found in the overrides file.
+    monkeypatch.setattr("llmledger._import_reading.POOL_THRESHOLD_BYTES", 0)
+    prices = tmp_path / "prices.toml"
+    third = "cccccccc-0000-4000-8000-000000000003"
+    for rate, sessions, workers in ((1, [SESSION_A], 1), (2, [SESSION_B, third], 2)):
+        prices.write_text(f'[models."my-model"]\ninput = {rate}\noutput = {rate}\n')
+        for sid in sessions:
+            write(session_file(home, sid), [line(f"m-{sid}", "r", session=sid, model="my-model")])
+        import_logs(repo, ["claude"], [home], workers=workers, overrides_path=str(prices))
+    with repo.engine.connect() as conn:
+        costs = conn.exec_driver_sql("SELECT cost_usd FROM calls ORDER BY session_id").all()
+    # 10 input + 100 output tokens, and the 1,000 cache reads at the input rate too
+    assert [c[0] for c in costs] == [1_110_000_000, 2_220_000_000, 2_220_000_000]
+
+
 def test_a_bulk_load_puts_back_every_index_and_trigger(repo: Repository, home: Path) -> None:
     # The first import drops the calls indexes (the unique key's too) and the roll-up
     # triggers, and builds them again before commit.

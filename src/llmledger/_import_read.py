@@ -114,9 +114,13 @@ def _pricer(overrides_path: str | None) -> Any:
     return pricer
 
 
-def set_pricer(pricer: Any, overrides_path: str | None) -> None:
-    """Use ``pricer`` in this process (the importer's own, when it reads files itself)."""
-    _PRICERS[overrides_path] = pricer
+def set_pricer(pricer: Any | None, overrides_path: str | None) -> None:
+    """Use ``pricer`` in this process (the importer's own, when it reads files itself); None
+    forgets the one in use, so that the next price builds a new one."""
+    if pricer is None:
+        _PRICERS.pop(overrides_path, None)
+    else:
+        _PRICERS[overrides_path] = pricer
 
 
 def _price(call: Call, pricer: Any) -> tuple[int | None, str, str | None, int | None]:

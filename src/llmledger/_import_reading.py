@@ -94,12 +94,13 @@ def start_reading(
     pool: Executor | None = None
     chunk = 1
     pooled = count > 1 and len(tasks) > 1 and todo >= POOL_THRESHOLD_BYTES
-    if pricer is not None:
-        set_pricer(pricer, overrides_path)  # forked workers inherit it too
-    elif not pooled:
+    if pricer is None and not pooled:
         from llmledger.pricing import Pricer
 
-        set_pricer(Pricer(overrides_path), overrides_path)
+        pricer = Pricer(overrides_path)
+    # Forked workers inherit it; without one, each builds its own (reading the overrides
+    # file as it is now, not as an earlier import in this process found it).
+    set_pricer(pricer, overrides_path)
     if pooled:
         # Each worker loads the price data itself (about 0.2 s) when it prices its first
         # call: loading it here first would hold up the workers' start and the main process,
