@@ -53,6 +53,7 @@ from llmledger.store.engine import rollback_journal
 from llmledger.store.repository import (
     Repository,
     driver_executemany,
+    raw_insert_sql,
     raw_upsert_sql,
 )
 from llmledger.store.schema import calls, import_state, runs
@@ -138,7 +139,8 @@ class _Writer:
         self.conn = conn
         self.summary = summary
         self.upsert = raw_upsert_sql(conn.dialect.name, ROW_COLUMNS)
-        self.sql = _insert_sql(ROW_COLUMNS) if bulk else self.upsert
+        # A bulk load's table has no unique index to upsert on: each key comes once.
+        self.sql = raw_insert_sql(conn.dialect.name, ROW_COLUMNS) if bulk else self.upsert
         self.pending: list[tuple[Any, ...]] = []
         self.late: list[tuple[Any, ...]] = []
         self.sessions: set[str] = set()
@@ -423,11 +425,6 @@ def _end_bulk_load(conn: Connection, summed: dict[rollup.Key, list[int]] | None)
         rows = [(*key, *sums) for key, sums in summed.items()]
         driver_executemany(conn, rollup.insert_sql(conn.dialect.name), rows)
     rollup.create_triggers(conn)
-
-
-def _insert_sql(columns: Sequence[str]) -> str:
-    """A plain insert of calls (a bulk load's: without the unique index to upsert on)."""
-    return f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
 
 
 def _no_calls_yet(conn: Connection) -> bool:

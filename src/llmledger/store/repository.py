@@ -49,6 +49,7 @@ __all__ = [
     "Repository",
     "driver_executemany",
     "new_run_id",
+    "raw_insert_sql",
     "raw_upsert_sql",
     "rollup_of",
     "totals_by_run",
@@ -343,24 +344,25 @@ class Repository:
 _CALL_COLUMNS = [column.name for column in calls.columns if column.name != "id"]
 
 
-def raw_upsert_sql(
-    dialect: str, columns: Sequence[str], values: Sequence[str] | None = None
-) -> str:
-    """The call upsert of :meth:`Repository.write_call_rows` as driver SQL, for bulk writers
-    that hand the driver's ``executemany`` values already in their stored form (integer
-    pico-dollars and microseconds, JSON text) in the order of ``columns``. ``values`` are
-    SQL expressions to insert instead of one placeholder per column."""
+def raw_insert_sql(dialect: str, columns: Sequence[str]) -> str:
+    """A plain insert of calls as driver SQL, for bulk writers that hand the driver's
+    ``executemany`` values already in their stored form (integer pico-dollars and
+    microseconds, JSON text) in the order of ``columns``."""
     mark = "?" if dialect == "sqlite" else "%s"
-    if values is None:
-        values = [
-            f"CAST({mark} AS jsonb)" if name == "metadata" and dialect != "sqlite" else mark
-            for name in columns
-        ]
+    values = [
+        f"CAST({mark} AS jsonb)" if name == "metadata" and dialect != "sqlite" else mark
+        for name in columns
+    ]
+    return f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join(values)})"
+
+
+def raw_upsert_sql(dialect: str, columns: Sequence[str]) -> str:
+    """The call upsert of :meth:`Repository.write_call_rows` as driver SQL: the insert of
+    :func:`raw_insert_sql`, where a copy of a stored call replaces it only when larger."""
     total_new = " + ".join(f"COALESCE(excluded.{n}, 0)" for n in _TOTAL_COLUMNS)
     total_old = " + ".join(f"COALESCE(calls.{n}, 0)" for n in _TOTAL_COLUMNS)
     return (
-        f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join(values)}) "
-        "ON CONFLICT (dedupe_key) DO UPDATE SET "
+        f"{raw_insert_sql(dialect, columns)} ON CONFLICT (dedupe_key) DO UPDATE SET "
         + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED_ON_LARGER_COPY)
         + f" WHERE ({total_new}) > ({total_old})"
     )
