@@ -552,8 +552,8 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
                 summed = None  # a copy replaces a call summed before: rebuild the roll-up
             if summed is not None:
                 # The workers sum the roll-up of what they read; copies left out are not in it.
-                part = result.rollup if len(kept) == len(result.rows) else None
-                part = part if part is not None else rollup.partial(kept, ROW_AT)
+                whole = len(kept) == len(result.rows)
+                part = result.rollup if whole else rollup.partial(kept, ROW_AT)
                 if part is None:
                     summed = None
                 else:
