@@ -114,6 +114,15 @@ def test_streaming_snapshots_keep_the_largest_output(repo: Repository, home: Pat
     assert [r["output_tokens"] for r in stored(repo)] == [159]
 
 
+def test_copies_as_large_keep_the_higher_logged_cost(repo: Repository, home: Path) -> None:
+    # ccusage v20: the larger token total wins, then the higher cost.
+    write(session_file(home), [line("m1", cost=0.01), line("m1", cost=0.03), line("m1", cost=0.02)])
+    run(repo, home)
+    with repo.engine.connect() as conn:
+        costs = conn.exec_driver_sql("SELECT cost_usd FROM calls").scalars().all()
+    assert costs == [30_000_000_000]
+
+
 def test_growing_snapshot_in_a_later_import_replaces_the_stored_copy(
     repo: Repository, home: Path
 ) -> None:

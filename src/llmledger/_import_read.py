@@ -294,30 +294,37 @@ def _decode(raw: bytes) -> list[Any]:
 def _rank(obj: dict[str, Any], u: dict[str, Any]) -> tuple[int, Any, bool] | None:
     """The parser's copy ranking (token total, cost, speed) read straight from a line, or None
     when the usage is not plain counts (then every copy goes through the parser)."""
-    get = u.get
-    inp = get("input_tokens")
-    out = get("output_tokens")
-    read = get("cache_read_input_tokens")
-    write = get("cache_creation_input_tokens")
-    split = get("cache_creation")
-    cost = obj.get("costUSD")
-    if type(split) is dict and cost is None and type(inp) is type(out) is type(read) is int:
-        # Claude Code's usual shape, ranked without the general arithmetic below.
-        five = split.get("ephemeral_5m_input_tokens")
-        one = split.get("ephemeral_1h_input_tokens")
-        if type(write) is type(five) is type(one) is int:
-            split_total = five + one
-            total = inp + out + read + (write if write >= split_total else split_total)
-            return total, 0.0, "speed" in u
+    split = u.get("cache_creation")
+    split = split if type(split) is dict else None
+    return _ranked(
+        u.get("input_tokens"), u.get("output_tokens"), u.get("cache_read_input_tokens"),
+        u.get("cache_creation_input_tokens"),
+        None if split is None else split.get("ephemeral_5m_input_tokens"),
+        None if split is None else split.get("ephemeral_1h_input_tokens"),
+        split is not None, obj.get("costUSD"), "speed" in u,
+    )  # fmt: skip
+
+
+def _ranked(
+    inp: Any,
+    out: Any,
+    read: Any,
+    write: Any,
+    five: Any,
+    one: Any,
+    split: bool,
+    cost: Any,
+    speed: bool,
+) -> tuple[int, Any, bool] | None:
+    """Copies rank as ccusage v20 ranks them: token total (the cache writes at least their
+    5m + 1h ``split``), then cost, then whether ``speed`` is reported. None when the values
+    do not add up."""
     try:
         write = write or 0
-        if type(split) is dict:
-            split_total = (split.get("ephemeral_5m_input_tokens") or 0) + (
-                split.get("ephemeral_1h_input_tokens") or 0
-            )
-            write = max(write, split_total)
+        if split:
+            write = max(write, (five or 0) + (one or 0))
         total = (inp or 0) + (out or 0) + write + (read or 0)
-        return int(total), float(cost or 0), "speed" in u
+        return int(total), float(cost or 0), speed
     except (TypeError, ValueError):
         return None
 
@@ -553,21 +560,14 @@ def _typed(raw: bytes) -> tuple[_TLine, _TMessage, _TUsage] | None:
 
 def _typed_rank(line: _TLine, u: _TUsage) -> tuple[int, Any, bool] | None:
     """:func:`_rank` of a decoded line."""
-    write = u.cache_creation_input_tokens or 0
     split = u.cache_creation
-    if split is not None:
-        split_total = (split.ephemeral_5m_input_tokens or 0) + (
-            split.ephemeral_1h_input_tokens or 0
-        )
-        if split_total > write:
-            write = split_total
-    total = (u.input_tokens or 0) + (u.output_tokens or 0) + (u.cache_read_input_tokens or 0)
-    total += write
-    cost = line.costUSD
-    try:
-        return total, float(cost or 0), u.speed is not msgspec.UNSET
-    except (TypeError, ValueError):
-        return None
+    return _ranked(
+        u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
+        u.cache_creation_input_tokens,
+        None if split is None else split.ephemeral_5m_input_tokens,
+        None if split is None else split.ephemeral_1h_input_tokens,
+        split is not None, line.costUSD, u.speed is not msgspec.UNSET,
+    )  # fmt: skip
 
 
 def _typed_counts(u: _TUsage) -> tuple[int | None, ...] | None:
