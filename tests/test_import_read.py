@@ -148,6 +148,9 @@ def _read(task: ReadTask, *, fast: bool, typed: bool = True) -> str:
             # Should a line still escape read_file, the fast path must fail on it exactly as
             # the general one does.
             return repr(exc)
+    # The values the writer puts in its SQL (shared) are the rows' own.
+    for name, value in r.shared:
+        assert {repr(row[_import_read.ROW_AT[name]]) for row in r.rows} <= {repr(value)}
     # repr: 0 and 0.0, True and 1 must not pass for each other.
     return repr(
         (

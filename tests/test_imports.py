@@ -445,6 +445,60 @@ def test_calls_join_a_session_run_created_under_another_id(db_url: str, home: Pa
     assert sessions == 2
 
 
+def test_values_every_row_shares_are_written_as_if_bound(
+    db_url: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows read by the fast paths hold constants in some columns, which the writer puts in
+    # its SQL: the calls stored must be those it writes binding every value. A bulk load, a
+    # file with a line only the general path reads (then nothing is shared), and a later
+    # import whose better copy replaces a stored call (the upsert).
+    from llmledger import _import_read
+
+    def imports() -> tuple[list[dict[str, Any]], set[int]]:
+        write(session_file(home, SESSION_A), [line("m1", output=5), line("m2", "r2", cost=0.5)])
+        write(
+            session_file(home, SESSION_B),
+            [line("m3", "r3", session=SESSION_B), line("m4", "r4", model="no-such-model")],
+        )
+        before = int(datetime.now(UTC).timestamp() * 1e6)
+        run(repo, home)
+        with repo.engine.connect() as conn:
+            # Every call of an import is recorded when the import started, as its files are.
+            assert {*conn.exec_driver_sql("SELECT DISTINCT recorded_at FROM calls")} == {
+                *conn.exec_driver_sql("SELECT DISTINCT updated_at FROM import_state")
+            }
+        write(session_file(home, SESSION_A), [line("m1", output=50)], mode="ab")
+        run(repo, home)
+        after = int(datetime.now(UTC).timestamp() * 1e6)
+        with repo.engine.begin() as conn:
+            rows = conn.exec_driver_sql("SELECT * FROM calls ORDER BY dedupe_key").mappings().all()
+            for table in ("calls", "runs", "import_state", "call_rollup"):
+                conn.exec_driver_sql(f"DELETE FROM {table}")
+        recorded = {row["recorded_at"] for row in rows}
+        assert all(before <= at <= after for at in recorded)
+        return [
+            {k: v for k, v in row.items() if k not in ("id", "recorded_at")} for row in rows
+        ], recorded
+
+    repo = open_repository(db_url)
+    try:
+        shared, shared_at = imports()
+        monkeypatch.setattr(_import_read, "_fast_shared", lambda task: ())
+        bound, bound_at = imports()
+    finally:
+        repo.engine.dispose()
+    facts = ("dedupe_key", "source", "provider", "currency", "token_provenance", "output_tokens")
+    assert [tuple(row[k] for k in facts) for row in shared] == [
+        ("m1:req_1", "claude_code_transcript", "anthropic", "USD", "reported", 50),
+        ("m2:r2", "claude_code_transcript", "anthropic", "USD", "reported", 100),
+        ("m3:r3", "claude_code_transcript", "anthropic", "USD", "reported", 100),
+        ("m4:r4", "claude_code_transcript", "anthropic", "USD", "reported", 100),
+    ]
+    assert all(row[k] is None for row in shared for k in ("finished_at", "reasoning_tokens"))
+    assert shared == bound
+    assert len(shared_at) == len(bound_at) == 1  # the first import's; a replacement keeps it
+
+
 def test_malformed_lines_are_counted_and_reported(repo: Repository, home: Path) -> None:
     path = session_file(home)
     path.parent.mkdir(parents=True)

@@ -182,3 +182,26 @@ def test_every_column_round_trips(repo: Repository) -> None:
     assert row["cache_write_1h_tokens"] == 3
     assert row["cache_write_5m_tokens"] is None
     assert (row["session_id"], row["project"]) == ("s-1", "/home/dev/pager")
+
+
+def test_values_written_into_the_sql_are_stored_as_given(repo: Repository) -> None:
+    # A bulk writer may put the values every row shares in its SQL instead of binding them:
+    # quotes and percent signs (psycopg's parameter mark) must come through as written.
+    from llmledger.store.repository import driver_executemany, raw_insert_sql
+
+    fixed = (("source", "it's 100% test"), ("recorded_at", 1_700_000_000_000_000))
+    fixed += (("model", None), ("provider", "p"))
+    columns = ["dedupe_key", "cost_status", "status", "token_provenance"]
+    with repo.engine.begin() as conn:
+        sql = raw_insert_sql(conn.dialect.name, columns, fixed)
+        rows = [("k1", "computed", "ok", "reported"), ("k2", "unpriced", "error", "estimated")]
+        assert driver_executemany(conn, sql, rows) == 2
+        stored = conn.exec_driver_sql(
+            "SELECT dedupe_key, cost_status, status, token_provenance, source, recorded_at,"
+            " model, provider FROM calls ORDER BY dedupe_key"
+        ).all()
+    assert [tuple(r) for r in stored] == [
+        (*row, "it's 100% test", 1_700_000_000_000_000, None, "p") for row in rows
+    ]
+    with pytest.raises(TypeError, match="no SQL literal"):
+        raw_insert_sql("sqlite", columns, (("cost_usd", 1.5),))

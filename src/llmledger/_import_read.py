@@ -98,6 +98,12 @@ class FileResult:
     #: The roll-up rows of ``rows`` (see :func:`llmledger.store.rollup.partial`), which a
     #: bulk load writes instead of summing the calls again; None when the mirror declined.
     rollup: dict[Any, list[int]] | None = None
+    #: (column, value) of the columns that hold the same value on every row (those the fast
+    #: paths fill with constants), which the writer then puts in its SQL instead of binding
+    #: them row by row; empty when rows may differ there.
+    shared: tuple[tuple[str, Any], ...] = ()
+    #: How many rows were built from a parsed Call (the general path).
+    general: int = 0
 
 
 # -- pricing ---------------------------------------------------------------------------------
@@ -267,7 +273,11 @@ class _Collector:
         """Price the kept calls and turn them into rows."""
         rows = self.result.rows
         for kept in self.kept:
-            rows.append(_row(kept, self.task, self.pricer) if isinstance(kept, Call) else kept)
+            if isinstance(kept, Call):
+                rows.append(_row(kept, self.task, self.pricer))
+                self.result.general += 1
+            else:
+                rows.append(kept)
         self.result.info.extend(self.infos)
         self.kept, self.infos, self.slots = [], [], {}
 
@@ -457,6 +467,18 @@ def _build_row(
 
 
 _NO_COUNTS = (None,) * 6
+#: The columns :func:`_build_row` fills with the same value on every row.
+_FAST_SHARED = (
+    "source", "provider", "finished_at", "duration_ms", "reasoning_tokens", "currency",
+    "token_provenance", "recorded_at",
+)  # fmt: skip
+
+
+def _fast_shared(task: ReadTask) -> tuple[tuple[str, Any], ...]:
+    values = (TRANSCRIPT, PROVIDER, None, None, None, "USD", "reported", task.recorded_at)
+    return tuple(zip(_FAST_SHARED, values, strict=True))
+
+
 _TEXT = frozenset({str, type(None)})
 
 
@@ -769,6 +791,8 @@ def read_file(task: ReadTask) -> FileResult:
         tail_task = ReadTask(**{**_task_dict(task), "line_base": task.line_base + result.lines})
         _read_transcript(tail_task, [tail], result, final=True)
     result.rollup = rollup.partial(result.rows, ROW_AT)
+    if not result.general:
+        result.shared = _fast_shared(task)
     return result
 
 

@@ -76,6 +76,10 @@ _IN_CHUNK = 500
 _MAX_ERRORS = 10
 
 Progress = Callable[[int, int], None]
+#: (column, value) pairs every row of a file holds (see ``FileResult.shared``).
+_Shared = tuple[tuple[str, Any], ...]
+#: Driver SQL, and what takes the values it binds from a row (None: the whole row).
+_Statement = tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]] | None]
 
 
 @dataclass(slots=True)
@@ -133,16 +137,17 @@ class _Writer:
     whose run an older version created under another id has its rows moved to that run here.
     In a bulk load (``bulk``: an empty SQLite ``calls`` table without its indexes) rows are
     plain inserts; rows that replace a copy written before wait in ``late`` until the
-    unique index is back (:meth:`write_late`)."""
+    unique index is back (:meth:`write_late`). Rows are queued by the columns their file
+    holds the same value in (``FileResult.shared``): the statement that writes them has
+    those values in its SQL."""
 
     def __init__(self, conn: Connection, summary: ImportSummary, *, bulk: bool = False) -> None:
         self.conn = conn
         self.summary = summary
-        self.upsert = raw_upsert_sql(conn.dialect.name, ROW_COLUMNS)
-        # A bulk load's table has no unique index to upsert on: each key comes once.
-        self.sql = raw_insert_sql(conn.dialect.name, ROW_COLUMNS) if bulk else self.upsert
-        self.pending: list[tuple[Any, ...]] = []
-        self.late: list[tuple[Any, ...]] = []
+        self.pending: dict[_Shared, list[tuple[Any, ...]]] = {}
+        self.queued = 0
+        self.late: dict[_Shared, list[tuple[Any, ...]]] = {}
+        self._statements: dict[tuple[bool, _Shared], _Statement] = {}
         self.sessions: set[str] = set()
         self.session_meta: dict[str, dict[str, Any]] = {}
         #: Derived run id -> the id of the session's run created before under another id.
@@ -156,13 +161,17 @@ class _Writer:
         meta: dict[str, Any],
         own: str | None,
         replacing: list[tuple[Any, ...]] | None = None,
+        shared: _Shared = (),
     ) -> None:
         """Queue the rows of one file, and those of its ``replacing`` rows that are better
         copies of calls queued before; ``meta`` describes the file's own session ``own`` (a
-        row of another session keeps its own project)."""
-        self.pending.extend(rows)
+        row of another session keeps its own project); every row holds the ``shared``
+        values."""
+        self.pending.setdefault(shared, []).extend(rows)
+        self.queued += len(rows)
         if replacing:
-            (self.late if self.bulk else self.pending).extend(replacing)
+            (self.late if self.bulk else self.pending).setdefault(shared, []).extend(replacing)
+            self.queued += len(replacing)
             rows = rows + replacing
         # The first row of each session (dict() keeps the last of reversed rows).
         firsts = dict(zip(map(itemgetter(SESSION_ID), reversed(rows)), reversed(rows), strict=True))
@@ -170,7 +179,7 @@ class _Writer:
             if sid is not None and sid not in self.sessions and sid not in self.session_meta:
                 extra = {} if sid == own else {"project": row[PROJECT]}
                 self.session_meta[sid] = {**meta, **extra, "started_at": row[STARTED_AT]}
-        if len(self.pending) >= _BATCH_ROWS:
+        if self.queued >= _BATCH_ROWS:
             self.flush()
 
     def _ensure_sessions(self) -> None:
@@ -216,18 +225,31 @@ class _Writer:
 
     def flush(self) -> None:
         """Write the queued rows."""
-        if self.pending:
-            self._write(self.sql, self.pending)
-            self.pending = []
+        # A bulk load's table has no unique index to upsert on: each key comes once.
+        for shared, rows in self.pending.items():
+            self._write(self._statement(not self.bulk, shared), rows)
+        self.pending.clear()
+        self.queued = 0
 
     def write_late(self) -> None:
         """Write the rows that replace copies written before (a bulk load's, once the calls
         indexes are back): the upsert keeps the larger copy."""
-        if self.late:
-            self._write(self.upsert, self.late)
-            self.late = []
+        for shared, rows in self.late.items():
+            self._write(self._statement(True, shared), rows)
+        self.late.clear()
 
-    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def _statement(self, upsert: bool, shared: _Shared) -> _Statement:
+        statement = self._statements.get((upsert, shared))
+        if statement is None:
+            fixed = {name for name, _ in shared}
+            columns = [name for name in ROW_COLUMNS if name not in fixed]
+            write_sql = raw_upsert_sql if upsert else raw_insert_sql
+            sql = write_sql(self.conn.dialect.name, columns, shared)
+            bound = itemgetter(*(ROW_AT[name] for name in columns)) if fixed else None
+            statement = self._statements[upsert, shared] = (sql, bound)
+        return statement
+
+    def _write(self, statement: _Statement, rows: list[tuple[Any, ...]]) -> None:
         self._ensure_sessions()
         if self.moved:
             moved = self.moved
@@ -235,7 +257,9 @@ class _Writer:
                 (*r[:RUN_ID], moved[r[RUN_ID]], *r[RUN_ID + 1 :]) if r[RUN_ID] in moved else r
                 for r in rows
             ]
-        self.changes += driver_executemany(self.conn, sql, rows)
+        sql, bound = statement
+        values = rows if bound is None else list(map(bound, rows))
+        self.changes += driver_executemany(self.conn, sql, values)
 
 
 # -- dedupe across files and against the store -------------------------------------------------
@@ -558,7 +582,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
                     summed = None
                 else:
                     rollup.merge(summed, part)
-            writer.extend(kept, meta, plan.file.session_id, replacing)
+            writer.extend(kept, meta, plan.file.session_id, replacing, result.shared)
             result.rows.clear()
             result.info.clear()
             if progress is not None:

@@ -344,25 +344,45 @@ class Repository:
 _CALL_COLUMNS = [column.name for column in calls.columns if column.name != "id"]
 
 
-def raw_insert_sql(dialect: str, columns: Sequence[str]) -> str:
+def raw_insert_sql(
+    dialect: str, columns: Sequence[str], fixed: Sequence[tuple[str, Any]] = ()
+) -> str:
     """A plain insert of calls as driver SQL, for bulk writers that hand the driver's
     ``executemany`` values already in their stored form (integer pico-dollars and
-    microseconds, JSON text) in the order of ``columns``."""
+    microseconds, JSON text) in the order of ``columns``. ``fixed`` (column, value) pairs
+    are written into the SQL instead (NULL, integers and text only): the same on every row,
+    they cost nothing to bind."""
     mark = "?" if dialect == "sqlite" else "%s"
     values = [
         f"CAST({mark} AS jsonb)" if name == "metadata" and dialect != "sqlite" else mark
         for name in columns
     ]
-    return f"INSERT INTO calls ({', '.join(columns)}) VALUES ({', '.join(values)})"
+    names = [*columns, *(name for name, _ in fixed)]
+    values += [_sql_literal(dialect, value) for _, value in fixed]
+    return f"INSERT INTO calls ({', '.join(names)}) VALUES ({', '.join(values)})"
 
 
-def raw_upsert_sql(dialect: str, columns: Sequence[str]) -> str:
+def _sql_literal(dialect: str, value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if type(value) is int:
+        return str(value)
+    if type(value) is str and "\0" not in value:
+        text = "'" + value.replace("'", "''") + "'"
+        # psycopg reads % in the SQL as a parameter mark.
+        return text if dialect == "sqlite" else text.replace("%", "%%")
+    raise TypeError(f"no SQL literal for {value!r}")
+
+
+def raw_upsert_sql(
+    dialect: str, columns: Sequence[str], fixed: Sequence[tuple[str, Any]] = ()
+) -> str:
     """The call upsert of :meth:`Repository.write_call_rows` as driver SQL: the insert of
     :func:`raw_insert_sql`, where a copy of a stored call replaces it only when larger."""
     total_new = " + ".join(f"COALESCE(excluded.{n}, 0)" for n in _TOTAL_COLUMNS)
     total_old = " + ".join(f"COALESCE(calls.{n}, 0)" for n in _TOTAL_COLUMNS)
     return (
-        f"{raw_insert_sql(dialect, columns)} ON CONFLICT (dedupe_key) DO UPDATE SET "
+        f"{raw_insert_sql(dialect, columns, fixed)} ON CONFLICT (dedupe_key) DO UPDATE SET "
         + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED_ON_LARGER_COPY)
         + f" WHERE ({total_new}) > ({total_old})"
     )
