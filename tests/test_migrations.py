@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy import inspect
 
 from llmledger.store import current_revision, head_revision, open_engine, upgrade
-from llmledger.store.engine import downgrade
+from llmledger.store.engine import downgrade, ensure_current
 
 TOKENS = [
     "input_tokens",
@@ -101,6 +101,61 @@ def test_schema_module_matches_the_migrations(engine: sa.Engine) -> None:
     upgrade(engine)
     for table, columns in EXPECTED_COLUMNS.items():
         assert [c.name for c in metadata.tables[table].columns] == columns, table
+
+
+def _schema(engine: sa.Engine) -> dict[str, object]:
+    """Everything about a database's schema that the code relies on, comparable."""
+    inspector = inspect(engine)
+    out: dict[str, object] = {}
+    for table in sorted(inspector.get_table_names()):
+        pk = inspector.get_pk_constraint(table)
+        out[table] = (
+            [(c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+             for c in inspector.get_columns(table)],
+            (pk["name"], pk["constrained_columns"]),
+            sorted((fk["name"], fk["constrained_columns"], fk["referred_table"],
+                    fk["referred_columns"]) for fk in inspector.get_foreign_keys(table)),
+            sorted((i["name"], i["column_names"], bool(i["unique"]))
+                   for i in inspector.get_indexes(table)),
+            sorted((u["name"], u["column_names"])
+                   for u in inspector.get_unique_constraints(table)),
+        )  # fmt: skip
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            triggers = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+        else:
+            triggers = (
+                "SELECT tgname, pg_get_triggerdef(pg_trigger.oid) || pg_get_functiondef(tgfoid) "
+                "FROM pg_trigger JOIN pg_class ON pg_class.oid = tgrelid "
+                "WHERE NOT tgisinternal AND relnamespace = current_schema()::regnamespace"
+            )
+        out["triggers"] = sorted(
+            (n, " ".join(sql.split())) for n, sql in conn.exec_driver_sql(triggers)
+        )
+    return out
+
+
+def test_an_empty_database_gets_the_schema_the_migrations_build(engine: sa.Engine) -> None:
+    # A new ledger is created from the schema module at once, not migrated step by step:
+    # it must be the ledger the migrations build, and migrate down and up like one.
+    ensure_current(engine)
+    assert current_revision(engine) == head_revision()
+    created = _schema(engine)
+    assert set(created) >= {*EXPECTED_COLUMNS, "alembic_version", "triggers"}
+    assert created["triggers"]  # the roll-up's
+    downgrade(engine, "base")
+    assert set(inspect(engine).get_table_names()) == {"alembic_version"}
+    upgrade(engine)
+    assert _schema(engine) == created
+
+
+def test_a_database_holding_other_tables_is_migrated(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE not_ours (x INTEGER)")
+    ensure_current(engine)
+    assert current_revision(engine) == head_revision()
+    assert set(inspect(engine).get_table_names()) == {*EXPECTED_COLUMNS, "alembic_version",
+                                                      "not_ours"}  # fmt: skip
 
 
 def test_downgrade_then_upgrade(engine: sa.Engine) -> None:

@@ -13,7 +13,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    text,
+)
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from llmledger.errors import StoreError
@@ -188,6 +201,41 @@ def _migrate(engine: Engine, direction: str, revision: str) -> None:
 
 
 def ensure_current(engine: Engine) -> None:
-    """Upgrade the database to head if it is behind (a no-op check when it is current)."""
-    if current_revision(engine) != HEAD_REVISION:
-        upgrade(engine)
+    """Upgrade the database to head if it is behind (a no-op check when it is current).
+
+    An empty database gets the head schema at once, as the migrations would leave it
+    (``tests/test_migrations.py`` holds the two alike), without loading Alembic: a first
+    run creates its ledger while the import's workers start."""
+    revision = current_revision(engine)
+    if revision == HEAD_REVISION:
+        return
+    if revision is None and _create_empty(engine):
+        return
+    upgrade(engine)
+
+
+def _create_empty(engine: Engine) -> bool:
+    from llmledger.store import rollup
+    from llmledger.store.schema import metadata
+
+    try:
+        with engine.begin() as conn:
+            # Asked inside the write transaction: a process creating it meanwhile has won.
+            if inspect(conn).get_table_names():
+                return False
+            metadata.create_all(conn)
+            rollup.create_triggers(conn)
+            _ALEMBIC_VERSION.create(conn)
+            conn.execute(_ALEMBIC_VERSION.insert().values(version_num=HEAD_REVISION))
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot create the ledger at {engine.url!r}: {exc}") from exc
+    return True
+
+
+#: Alembic's own table, as it creates it.
+_ALEMBIC_VERSION = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
