@@ -583,8 +583,10 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
                 else:
                     rollup.merge(summed, part)
             writer.extend(kept, meta, plan.file.session_id, replacing, result.shared)
+            # Freed as the import goes, not all at its end.
             result.rows.clear()
             result.info.clear()
+            result.rollup = None
             if progress is not None:
                 progress(done_bytes, total_bytes)
         writer.flush()
