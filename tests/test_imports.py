@@ -350,6 +350,22 @@ def test_appended_lines_are_read_from_the_saved_offset(repo: Repository, home: P
     assert summary.lines == 1
 
 
+def test_import_state_holds_the_lines_so_far_and_the_calls_last_read(
+    repo: Repository, home: Path
+) -> None:
+    path = write(session_file(home), [line("m1"), line("m1"), line("m2", "r2")])
+    write(session_file(home, SESSION_B), [line("m9", "r9", session=SESSION_B)])
+    run(repo, home)
+    write(path, [line("m3", "r3")], mode="ab")
+    run(repo, home)
+    with repo.engine.connect() as conn:
+        state = conn.exec_driver_sql("SELECT path, lines, calls FROM import_state").all()
+    assert sorted((Path(p).stem, lines, n) for p, lines, n in state) == [
+        (SESSION_A, 4, 1),
+        (SESSION_B, 1, 1),
+    ]
+
+
 def test_a_partial_last_line_waits_for_its_newline(repo: Repository, home: Path) -> None:
     path = write(session_file(home), [line("m1")])
     whole = orjson.dumps(line("m2", "r2"))

@@ -484,7 +484,9 @@ def _save_state(conn: Connection, plans: Sequence[Plan], results: Mapping[str, F
                 "offset": results[p.file.path].offset,
                 "head_sha256": results[p.file.path].head_sha256,
                 "lines": p.line_base + results[p.file.path].lines,
-                "calls": len(results[p.file.path].rows),
+                # The calls the read found, copies inside the file settled (the rows are
+                # gone by now: written and freed).
+                "calls": results[p.file.path].calls_seen - results[p.file.path].duplicates,
                 "updated_at": recorded,
             }
             for p in done
