@@ -281,6 +281,29 @@ def test_a_first_import_while_another_connection_is_open_stays_in_wal(
         other.close()
 
 
+def test_the_rollup_mirror_takes_the_columns_rows_leave_out_from_fixed() -> None:
+    # Rows of a file read by the fast paths leave out their last columns (FileResult.shared);
+    # the roll-up they sum to must be that of the whole rows.
+    from llmledger._import_read import ROW_AT, ROW_COLUMNS
+
+    def row(i: int) -> tuple[Any, ...]:
+        values = {"started_at": 1_750_000_000_000_000 + i * 10**9, "model": "m", "cost_usd": i,
+                  "cost_status": "computed", "input_tokens": i, "source": "src",
+                  "reasoning_tokens": 7}  # fmt: skip
+        return tuple(values.get(name) for name in ROW_COLUMNS)
+
+    rows = [row(i) for i in range(5)]
+    left_out = ROW_COLUMNS[-8:]
+    assert {"source", "reasoning_tokens"} <= set(left_out)
+    fixed = {name: rows[0][ROW_AT[name]] for name in left_out}
+    whole = rollup.partial(rows, ROW_AT)
+    assert whole is not None
+    assert len(whole) == 5
+    narrow = [r[: -len(left_out)] for r in rows]
+    assert rollup.partial(narrow, ROW_AT, fixed) == whole
+    assert rollup.partial(narrow, ROW_AT, {**fixed, "reasoning_tokens": 7.0}) is None
+
+
 @pytest.mark.parametrize(
     "case", ["plain", "copy left out", "copy replaces", "copy ties", "sidechain first"]
 )
@@ -499,7 +522,7 @@ def test_values_every_row_shares_are_written_as_if_bound(
     repo = open_repository(db_url)
     try:
         shared, shared_at = imports()
-        monkeypatch.setattr(_import_read, "_fast_shared", lambda task: ())
+        monkeypatch.setattr(_import_read, "_SHARE", False)
         bound, bound_at = imports()
     finally:
         repo.engine.dispose()

@@ -36,15 +36,22 @@ from llmledger.store.values import MAX_USD, datetime_to_micros, money_to_pico
 
 __all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file", "session_run_id"]
 
+#: The columns the fast paths fill with the same value on every row: a row built by them
+#: leaves these out (see ``FileResult.shared``), so they come last.
+_FAST_SHARED = (
+    "source", "provider", "finished_at", "duration_ms", "reasoning_tokens", "currency",
+    "token_provenance", "recorded_at",
+)  # fmt: skip
 #: Columns of a row as the worker builds it: the ``calls`` table's, less the id (spelled out,
 #: so that workers need no SQLAlchemy; a test holds it to the schema).
 ROW_COLUMNS: tuple[str, ...] = (
-    "dedupe_key", "run_id", "source", "provider", "model", "message_id", "request_id",
-    "session_id", "project", "agent_id", "started_at", "finished_at", "duration_ms",
-    "input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_5m_tokens",
-    "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_usd", "cost_status",
-    "currency", "price_version", "status", "token_provenance", "metadata", "recorded_at",
+    "dedupe_key", "run_id", "model", "message_id", "request_id", "session_id", "project",
+    "agent_id", "started_at", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_5m_tokens", "cache_write_1h_tokens", "output_tokens", "cost_usd",
+    "cost_status", "price_version", "status", "metadata", *_FAST_SHARED,
 )  # fmt: skip
+#: The length of a row the fast paths build.
+_NARROW = len(ROW_COLUMNS) - len(_FAST_SHARED)
 #: Where each column is in a row.
 ROW_AT = {name: i for i, name in enumerate(ROW_COLUMNS)}
 #: Index of ``dedupe_key``, ``run_id``, ``message_id``, ``session_id``, ``project`` and
@@ -98,9 +105,10 @@ class FileResult:
     #: The roll-up rows of ``rows`` (see :func:`llmledger.store.rollup.partial`), which a
     #: bulk load writes instead of summing the calls again; None when the mirror declined.
     rollup: dict[Any, list[int]] | None = None
-    #: (column, value) of the columns that hold the same value on every row (those the fast
-    #: paths fill with constants), which the writer then puts in its SQL instead of binding
-    #: them row by row; empty when rows may differ there.
+    #: (column, value) of the last columns of :data:`ROW_COLUMNS` when every row holds the
+    #: same value in them (the fast paths' constants): the rows then leave them out, and the
+    #: writer puts them in its SQL instead of binding them row by row. Empty when the rows
+    #: hold every column.
     shared: tuple[tuple[str, Any], ...] = ()
     #: How many rows were built from a parsed Call (the general path).
     general: int = 0
@@ -191,8 +199,6 @@ def _row(call: Call, task: ReadTask, pricer: Any) -> tuple[Any, ...]:
     return (
         call.dedupe_key,
         _run_of(call.session_id),
-        call.source,
-        call.provider,
         call.model,
         call.message_id,
         call.request_id,
@@ -200,22 +206,25 @@ def _row(call: Call, task: ReadTask, pricer: Any) -> tuple[Any, ...]:
         call.project,
         call.agent_id or _AGENT_NAMES.get(task.agent),
         _micros(call.started_at),
-        _micros(call.finished_at),
-        call.duration_ms,
         u.input_tokens,
         u.cache_read_tokens,
         u.cache_write_tokens,
         u.cache_write_5m_tokens,
         u.cache_write_1h_tokens,
         u.output_tokens,
-        u.reasoning_tokens,
         cost,
         status,
-        "USD",
         version,
         call.status,
-        call.token_provenance,
         orjson.dumps(meta).decode() if meta else None,
+        # _FAST_SHARED:
+        call.source,
+        call.provider,
+        _micros(call.finished_at),
+        call.duration_ms,
+        u.reasoning_tokens,
+        "USD",
+        call.token_provenance,
         task.recorded_at,
     )
 
@@ -432,11 +441,10 @@ def _build_row(
         meta["computed_cost_pico"] = computed
     key = f"{msg_id}:{request_id}" if request_id else msg_id
     session_id = task.session_id or session_id
+    # The columns before _FAST_SHARED; _fast_shared() gives the rest.
     row = (
         key,
         _run_of(session_id),
-        TRANSCRIPT,
-        PROVIDER,
         model,
         msg_id,
         request_id,
@@ -444,39 +452,31 @@ def _build_row(
         task.project or cwd,
         agent_id or _AGENT_NAMES.get(task.agent),
         at,
-        None,
-        None,
         inp,
         read,
         written,
         five,
         one,
         out,
-        None,
         cost,
         status,
-        "USD",
         version,
         "error" if api_error else "ok",
-        "reported",
         orjson.dumps(meta).decode() if meta else None,
-        task.recorded_at,
     )
     total = (inp or 0) + (read or 0) + (written or 0) + (out or 0)
     return key, row, (total, reported or 0, speed is not None, sidechain)
 
 
 _NO_COUNTS = (None,) * 6
-#: The columns :func:`_build_row` fills with the same value on every row.
-_FAST_SHARED = (
-    "source", "provider", "finished_at", "duration_ms", "reasoning_tokens", "currency",
-    "token_provenance", "recorded_at",
-)  # fmt: skip
+#: Whether files read wholly by the fast paths hand their rows on without the shared columns
+#: (the tests turn it off to compare).
+_SHARE = True
 
 
-def _fast_shared(task: ReadTask) -> tuple[tuple[str, Any], ...]:
-    values = (TRANSCRIPT, PROVIDER, None, None, None, "USD", "reported", task.recorded_at)
-    return tuple(zip(_FAST_SHARED, values, strict=True))
+def _fast_shared(task: ReadTask) -> tuple[Any, ...]:
+    """The values of :data:`_FAST_SHARED` in every row :func:`_build_row` builds."""
+    return (TRANSCRIPT, PROVIDER, None, None, None, "USD", "reported", task.recorded_at)
 
 
 _TEXT = frozenset({str, type(None)})
@@ -790,9 +790,13 @@ def read_file(task: ReadTask) -> FileResult:
         # without moving the offset past it (its key makes reading it again harmless).
         tail_task = ReadTask(**{**_task_dict(task), "line_base": task.line_base + result.lines})
         _read_transcript(tail_task, [tail], result, final=True)
-    result.rollup = rollup.partial(result.rows, ROW_AT)
-    if not result.general:
-        result.shared = _fast_shared(task)
+    shared = _fast_shared(task)
+    if result.general or not _SHARE:
+        # Rows built from Calls hold every column: so must the others.
+        result.rows = [row if len(row) > _NARROW else row + shared for row in result.rows]
+    else:
+        result.shared = tuple(zip(_FAST_SHARED, shared, strict=True))
+    result.rollup = rollup.partial(result.rows, ROW_AT, dict(result.shared))
     return result
 
 

@@ -76,10 +76,9 @@ _IN_CHUNK = 500
 _MAX_ERRORS = 10
 
 Progress = Callable[[int, int], None]
-#: (column, value) pairs every row of a file holds (see ``FileResult.shared``).
+#: (column, value) of the last columns of ``ROW_COLUMNS``, which a file's rows leave out
+#: (see ``FileResult.shared``).
 _Shared = tuple[tuple[str, Any], ...]
-#: Driver SQL, and what takes the values it binds from a row (None: the whole row).
-_Statement = tuple[str, Callable[[tuple[Any, ...]], tuple[Any, ...]] | None]
 
 
 @dataclass(slots=True)
@@ -138,8 +137,8 @@ class _Writer:
     In a bulk load (``bulk``: an empty SQLite ``calls`` table without its indexes) rows are
     plain inserts; rows that replace a copy written before wait in ``late`` until the
     unique index is back (:meth:`write_late`). Rows are queued by the columns their file
-    holds the same value in (``FileResult.shared``): the statement that writes them has
-    those values in its SQL."""
+    leaves out (``FileResult.shared``): the statement that writes them has those values in
+    its SQL."""
 
     def __init__(self, conn: Connection, summary: ImportSummary, *, bulk: bool = False) -> None:
         self.conn = conn
@@ -147,7 +146,7 @@ class _Writer:
         self.pending: dict[_Shared, list[tuple[Any, ...]]] = {}
         self.queued = 0
         self.late: dict[_Shared, list[tuple[Any, ...]]] = {}
-        self._statements: dict[tuple[bool, _Shared], _Statement] = {}
+        self._statements: dict[tuple[bool, _Shared], str] = {}
         self.sessions: set[str] = set()
         self.session_meta: dict[str, dict[str, Any]] = {}
         #: Derived run id -> the id of the session's run created before under another id.
@@ -238,18 +237,19 @@ class _Writer:
             self._write(self._statement(True, shared), rows)
         self.late.clear()
 
-    def _statement(self, upsert: bool, shared: _Shared) -> _Statement:
-        statement = self._statements.get((upsert, shared))
-        if statement is None:
-            fixed = {name for name, _ in shared}
-            columns = [name for name in ROW_COLUMNS if name not in fixed]
+    def _statement(self, upsert: bool, shared: _Shared) -> str:
+        sql = self._statements.get((upsert, shared))
+        if sql is None:
+            # The rows hold the columns before the shared ones.
+            columns = ROW_COLUMNS[: len(ROW_COLUMNS) - len(shared)]
+            assert tuple(name for name, _ in shared) == ROW_COLUMNS[len(columns) :]
             write_sql = raw_upsert_sql if upsert else raw_insert_sql
-            sql = write_sql(self.conn.dialect.name, columns, shared)
-            bound = itemgetter(*(ROW_AT[name] for name in columns)) if fixed else None
-            statement = self._statements[upsert, shared] = (sql, bound)
-        return statement
+            sql = self._statements[upsert, shared] = write_sql(
+                self.conn.dialect.name, columns, shared
+            )
+        return sql
 
-    def _write(self, statement: _Statement, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         self._ensure_sessions()
         if self.moved:
             moved = self.moved
@@ -257,9 +257,7 @@ class _Writer:
                 (*r[:RUN_ID], moved[r[RUN_ID]], *r[RUN_ID + 1 :]) if r[RUN_ID] in moved else r
                 for r in rows
             ]
-        sql, bound = statement
-        values = rows if bound is None else list(map(bound, rows))
-        self.changes += driver_executemany(self.conn, sql, values)
+        self.changes += driver_executemany(self.conn, sql, rows)
 
 
 # -- dedupe across files and against the store -------------------------------------------------
@@ -579,7 +577,8 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
             if summed is not None:
                 # The workers sum the roll-up of what they read; copies left out are not in it.
                 whole = len(kept) == len(result.rows)
-                part = result.rollup if whole else rollup.partial(kept, ROW_AT)
+                fixed = dict(result.shared)
+                part = result.rollup if whole else rollup.partial(kept, ROW_AT, fixed)
                 if part is None:
                     summed = None
                 else:

@@ -19,7 +19,7 @@ free of SQLAlchemy, so that the reports' fast path and the import's workers load
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from operator import add, itemgetter
 from typing import Any
 
@@ -179,15 +179,27 @@ def rebuild(conn: Any) -> None:
 Key = tuple[int, str, str]
 
 
-def partial(rows: Iterable[Sequence[Any]], at: Mapping[str, int]) -> dict[Key, list[int]] | None:
+def partial(
+    rows: Iterable[Sequence[Any]], at: Mapping[str, int], fixed: Mapping[str, Any] | None = None
+) -> dict[Key, list[int]] | None:
     """The roll-up rows of some calls worked out in Python, exactly as the triggers would sum
     them (for a bulk load, whose workers sum their own calls): key -> measures in the order of
     :data:`MEASURE_COLUMNS`. ``rows`` are tuples of ``calls`` values in their stored form and
-    ``at`` gives the position of each column :func:`_contribution` reads. None when a value is
-    not one this mirror is sure to treat as SQL does (then :func:`rebuild` must run)."""
-    started, source, model = at["started_at"], at["source"], at["model"]
-    counts = itemgetter(*(at[name] for name in SUMMED))
+    ``at`` gives the position of each column :func:`_contribution` reads, but for the source
+    and token columns in ``fixed``, whose values are the same for every row. None when a value
+    is not one this mirror is sure to treat as SQL does (then :func:`rebuild` must run)."""
+    fixed = fixed or {}
+    started, model = at["started_at"], at["model"]
+    source: int | None = None if "source" in fixed else at["source"]
+    source_value: Any = fixed.get("source")
+    counts = _getter([at[name] for name in SUMMED if name not in fixed])
+    slots = [1 + 2 * i for i, name in enumerate(SUMMED) if name not in fixed]
+    if any(type(fixed.get(name)) not in (int, type(None)) for name in SUMMED):
+        return None
+    fixed_counts = [(1 + 2 * i, fixed[name]) for i, name in enumerate(SUMMED)
+                    if fixed.get(name) is not None]  # fmt: skip
     cost_at, status_at, meta_at = at["cost_usd"], at["cost_status"], at["metadata"]
+    first_cost = 1 + 2 * len(SUMMED)
     measures = len(MEASURE_COLUMNS)
     out: dict[Key, list[int]] = {}
     for row in rows:
@@ -200,19 +212,23 @@ def partial(rows: Iterable[Sequence[Any]], at: Mapping[str, int]) -> dict[Key, l
         else:
             return None
         name = row[model]
-        key = (bucket, row[source], "" if name is None else name)
+        where = source_value if source is None else row[source]
+        key = (bucket, where, "" if name is None else name)
         sums = out.get(key)
         if sums is None:
             sums = out[key] = [0] * measures
         sums[0] += 1
-        slot = 1
-        for value in counts(row):
+        for slot, value in zip(slots, counts(row)):  # noqa: B905 (as long by construction)
             if value is not None:
                 if type(value) is not int:
                     return None
                 sums[slot] += value
                 sums[slot + 1] += 1
-            slot += 2
+        if fixed_counts:
+            for slot, value in fixed_counts:
+                sums[slot] += value
+                sums[slot + 1] += 1
+        slot = first_cost
         cost = row[cost_at]
         if cost is not None and type(cost) is not int:
             return None
@@ -238,6 +254,13 @@ def partial(rows: Iterable[Sequence[Any]], at: Mapping[str, int]) -> dict[Key, l
                 sums[slot + 1] += 1
             slot += 2
     return out
+
+
+def _getter(indexes: Sequence[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    # itemgetter returns a bare value, not a 1-tuple, for one index.
+    if len(indexes) == 1:
+        return lambda row: (row[indexes[0]],)
+    return itemgetter(*indexes) if indexes else lambda row: ()
 
 
 def merge(into: dict[Key, list[int]], part: Mapping[Key, list[int]]) -> None:
