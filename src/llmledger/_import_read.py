@@ -336,8 +336,8 @@ def _ranked(
     speed: bool,
 ) -> tuple[int, Any, bool] | None:
     """Copies rank as ccusage v20 ranks them: token total (the cache writes at least their
-    5m + 1h ``split``), then cost, then whether ``speed`` is reported. None when the values
-    do not add up."""
+    5m + 1h ``split``), then cost, then whether ``speed`` is reported, so that the larger of
+    two ranks (as tuples) is the better copy. None when the values do not add up."""
     try:
         write = write or 0
         if split:
@@ -346,14 +346,6 @@ def _ranked(
         return int(total), float(cost or 0), speed
     except (TypeError, ValueError):
         return None
-
-
-def _better_rank(new: tuple[int, Any, bool], old: tuple[int, Any, bool]) -> bool:
-    if new[0] != old[0]:
-        return new[0] > old[0]
-    if new[1] != old[1]:
-        return bool(new[1] > old[1])
-    return new[2] and not old[2]
 
 
 _Fast = tuple[str, tuple[Any, ...], tuple[int, int, bool, bool]]
@@ -432,13 +424,16 @@ def _build_row(
             cost, status, version = price
         else:
             cost, status, version, computed = reported, "reported", None, price[0]
-    meta: dict[str, Any] = {}
-    if sidechain:
-        meta["is_sidechain"] = True
-    if speed is not None:
-        meta["speed"] = speed
-    if computed is not None:
-        meta["computed_cost_pico"] = computed
+    metadata = None
+    if sidechain or speed is not None or computed is not None:
+        meta: dict[str, Any] = {}
+        if sidechain:
+            meta["is_sidechain"] = True
+        if speed is not None:
+            meta["speed"] = speed
+        if computed is not None:
+            meta["computed_cost_pico"] = computed
+        metadata = orjson.dumps(meta).decode()
     key = f"{msg_id}:{request_id}" if request_id else msg_id
     session_id = task.session_id or session_id
     # The columns before _FAST_SHARED; _fast_shared() gives the rest.
@@ -462,7 +457,7 @@ def _build_row(
         status,
         version,
         "error" if api_error else "ok",
-        orjson.dumps(meta).decode() if meta else None,
+        metadata,
     )
     total = (inp or 0) + (read or 0) + (written or 0) + (out or 0)
     return key, row, (total, reported or 0, speed is not None, sidechain)
@@ -692,13 +687,15 @@ def _read_transcript(
         line = base + start
         typed = _typed(raw) if typed_first else None
         rank = None if typed is None else _typed_rank(typed[0], typed[2])
-        if typed is not None and rank is not None:
-            obj_sig = (typed[1].id, typed[0].requestId, typed[0].isSidechain is True)
+        if rank is not None:
+            assert typed is not None
+            tline = typed[0]
+            obj_sig = (typed[1].id, tline.requestId, tline.isSidechain is True)
             if obj_sig != sig:
                 settle()
                 sig, best, best_typed, best_rank, seen = obj_sig, None, None, None, 0
             seen += 1
-            if best_rank is None or _better_rank(rank, best_rank):
+            if best_rank is None or rank > best_rank:
                 best, best_typed, best_raw, best_rank, best_line = None, typed, raw, rank, line
             continue
         try:
@@ -730,7 +727,7 @@ def _read_transcript(
                 settle()
                 sig, best, best_typed, best_rank, seen = obj_sig, None, None, None, 0
             seen += 1
-            if best_rank is None or _better_rank(rank, best_rank):
+            if best_rank is None or rank > best_rank:
                 best, best_typed, best_rank, best_line = obj, None, rank, line
     settle()
     collector.finish()
