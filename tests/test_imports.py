@@ -351,6 +351,30 @@ def test_a_bulk_load_keeps_the_rollup_exact(
     assert sum(r.priced_reported for r in kept) == 2 - (case == "copy replaces")
 
 
+def test_a_bulk_load_whose_sums_decline_or_fail_stays_exact_or_unwritten(
+    repo: Repository, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The roll-up of a bulk load is summed on a thread; when the mirror declines, the roll-up
+    # is rebuilt from the calls, and when it fails, the import fails as a whole.
+    write(session_file(home), [line("m1"), line("m2", "r2", output=7)])
+    monkeypatch.setattr(rollup, "partial", lambda rows, at, fixed=None: None)
+    assert run(repo, home).calls_added == 2
+    with repo.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT SUM(output_tokens) FROM call_rollup").scalar() == 107
+        conn.exec_driver_sql("DELETE FROM calls")
+        conn.exec_driver_sql("DELETE FROM import_state")
+        conn.commit()
+
+    def fail(*args: Any) -> None:
+        raise RuntimeError("sums failed")
+
+    monkeypatch.setattr(rollup, "partial", fail)
+    with pytest.raises(RuntimeError, match="sums failed"):
+        run(repo, home)
+    with repo.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM calls").scalar() == 0
+
+
 # -- incremental import ---------------------------------------------------------------------------
 
 

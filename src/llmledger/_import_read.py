@@ -31,7 +31,6 @@ from llmledger.sources._common import iter_raw_lines
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
-from llmledger.store import rollup
 from llmledger.store.values import MAX_USD, datetime_to_micros, money_to_pico
 
 __all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file", "session_run_id"]
@@ -102,9 +101,6 @@ class FileResult:
     head_sha256: str | None = None
     cwd: str | None = None
     failed: str | None = None
-    #: The roll-up rows of ``rows`` (see :func:`llmledger.store.rollup.partial`), which a
-    #: bulk load writes instead of summing the calls again; None when the mirror declined.
-    rollup: dict[Any, list[int]] | None = None
     #: (column, value) of the last columns of :data:`ROW_COLUMNS` when every row holds the
     #: same value in them (the fast paths' constants): the rows then leave them out, and the
     #: writer puts them in its SQL instead of binding them row by row. Empty when the rows
@@ -771,7 +767,6 @@ def read_file(task: ReadTask) -> FileResult:
         result.lines = data.count(b"\n")
         result.head_sha256 = head_sha256((head or data)[:HEAD_BYTES])
         _read_whole(task, data, result)
-        result.rollup = rollup.partial(result.rows, ROW_AT)
         return result
     cut = data.rfind(b"\n") + 1
     tail = data[cut:]
@@ -793,7 +788,6 @@ def read_file(task: ReadTask) -> FileResult:
         result.rows = [row if len(row) > _NARROW else row + shared for row in result.rows]
     else:
         result.shared = tuple(zip(_FAST_SHARED, shared, strict=True))
-    result.rollup = rollup.partial(result.rows, ROW_AT, dict(result.shared))
     return result
 
 

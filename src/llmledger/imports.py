@@ -22,6 +22,7 @@ transaction, so an interrupted import leaves the ledger as it was.
 from __future__ import annotations
 
 import gc
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -556,7 +557,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
         dedupe = _Dedupe(conn, sources)
         writer = _Writer(conn, summary, bulk=bulk)
         # A bulk load writes the roll-up from the rows' own sums (or rebuilds it at the end).
-        summed: dict[rollup.Key, list[int]] | None = {} if bulk else None
+        summing: _Summing | None = {} if bulk else None
         done_bytes = 0
         for task, result in zip(tasks, reading.results(), strict=True):
             plan = by_path[task.path]
@@ -573,24 +574,18 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
             kept, replacing = dedupe.filter(result.rows, result.info)
             summary.duplicates += len(result.rows) - len(kept) - len(replacing)
             if replacing:
-                summed = None  # a copy replaces a call summed before: rebuild the roll-up
-            if summed is not None:
-                # The workers sum the roll-up of what they read; copies left out are not in it.
-                whole = len(kept) == len(result.rows)
-                fixed = dict(result.shared)
-                part = result.rollup if whole else rollup.partial(kept, ROW_AT, fixed)
-                if part is None:
-                    summed = None
-                else:
-                    rollup.merge(summed, part)
+                summing = None  # a copy replaces a call summed before: rebuild the roll-up
+            if summing is not None:
+                # Only the columns the roll-up reads: the rows themselves go once written.
+                project, projected = summing.setdefault(result.shared, _projection(result.shared))
+                projected.extend(map(project, kept))
             writer.extend(kept, meta, plan.file.session_id, replacing, result.shared)
-            # Freed as the import goes, not all at its end.
-            result.rows.clear()
-            result.info.clear()
-            result.rollup = None
+            result.rows = []
+            result.info = []
             if progress is not None:
                 progress(done_bytes, total_bytes)
         writer.flush()
+        summer = _Summer(summing)
         for index in dropped:
             index.create(conn)
         writer.write_late()
@@ -601,6 +596,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
                 deleted += conn.execute(
                     calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
                 ).rowcount
+        summed = summer.result()
         if bulk:
             _end_bulk_load(conn, summed if not deleted else None)
         after = _count_calls(conn)
@@ -613,6 +609,61 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
 
 
 _AGENT_IDS = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
+
+
+#: Per ``FileResult.shared``: what takes the columns the roll-up reads from a row, and those
+#: columns of the rows a bulk load wrote.
+_Summing = dict[_Shared, tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], list[tuple[Any, ...]]]]
+
+
+def _projection(
+    shared: _Shared,
+) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], list[tuple[Any, ...]]]:
+    fixed = {name for name, _ in shared}
+    columns = [name for name in rollup.READ_COLUMNS if name not in fixed]
+    return itemgetter(*(ROW_AT[name] for name in columns)), []
+
+
+class _Summer:
+    """Sums the roll-up of a bulk load's rows on a thread, while SQLite (which releases the
+    GIL) builds the indexes: the one core the import's end leaves idle does it."""
+
+    def __init__(self, summing: _Summing | None) -> None:
+        self._summing = summing
+        self._sums: dict[rollup.Key, list[int]] | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if summing is not None:
+            self._thread = threading.Thread(target=self._run, name="llmledger-rollup")
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._sum()
+        except BaseException as exc:  # raised again by result(), in the importing thread
+            self._error = exc
+
+    def _sum(self) -> None:
+        summing, self._summing = self._summing, None
+        assert summing is not None
+        sums: dict[rollup.Key, list[int]] = {}
+        for shared, (_, rows) in summing.items():
+            fixed = dict(shared)
+            columns = [name for name in rollup.READ_COLUMNS if name not in fixed]
+            part = rollup.partial(rows, {name: i for i, name in enumerate(columns)}, fixed)
+            rows.clear()
+            if part is None:
+                return
+            rollup.merge(sums, part)
+        self._sums = sums
+
+    def result(self) -> dict[rollup.Key, list[int]] | None:
+        """The sums, or None when the mirror declined (or nothing was summed)."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._sums
 
 
 @contextmanager

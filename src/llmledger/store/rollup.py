@@ -50,6 +50,8 @@ KEY_COLUMNS = ("bucket", "source", "model")
 #: Token columns summed by reports (each with a ``<name>_known`` count in the roll-up).
 SUMMED = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
           "reasoning_tokens")  # fmt: skip
+#: The calls columns :func:`partial` reads.
+READ_COLUMNS = ("started_at", "source", "model", *SUMMED, "cost_usd", "cost_status", "metadata")
 #: Per cost mode: (sum column, priced-calls column).
 COST_COLUMNS = {
     "auto": ("cost_auto", "priced_auto"),
@@ -183,11 +185,11 @@ def partial(
     rows: Iterable[Sequence[Any]], at: Mapping[str, int], fixed: Mapping[str, Any] | None = None
 ) -> dict[Key, list[int]] | None:
     """The roll-up rows of some calls worked out in Python, exactly as the triggers would sum
-    them (for a bulk load, whose workers sum their own calls): key -> measures in the order of
+    them (for a bulk load, which writes them instead): key -> measures in the order of
     :data:`MEASURE_COLUMNS`. ``rows`` are tuples of ``calls`` values in their stored form and
-    ``at`` gives the position of each column :func:`_contribution` reads, but for the source
-    and token columns in ``fixed``, whose values are the same for every row. None when a value
-    is not one this mirror is sure to treat as SQL does (then :func:`rebuild` must run)."""
+    ``at`` gives the position of each of :data:`READ_COLUMNS` in them, but for the source and
+    token columns in ``fixed``, whose values are the same for every row. None when a value is
+    not one this mirror is sure to treat as SQL does (then :func:`rebuild` must run)."""
     fixed = fixed or {}
     started, model = at["started_at"], at["model"]
     source: int | None = None if "source" in fixed else at["source"]
