@@ -768,11 +768,10 @@ def read_file(task: ReadTask) -> FileResult:
         result.head_sha256 = head_sha256((head or data)[:HEAD_BYTES])
         _read_whole(task, data, result)
         return result
-    cut = data.rfind(b"\n") + 1
-    tail = data[cut:]
+    lines = data.split(b"\n")
+    tail = lines.pop()  # what follows the last newline (b"" when the file ends with one)
+    cut = len(data) - len(tail)
     result.offset = task.offset + cut
-    lines = data[:cut].split(b"\n")
-    lines.pop()  # the empty piece after the last newline
     result.lines = len(lines)
     start = head if task.offset else data
     result.head_sha256 = head_sha256(start[: min(HEAD_BYTES, result.offset)])
