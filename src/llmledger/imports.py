@@ -73,6 +73,9 @@ __all__ = [
 ]
 
 _BATCH_ROWS = 5_000
+#: A bulk load keeps the roll-up columns of up to this many rows (about 300 bytes each) to sum
+#: at its end; past that it sums them as it goes.
+_HELD_ROWS = 250_000
 _IN_CHUNK = 500
 _MAX_ERRORS = 10
 
@@ -557,7 +560,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
         dedupe = _Dedupe(conn, sources)
         writer = _Writer(conn, summary, bulk=bulk)
         # A bulk load writes the roll-up from the rows' own sums (or rebuilds it at the end).
-        summing: _Summing | None = {} if bulk else None
+        sums: _RollupSums | None = _RollupSums() if bulk else None
         done_bytes = 0
         for task, result in zip(tasks, reading.results(), strict=True):
             plan = by_path[task.path]
@@ -574,18 +577,17 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
             kept, replacing = dedupe.filter(result.rows, result.info)
             summary.duplicates += len(result.rows) - len(kept) - len(replacing)
             if replacing:
-                summing = None  # a copy replaces a call summed before: rebuild the roll-up
-            if summing is not None:
-                # Only the columns the roll-up reads: the rows themselves go once written.
-                project, projected = summing.setdefault(result.shared, _projection(result.shared))
-                projected.extend(map(project, kept))
+                sums = None  # a copy replaces a call summed before: rebuild the roll-up
+            if sums is not None:
+                sums.add(kept, result.shared)
             writer.extend(kept, meta, plan.file.session_id, replacing, result.shared)
             result.rows = []
             result.info = []
             if progress is not None:
                 progress(done_bytes, total_bytes)
         writer.flush()
-        summer = _Summer(summing)
+        if sums is not None:
+            sums.start()
         for index in dropped:
             index.create(conn)
         writer.write_late()
@@ -596,7 +598,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
                 deleted += conn.execute(
                     calls.delete().where(calls.c.dedupe_key.in_(keys[i : i + _IN_CHUNK]))
                 ).rowcount
-        summed = summer.result()
+        summed = None if sums is None else sums.result()
         if bulk:
             _end_bulk_load(conn, summed if not deleted else None)
         after = _count_calls(conn)
@@ -611,31 +613,44 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
 _AGENT_IDS = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
 
 
-#: Per ``FileResult.shared``: what takes the columns the roll-up reads from a row, and those
-#: columns of the rows a bulk load wrote.
-_Summing = dict[_Shared, tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], list[tuple[Any, ...]]]]
+class _RollupSums:
+    """The roll-up of the rows a bulk load writes (see :func:`rollup.partial`), summed on a
+    thread while SQLite builds the indexes: the import's end runs on one core (SQLite
+    releases the GIL), and the other does this. Until then only the columns the roll-up
+    reads are kept of each row; past :data:`_HELD_ROWS` of them they are summed at once."""
 
-
-def _projection(
-    shared: _Shared,
-) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], list[tuple[Any, ...]]]:
-    fixed = {name for name, _ in shared}
-    columns = [name for name in rollup.READ_COLUMNS if name not in fixed]
-    return itemgetter(*(ROW_AT[name] for name in columns)), []
-
-
-class _Summer:
-    """Sums the roll-up of a bulk load's rows on a thread, while SQLite (which releases the
-    GIL) builds the indexes: the one core the import's end leaves idle does it."""
-
-    def __init__(self, summing: _Summing | None) -> None:
-        self._summing = summing
-        self._sums: dict[rollup.Key, list[int]] | None = None
+    def __init__(self) -> None:
+        #: Per ``FileResult.shared``: what takes the columns from a row, and those of the rows.
+        self._held: dict[_Shared, tuple[Callable[[Any], Any], list[tuple[Any, ...]]]] = {}
+        self._count = 0
+        self._sums: dict[rollup.Key, list[int]] | None = {}
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        if summing is not None:
-            self._thread = threading.Thread(target=self._run, name="llmledger-rollup")
-            self._thread.start()
+
+    def add(self, rows: list[tuple[Any, ...]], shared: _Shared) -> None:
+        """Count ``rows``, which leave out the ``shared`` columns."""
+        held = self._held.get(shared)
+        if held is None:
+            fixed = {name for name, _ in shared}
+            columns = [name for name in rollup.READ_COLUMNS if name not in fixed]
+            held = self._held[shared] = (itemgetter(*(ROW_AT[c] for c in columns)), [])
+        held[1].extend(map(held[0], rows))
+        self._count += len(rows)
+        if self._count > _HELD_ROWS:
+            self._sum()
+
+    def start(self) -> None:
+        """Sum what is held on a thread."""
+        self._thread = threading.Thread(target=self._run, name="llmledger-rollup")
+        self._thread.start()
+
+    def result(self) -> dict[rollup.Key, list[int]] | None:
+        """The sums, or None when the mirror declined."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._sums
 
     def _run(self) -> None:
         try:
@@ -644,26 +659,18 @@ class _Summer:
             self._error = exc
 
     def _sum(self) -> None:
-        summing, self._summing = self._summing, None
-        assert summing is not None
-        sums: dict[rollup.Key, list[int]] = {}
-        for shared, (_, rows) in summing.items():
+        for shared, (_, rows) in self._held.items():
+            if self._sums is None:
+                break
             fixed = dict(shared)
             columns = [name for name in rollup.READ_COLUMNS if name not in fixed]
             part = rollup.partial(rows, {name: i for i, name in enumerate(columns)}, fixed)
-            rows.clear()
             if part is None:
-                return
-            rollup.merge(sums, part)
-        self._sums = sums
-
-    def result(self) -> dict[rollup.Key, list[int]] | None:
-        """The sums, or None when the mirror declined (or nothing was summed)."""
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._sums
+                self._sums = None
+            else:
+                rollup.merge(self._sums, part)
+        self._held.clear()
+        self._count = 0
 
 
 @contextmanager
