@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llmledger import imports
 from llmledger.imports import ImportSummary, discover, import_logs
@@ -197,6 +199,53 @@ def test_missing_request_id_dedupes_on_message_id(repo: Repository, home: Path) 
     summary = run(repo, home)
     assert summary.calls_added == 1
     assert [(r["dedupe_key"], r["output_tokens"]) for r in stored(repo)] == [("m1", 50)]
+
+
+_FILE = st.lists(
+    st.tuples(
+        st.sampled_from(["m1", "m2", "m3", "m4", ""]),  # message id ("" for none)
+        st.sampled_from(["r1", "r2"]),  # request id
+        st.integers(0, 3),  # token total
+        st.booleans(),  # sidechain
+    ),
+    max_size=4,
+)
+
+
+# The ledger is only read (empty): sharing it between examples is harmless.
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(files=st.lists(_FILE, max_size=4))
+def test_files_of_new_calls_settle_at_once_as_row_by_row(
+    repo: Repository, files: list[list[tuple[str, str, int, bool]]]
+) -> None:
+    # _Dedupe.filter takes a file of calls all met for the first time in one step: it must
+    # settle every sequence of files exactly as the row-by-row rules do.
+    from llmledger import _import_read
+
+    width = len(_import_read.ROW_COLUMNS)
+
+    def row(mid: str, req: str) -> tuple[Any, ...]:
+        values = {"dedupe_key": f"{mid}:{req}" if mid else req, "message_id": mid or None}
+        return tuple(values.get(name) for name in _import_read.ROW_COLUMNS[:width])
+
+    def settle(bulk: bool) -> list[Any]:
+        with pytest.MonkeyPatch.context() as mp, repo.engine.connect() as conn:
+            mp.setattr(imports, "_BULK_FILTER", bulk)
+            dedupe = imports._Dedupe(conn, ["claude_code_transcript"])
+            out: list[Any] = []
+            for file in files:
+                # Keys are unique within a file: the worker keeps one copy of each.
+                unique = {(mid, req): (total, 0, False, side) for mid, req, total, side in file}
+                rows = [row(mid, req) for mid, req in unique]
+                out.append(dedupe.filter(rows, list(unique.values())))
+            by_message = {
+                mid: [(v, False, False)] if isinstance(v, str) else v
+                for mid, v in dedupe.by_message.items()
+            }
+            return [out, dedupe.best, by_message, dedupe.delete]
+
+    assert settle(True) == settle(False)
 
 
 def test_dedupe_holds_across_a_process_pool(
