@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.errors import LedgerError, StoreError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 _CHOICES = ("claude", "codex", "gemini", "all")
 #: Imports reading more than this show a progress bar.
@@ -103,6 +104,10 @@ def _run(repo: Any, reading: Any, quiet: bool) -> Any:
         if bar is None:
             if total < _PROGRESS_BYTES:
                 return
+            # Loaded only here: reports import quietly, before their workers start.
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
             bar = Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),
@@ -123,6 +128,8 @@ def _run(repo: Any, reading: Any, quiet: bool) -> Any:
 
 
 def _print_summary(summary: Any) -> None:
+    from rich.console import Console
+
     console = Console()
     s = summary
     console.print(
