@@ -103,9 +103,9 @@ def start_reading(
     # file as it is now, not as an earlier import in this process found it).
     set_pricer(pricer, overrides_path)
     if pooled:
-        # Each worker loads the price data itself (about 0.2 s) when it prices its first
-        # call: loading it here first would hold up the workers' start and the main process,
-        # the import's bottleneck.
+        # Each worker loads the price data itself (about 0.1 s) when it prices its first
+        # call: loading it here first would hold up the workers' start by as much, on one
+        # core.
         pool = ProcessPoolExecutor(max_workers=count, initializer=_start_worker)
         # Files go out in order and come back in order; chunks keep the pickling cost low.
         chunk = max(1, min(16, len(tasks) // (count * 8)))
@@ -114,8 +114,9 @@ def start_reading(
 
 
 def _start_worker() -> None:
-    # The main process, which settles and writes what the workers read, is the import's
-    # bottleneck: when the cores are busy, let it go first (the workers' results queue).
+    # When the cores are busy, the main process, which settles and writes what the workers
+    # read, goes first: what it leaves queued when they finish lengthens the import's end,
+    # which runs on one core (the workers' results wait in the queue meanwhile).
     with suppress(OSError):
         os.nice(5)
     # A worker lives for one import. Its cycle collector walked the price data and each

@@ -661,6 +661,8 @@ class _RollupSums:
 
     def add(self, rows: list[tuple[Any, ...]], shared: _Shared) -> None:
         """Count ``rows``, which leave out the ``shared`` columns."""
+        if self._sums is None:
+            return  # the mirror declined: the roll-up is rebuilt from the calls
         held = self._held.get(shared)
         if held is None:
             fixed = {name for name, _ in shared}

@@ -12,9 +12,9 @@ mode keeps its sum and how many calls it priced.
 Triggers add a call's contribution on insert, take it away on delete, and do both on update,
 on SQLite and PostgreSQL alike, so that every writer (the collector, the importer, repairs,
 ``llmledger run``) keeps the roll-up exact without knowing it exists. A bulk load into an
-empty ledger drops the triggers and writes the roll-up from sums its readers work out with
+empty ledger drops the triggers and writes the roll-up from sums it works out with
 :func:`partial`, the triggers' arithmetic in Python. This module is SQL text and that mirror,
-free of SQLAlchemy, so that the reports' fast path and the import's workers load it cheaply.
+free of SQLAlchemy, so that the reports' fast path loads it cheaply.
 """
 
 from __future__ import annotations
