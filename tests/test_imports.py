@@ -223,11 +223,9 @@ def test_files_of_new_calls_settle_at_once_as_row_by_row(
     # settle every sequence of files exactly as the row-by-row rules do.
     from llmledger import _import_read
 
-    width = len(_import_read.ROW_COLUMNS)
-
     def row(mid: str, req: str) -> tuple[Any, ...]:
         values = {"dedupe_key": f"{mid}:{req}" if mid else req, "message_id": mid or None}
-        return tuple(values.get(name) for name in _import_read.ROW_COLUMNS[:width])
+        return tuple(values.get(name) for name in _import_read.ROW_COLUMNS)
 
     def settle(bulk: bool) -> list[Any]:
         with pytest.MonkeyPatch.context() as mp, repo.engine.connect() as conn:
@@ -569,7 +567,7 @@ def test_values_every_row_shares_are_written_as_if_bound(
     # import whose better copy replaces a stored call (the upsert).
     from llmledger import _import_read
 
-    def imports() -> tuple[list[dict[str, Any]], set[int]]:
+    def import_twice() -> tuple[list[dict[str, Any]], set[int]]:
         write(session_file(home, SESSION_A), [line("m1", output=5), line("m2", "r2", cost=0.5)])
         write(
             session_file(home, SESSION_B),
@@ -597,9 +595,9 @@ def test_values_every_row_shares_are_written_as_if_bound(
 
     repo = open_repository(db_url)
     try:
-        shared, shared_at = imports()
+        shared, shared_at = import_twice()
         monkeypatch.setattr(_import_read, "_SHARE", False)
-        bound, bound_at = imports()
+        bound, bound_at = import_twice()
     finally:
         repo.engine.dispose()
     facts = ("dedupe_key", "source", "provider", "currency", "token_provenance", "output_tokens")
