@@ -652,8 +652,11 @@ class _RollupSums:
     reads are kept of each row; past :data:`_HELD_ROWS` of them they are summed at once."""
 
     def __init__(self) -> None:
-        #: Per ``FileResult.shared``: what takes the columns from a row, and those of the rows.
-        self._held: dict[_Shared, tuple[Callable[[Any], Any], list[tuple[Any, ...]]]] = {}
+        #: Per ``FileResult.shared``: what takes the columns from a row, where each column is
+        #: in what it takes, and those columns of the rows.
+        self._held: dict[
+            _Shared, tuple[Callable[[Any], Any], dict[str, int], list[tuple[Any, ...]]]
+        ] = {}
         self._count = 0
         self._sums: dict[rollup.Key, list[int]] | None = {}
         self._error: BaseException | None = None
@@ -667,8 +670,9 @@ class _RollupSums:
         if held is None:
             fixed = {name for name, _ in shared}
             columns = [name for name in rollup.READ_COLUMNS if name not in fixed]
-            held = self._held[shared] = (itemgetter(*(ROW_AT[c] for c in columns)), [])
-        held[1].extend(map(held[0], rows))
+            project = itemgetter(*(ROW_AT[c] for c in columns))
+            held = self._held[shared] = (project, {c: i for i, c in enumerate(columns)}, [])
+        held[2].extend(map(held[0], rows))
         self._count += len(rows)
         if self._count > _HELD_ROWS:
             self._sum()
@@ -693,12 +697,10 @@ class _RollupSums:
             self._error = exc
 
     def _sum(self) -> None:
-        for shared, (_, rows) in self._held.items():
+        for shared, (_, at, rows) in self._held.items():
             if self._sums is None:
                 break
-            fixed = dict(shared)
-            columns = [name for name in rollup.READ_COLUMNS if name not in fixed]
-            part = rollup.partial(rows, {name: i for i, name in enumerate(columns)}, fixed)
+            part = rollup.partial(rows, at, dict(shared))
             if part is None:
                 self._sums = None
             else:
