@@ -31,7 +31,7 @@ import orjson
 
 from llmledger.sources import dedupe_calls, iter_transcript, parse
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "claude-code"
+SHARED = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "claude-code"
 RESULTS = Path(__file__).with_name("results")
 
 

@@ -1,4 +1,5 @@
-"""Shared test fixtures: where ../shared is, and ledgers on SQLite and the real PostgreSQL."""
+"""Shared test fixtures: the reference samples in tests/fixtures, and ledgers on SQLite and the real
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,16 +10,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("LLMLEDGER_SHARED", ROOT.parent / "shared")).resolve()
-FIXTURES = SHARED / "fixtures"
+# The reference samples and their expected values (copied from the project's shared/fixtures).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """../shared/fixtures, read in place."""
-    if not FIXTURES.is_dir():
-        pytest.fail(f"shared fixtures not found at {FIXTURES}; set LLMLEDGER_SHARED")
+    """tests/fixtures, read in place."""
     return FIXTURES
 
 

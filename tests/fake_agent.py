@@ -19,7 +19,7 @@ prompt after ``fake:`` (e.g. ``-p "fix it fake: --fail-times 1 --counter /tmp/c"
 --meet FIFO:r|w    open the named pipe for reading or writing first: two invocations meet
                    only when they run at the same time (a rendezvous with no sleeping)
 
-Outputs are the files in ../shared/fixtures, read in place. Every invocation rewrites the
+Outputs are the files in tests/fixtures, read in place. Every invocation rewrites the
 message, session and thread ids with a fresh suffix: a real agent's attempts have new ids, and
 the ledger's dedupe would otherwise fold a retry's calls into the first attempt's.
 Codex: there is no recorded ``codex exec --json`` sample, so its events are built from the
@@ -39,8 +39,7 @@ import threading
 import uuid
 from pathlib import Path
 
-SHARED = Path(os.environ.get("LLMLEDGER_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-FIXTURES = SHARED / "fixtures"
+FIXTURES = Path(__file__).resolve().with_name("fixtures")
 _ID_KEYS = re.compile(rb'("(?:id|session_id|uuid|thread_id)"\s*:\s*")([^"]*)(")')
 
 

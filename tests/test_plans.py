@@ -38,7 +38,6 @@ def fake_agents(monkeypatch: pytest.MonkeyPatch, fixtures_dir: Path) -> None:
     cmd = f"{sys.executable} {FAKE}"
     monkeypatch.setenv("LLMLEDGER_CLAUDE_BIN", cmd)
     monkeypatch.setenv("LLMLEDGER_CODEX_BIN", cmd)
-    monkeypatch.setenv("LLMLEDGER_SHARED", str(fixtures_dir.parent))
 
 
 def write_plan(path: Path, data: dict[str, Any]) -> Path:

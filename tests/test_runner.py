@@ -18,7 +18,7 @@ from llmledger.runner import USAGE_MARKERS, run_agent, run_command
 
 FAKE = str(Path(__file__).with_name("fake_agent.py"))
 LLMLEDGER = str(Path(sys.executable).with_name("llmledger"))
-ENV = {**os.environ, "LLMLEDGER_SHARED": str(Path(__file__).resolve().parents[2] / "shared")}
+ENV = dict(os.environ)
 
 
 def fake(*args: str) -> list[str]:

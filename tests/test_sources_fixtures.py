@@ -1,4 +1,4 @@
-"""Every fixture of ../shared/fixtures/expected.json: parsed, detected, compared field by field."""
+"""Every fixture of tests/fixtures/expected.json: parsed, detected, compared field by field."""
 
 from __future__ import annotations
 
