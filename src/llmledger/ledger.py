@@ -26,17 +26,19 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import select
 
 from llmledger.call import Call, CallStatus
+from llmledger.errors import UsageError
 from llmledger.pricing import Price, Pricer
 from llmledger.store import Repository, open_repository
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.schema import runs
+from llmledger.store.values import MAX_USD
 from llmledger.totals import Totals
 from llmledger.usage import Usage
 
@@ -381,9 +383,9 @@ class Ledger:
         dedupe_key: str | None = None,
         agent: str | None = None,
         status: CallStatus | None = None,
-        started_at: datetime | None = None,
-        duration_ms: int | None = None,
-        cost_usd: Decimal | None = None,
+        started_at: datetime | str | None = None,
+        duration_ms: float | None = None,
+        cost_usd: Decimal | float | str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> list[Call]:
         """Record the call(s) in ``payload`` under ``run`` (default: the current run).
@@ -395,10 +397,17 @@ class Ledger:
         fills in for calls whose payload names none; ``provider``, ``agent``, ``status``,
         ``started_at`` and ``duration_ms`` override what the payload says (the caller measured
         them, or knows which endpoint served the call). ``cost_usd`` is a cost the caller knows
-        was billed (status reported).
+        was billed (status reported): a Decimal, int, float or numeric string, converted exactly
+        (a float through its ``str``, so ``0.0123`` is stored as 0.0123). ``started_at`` is a
+        datetime or an ISO 8601 string; a naive one is UTC. ``duration_ms`` is a number of
+        milliseconds (a fraction is rounded).
 
         Returns the calls recorded — an empty list when recording failed; it never raises.
-        A call without a run, model or usage is still stored, flagged in its metadata.
+        A call without a run, model or usage is still stored, flagged in its metadata. So is
+        a call given a value that cannot be converted (a cost of "twelve cents", a negative
+        duration): the value is dropped (a dropped cost leaves the call unpriced, never
+        guessed), ``metadata["flags"]`` holds ``bad_<field>``, ``metadata["invalid"]`` the
+        reason, and the error is logged, counted and reported like any other failure.
         """
         target = run if run is not None else _current.get()
         result = self._guard(
@@ -431,12 +440,17 @@ class Ledger:
         dedupe_key: str | None,
         agent: str | None,
         status: CallStatus | None,
-        started_at: datetime | None,
-        duration_ms: int | None,
-        cost_usd: Decimal | None,
+        started_at: datetime | str | None,
+        duration_ms: float | None,
+        cost_usd: Decimal | float | str | None,
         metadata: Mapping[str, Any] | None,
     ) -> list[Call]:
         calls, reported_by_model = _calls_of(payload, format)
+        # What cannot be converted is dropped (the call is still stored) and named.
+        invalid: dict[str, str] = {}
+        started: datetime | None = _checked("started_at", started_at, _instant, invalid)
+        duration: int | None = _checked("duration_ms", duration_ms, _milliseconds, invalid)
+        cost: Decimal | None = _checked("cost_usd", cost_usd, _money, invalid)
         run_agent = run.agent if run is not None else None
         prepared: list[Call] = []
         for index, call in enumerate(calls):
@@ -448,11 +462,12 @@ class Ledger:
                 provider=provider or call.provider,
                 agent_id=agent or call.agent_id or run_agent,
                 status=status or call.status,
-                started_at=started_at or call.started_at,
-                duration_ms=duration_ms if duration_ms is not None else call.duration_ms,
-                reported_cost_usd=cost_usd if cost_usd is not None else call.reported_cost_usd,
+                started_at=started or call.started_at,
+                duration_ms=duration if duration is not None else call.duration_ms,
+                reported_cost_usd=cost if cost is not None else call.reported_cost_usd,
                 metadata={**call.metadata, **(metadata or {})},
             )
+            call = _converted(call, invalid)
             key = call.dedupe_key or (
                 f"{dedupe_key}#{index}" if dedupe_key and len(calls) > 1 else dedupe_key
             )
@@ -467,10 +482,17 @@ class Ledger:
                 )
                 if missing
             ]
+            flags += [f"bad_{name}" for name in invalid]
             if flags:
                 call.metadata["flags"] = flags
+            if invalid:
+                call.metadata["invalid"] = dict(invalid)
             prepared.append(call)
+        for name, reason in invalid.items():
+            self._failed("record", UsageError(name, f"{reason}; the call is stored without it"))
         prices = self._prices(prepared, reported_by_model)
+        if "cost_usd" in invalid:  # the caller's cost is unknown: not guessed from the usage
+            prices = [Price(None, "unpriced", None, "cost_usd given was invalid")] * len(prices)
         repo_rows = self.repository.call_rows(
             prepared, run_id=run.id if run is not None else None, prices=prices
         )
@@ -506,16 +528,98 @@ class Ledger:
         try:
             return action(*args)
         except Exception as exc:
-            self.failures += 1
-            _log.warning("llmledger could not %s: %s: %s", what, type(exc).__name__, exc,
-                         exc_info=_log.isEnabledFor(logging.DEBUG))  # fmt: skip
-            if what != "observer":
-                for observer in self.observers:
-                    try:
-                        observer.on_failure(exc, what)
-                    except Exception:  # an observer's own failure must not recurse
-                        _log.exception("llmledger observer failed in on_failure")
+            self._failed(what, exc)
             return None
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """Log, count and report a failure (to observers, unless an observer failed)."""
+        self.failures += 1
+        _log.warning("llmledger could not %s: %s: %s", what, type(exc).__name__, exc,
+                     exc_info=_log.isEnabledFor(logging.DEBUG))  # fmt: skip
+        if what != "observer":
+            for observer in self.observers:
+                try:
+                    observer.on_failure(exc, what)
+                except Exception:  # an observer's own failure must not recurse
+                    _log.exception("llmledger observer failed in on_failure")
+
+
+def _checked(name: str, value: Any, convert: Callable[[Any], Any], invalid: dict[str, str]) -> Any:
+    """``convert(value)``, or None with the reason in ``invalid[name]`` when it cannot be."""
+    if value is None:
+        return None
+    try:
+        return convert(value)
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        invalid.setdefault(name, f"{exc} (got {value!r:.80})")
+        return None
+
+
+def _money(value: Any) -> Decimal:
+    """An amount of USD from a Decimal, int, float (through its ``str``: exact as written) or
+    numeric string; finite, not negative, below :data:`MAX_USD`."""
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, float, str)):
+        raise TypeError(
+            f"an amount of USD must be a number or a numeric string, not {type(value).__name__}"
+        )
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("not a number") from None
+    if not amount.is_finite():
+        raise ValueError("not a finite number")
+    if amount < 0:
+        raise ValueError("a cost must not be negative")
+    if amount >= MAX_USD:
+        raise ValueError(f"a cost of {MAX_USD:,} USD or more is not the cost of a call")
+    return amount
+
+
+def _instant(value: Any) -> datetime:
+    """An aware datetime from a datetime or an ISO 8601 string; a naive one is taken as UTC
+    (as the store does)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("not an ISO 8601 timestamp") from None
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"a time must be a datetime or an ISO 8601 string, not {type(value).__name__}"
+        )
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _milliseconds(value: Any) -> int:
+    """A duration in whole milliseconds from a number (rounded) or a numeric string."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+        raise TypeError(f"a duration must be a number of milliseconds, not {type(value).__name__}")
+    if isinstance(value, int):
+        number = Decimal(value)
+    else:
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise ValueError("not a number") from None
+    if not number.is_finite() or number < 0:
+        raise ValueError("a duration must be a finite number of milliseconds, not negative")
+    return int(number.to_integral_value())
+
+
+def _converted(call: Call, invalid: dict[str, str]) -> Call:
+    """The call with its cost, times and duration in the types the store keeps (a
+    :class:`Call` built by hand may hold a float cost or an ISO string); what cannot be
+    converted is dropped and named in ``invalid``."""
+    changes: dict[str, Any] = {}
+    if call.reported_cost_usd is not None and type(call.reported_cost_usd) is not Decimal:
+        changes["reported_cost_usd"] = _checked("cost_usd", call.reported_cost_usd, _money, invalid)
+    for name in ("started_at", "finished_at"):
+        value = getattr(call, name)
+        if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+            changes[name] = _checked(name, value, _instant, invalid)
+    if call.duration_ms is not None and type(call.duration_ms) is not int:
+        changes["duration_ms"] = _checked("duration_ms", call.duration_ms, _milliseconds, invalid)
+    return replace(call, **changes) if changes else call
 
 
 def _calls_of(payload: Any, format: str | None) -> tuple[list[Call], Mapping[str, Decimal]]:
