@@ -9,7 +9,9 @@ returned (same type, ``response``, context manager), and sees the items it would
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
+import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Mapping
@@ -24,9 +26,14 @@ __all__ = [
     "Recorder",
     "StreamWatch",
     "Timer",
+    "araw_body",
     "dump",
+    "install",
     "instrument_async_stream",
+    "instrument_resource",
     "instrument_stream",
+    "is_raw_response",
+    "raw_body",
     "wrap_copies",
 ]
 
@@ -92,16 +99,75 @@ class Recorder:
         what: str,
         fields: set[str],
         fmt: str,
+        body: Any = None,
     ) -> Any:
         """Instrument a stream result (watched by ``watch()``), or record a complete one;
-        returns ``result`` itself, for the caller."""
-        if is_sdk_stream(result):
+        returns ``result`` itself, for the caller.
+
+        A raw-response wrapper (``with_raw_response``) is read through its body: ``body``
+        when the caller parsed it already (async clients), else :func:`raw_body`.
+        """
+        target = result
+        if is_raw_response(result):
+            target = body if body is not None else raw_body(result)
+            if target is None:
+                return result  # another wrapper records it, or the body could not be read
+        if is_sdk_stream(target):
+            # Instrumented in place: the raw wrapper hands the caller this very stream.
             if is_async:
-                return instrument_async_stream(result, watch())
-            return instrument_stream(result, watch())
-        if hasattr(result, "usage") and hasattr(result, "id"):
-            guarded(f"record {what}", lambda: self.record(dump(result, fields), fmt, timer, model))
-        return result  # e.g. a with_raw_response wrapper: passed through, not recorded
+                instrument_async_stream(target, watch())
+            else:
+                instrument_stream(target, watch())
+            return result
+        if hasattr(target, "usage") and hasattr(target, "id"):
+            guarded(f"record {what}", lambda: self.record(dump(target, fields), fmt, timer, model))
+        return result
+
+
+def is_raw_response(result: Any) -> bool:
+    """A ``with_raw_response`` wrapper (the SDKs' ``LegacyAPIResponse`` / ``APIResponse``)."""
+    return hasattr(result, "http_response") and callable(getattr(result, "parse", None))
+
+
+def _claim(result: Any) -> bool:
+    """True for the first wrapper that sees this raw response: only it records the body.
+
+    ``with_raw_response.create`` may call the instrumented ``create`` (when the raw resource
+    was made after instrumenting), so two wrappers can see one response.
+    """
+    if getattr(result, "_llmledger_claimed", False):
+        return False
+    try:
+        result._llmledger_claimed = True
+    except (AttributeError, TypeError):
+        return False
+    return True
+
+
+def raw_body(result: Any) -> Any:
+    """The body of a raw response, parsed once — the SDK caches it, so the caller's own
+    ``parse()`` returns the very object recorded (or stream instrumented). None when another
+    wrapper has it, when ``parse`` is async (see :func:`araw_body`), or when it fails."""
+    if inspect.iscoroutinefunction(result.parse) or not _claim(result):
+        return None
+    try:
+        return result.parse()
+    except Exception as exc:  # the caller's own parse() meets the same error
+        _log.warning("llmledger could not read a raw response: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+async def araw_body(result: Any) -> Any:
+    """:func:`raw_body` for a raw response whose ``parse`` is a coroutine (async clients)."""
+    if not is_raw_response(result) or not inspect.iscoroutinefunction(result.parse):
+        return None
+    if not _claim(result):
+        return None
+    try:
+        return await result.parse()
+    except Exception as exc:
+        _log.warning("llmledger could not read a raw response: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def is_sdk_stream(result: Any) -> bool:
@@ -279,3 +345,77 @@ def wrap_copies(client: Any, reinstrument: Callable[[Any], Any]) -> None:
 def wrap_marker(func: Any) -> Any:
     """The original of an instrumented method (or the method itself)."""
     return getattr(func, "__llmledger_original__", func)
+
+
+#: A method handler: called with the SDK's original method and the caller's arguments.
+Handler = Callable[..., Any]
+
+
+class _Slot:
+    __slots__ = ("handler", "wrapper")
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.wrapper: Any = None
+
+
+def install(resource: Any, name: str, handler: Handler) -> None:
+    """Replace ``resource.<name>`` by a wrapper that calls ``handler(original, *args, **kw)``.
+
+    If it is our wrapper already, it is pointed at ``handler`` instead: instrumenting again
+    moves a client to the new ledger, also through SDK wrappers (``with_raw_response``) that
+    captured our wrapper, and never stacks wrappers.
+    """
+    original = getattr(resource, name, None)
+    if original is None:
+        return
+    slots = vars(resource).setdefault("_llmledger_slots", {})
+    slot = slots.get(name)
+    if slot is not None and slot.wrapper is original:
+        slot.handler = handler
+        return
+    slot = _Slot(handler)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return slot.handler(original, *args, **kwargs)
+
+    functools.update_wrapper(wrapper, original)
+    wrapper.__llmledger_original__ = original  # type: ignore[attr-defined]
+    slot.wrapper = wrapper
+    slots[name] = slot
+    setattr(resource, name, wrapper)
+
+
+def instrument_resource(
+    resource: Any, path: str, handler: Handler, methods: tuple[str, ...]
+) -> None:
+    """Record ``methods`` of ``resource`` and of its ``with_raw_response``; make its
+    ``with_streaming_response`` methods (unrecorded) warn once."""
+    # The raw resource is made (and cached by the SDK) before the methods are wrapped, so it
+    # wraps the SDK's own methods; made earlier or later, _claim keeps it to one record.
+    raw = getattr(resource, "with_raw_response", None)
+    streaming = getattr(resource, "with_streaming_response", None)
+    for name in methods:
+        if callable(getattr(resource, name, None)):
+            install(resource, name, handler)
+        if raw is not None and callable(getattr(raw, name, None)):
+            install(raw, name, handler)
+        if streaming is not None and callable(getattr(streaming, name, None)):
+            install(streaming, name, _warn_once(f"{path}.with_streaming_response.{name}"))
+
+
+def _warn_once(method: str) -> Handler:
+    """A handler that passes the call through, saying once that it is not recorded."""
+    warned = threading.Event()
+
+    def handler(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not warned.is_set():
+            warned.set()
+            _log.warning(
+                "llmledger does not record %s() (its body is streamed to you unread): "
+                "calls made with it are missing from the ledger; see docs/integrations.md",
+                method,
+            )
+        return original(*args, **kwargs)
+
+    return handler

@@ -3,9 +3,11 @@
 >>> client = instrument_anthropic(Anthropic(), ledger)
 >>> client.messages.create(model="claude-sonnet-4-5", max_tokens=512, messages=[...])
 
-``messages.create`` (sync and async, ``stream=True`` or not) and the ``messages.stream(...)``
-helper are wrapped. Stream usage is the ``message_start`` usage overwritten field by field by
-the cumulative ``message_delta`` usage (never added; :mod:`llmledger.sources.anthropic`).
+``messages.create`` (sync and async, ``stream=True`` or not), ``messages.parse``,
+``messages.with_raw_response.create`` and the ``messages.stream(...)`` helper are wrapped;
+``messages.with_streaming_response.create`` is not recorded and warns once. Stream usage is
+the ``message_start`` usage overwritten field by field by the cumulative ``message_delta``
+usage (never added; :mod:`llmledger.sources.anthropic`).
 The SDK is not imported by this module.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -22,8 +24,10 @@ from llmledger.integrations._common import (
     ERROR,
     Recorder,
     Timer,
+    araw_body,
     dump,
     instrument_async_stream,
+    instrument_resource,
     instrument_stream,
     wrap_copies,
     wrap_marker,
@@ -52,7 +56,7 @@ def instrument_anthropic(client: _C, ledger: Ledger, *, agent: str | None = None
     recorder = _Recorder(ledger, agent)
     messages = getattr(client, "messages", None)
     if messages is not None:
-        _wrap_create(messages, recorder)
+        instrument_resource(messages, "messages", _method(recorder), ("create", "parse"))
         if hasattr(messages, "stream"):
             _wrap_stream_helper(messages, recorder)
     wrap_copies(client, lambda copy: instrument_anthropic(copy, ledger, agent=agent))
@@ -62,7 +66,9 @@ def instrument_anthropic(client: _C, ledger: Ledger, *, agent: str | None = None
 class _Recorder(Recorder):
     provider = PROVIDER
 
-    def result(self, result: Any, timer: Timer, model: Any, *, is_async: bool) -> Any:
+    def result(
+        self, result: Any, timer: Timer, model: Any, *, is_async: bool, body: Any = None
+    ) -> Any:
         """Record a ``Message``, or instrument a raw event stream; returns ``result``."""
         return self.finish(
             result,
@@ -73,29 +79,28 @@ class _Recorder(Recorder):
             what="a message",
             fields=_MESSAGE_FIELDS,
             fmt=anthropic_source.MESSAGES,
+            body=body,
         )
 
 
-def _wrap_create(messages: Any, recorder: _Recorder) -> None:
-    original = wrap_marker(messages.create)
-
-    # One wrapper for both clients: whether the call is async shows in its result.
-    def create(*args: Any, **kwargs: Any) -> Any:
+def _method(recorder: _Recorder) -> Callable[..., Any]:
+    # One handler for both clients: whether the call is async shows in its result.
+    def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         timer = Timer()
         result = original(*args, **kwargs)
         if inspect.isawaitable(result):
             return _finish_async(result, recorder, timer, kwargs.get("model"))
         return recorder.result(result, timer, kwargs.get("model"), is_async=False)
 
-    functools.update_wrapper(create, original)
-    create.__llmledger_original__ = original  # type: ignore[attr-defined]
-    messages.create = create
+    return call
 
 
 async def _finish_async(
     pending: Awaitable[Any], recorder: _Recorder, timer: Timer, model: Any
 ) -> Any:
-    return recorder.result(await pending, timer, model, is_async=True)
+    result = await pending
+    body = await araw_body(result)  # an async raw response parses asynchronously
+    return recorder.result(result, timer, model, is_async=True, body=body)
 
 
 def _wrap_stream_helper(messages: Any, recorder: _Recorder) -> None:

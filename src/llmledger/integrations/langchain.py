@@ -39,14 +39,16 @@ class _Start:
 class LedgerCallbackHandler(BaseCallbackHandler):
     """Records each LLM / chat model call of a LangChain run into ``ledger``.
 
-    On ``on_llm_end`` every generation whose message carries ``usage_metadata`` is one call;
-    its model is the message's ``response_metadata["model_name"]`` (or ``["model"]``), else
-    the model named when the call started (invocation params, ``ls_model_name``, or the
-    serialized model). When no generation has usage metadata, ``llm_output["token_usage"]``
-    (OpenAI shape) or ``llm_output["usage"]`` (Anthropic shape) is recorded as one call.
-    The message id is the dedupe key, so the ``n`` generations of one response that all carry
-    that response's usage are counted once, and a call also recorded by the client
-    instrumentation is not counted twice.
+    On ``on_llm_end`` a result that names its provider response (``llm_output["id"]``, as
+    langchain-openai and langchain-anthropic set it) and whose generations all carry the same
+    ``usage_metadata`` is one call, keyed by that response id: the ``n`` choices of one OpenAI
+    response count once, and a call the client instrumentation also recorded (same id) is not
+    counted twice. Otherwise every generation whose message carries ``usage_metadata`` is one
+    call, keyed by the message id. The model is the message's
+    ``response_metadata["model_name"]`` (or ``["model"]``), else ``llm_output``'s, else the
+    model named when the call started (invocation params, ``ls_model_name``, or the serialized
+    model). When no generation has usage metadata, ``llm_output["token_usage"]`` (OpenAI shape)
+    or ``llm_output["usage"]`` (Anthropic shape) is recorded as one call.
 
     A failed call (``on_llm_error``) records nothing — a failed request is not billed and
     reports no usage — but is counted in :attr:`errors`.
@@ -126,6 +128,10 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         with self._lock:
             start = self._starts.pop(run_id, None) or _Start(Timer(), None, None)
         duration = start.timer.elapsed_ms()
+        output = response.llm_output or {}
+        response_model = _first_str(output, keys=("model_name", "model"))
+        if self._record_response_once(response, output, start, duration, response_model):
+            return
         recorded = 0
         for i, generations in enumerate(response.generations):
             for j, generation in enumerate(generations):
@@ -133,22 +139,70 @@ class LedgerCallbackHandler(BaseCallbackHandler):
                 usage = getattr(message, "usage_metadata", None)
                 if not isinstance(usage, Mapping):
                     continue
-                meta = getattr(message, "response_metadata", None) or {}
-                model = _first_str(meta, keys=("model_name", "model")) or start.model
                 message_id = getattr(message, "id", None)
-                self.ledger.record(
-                    {"usage_metadata": dict(usage), "response_metadata": {"model_name": model}},
-                    format=langchain_source.FORMAT,
-                    model=model,
-                    provider=start.provider,
-                    dedupe_key=message_id or f"langchain:{run_id}:{i}:{j}",
-                    agent=self.agent,
-                    started_at=start.timer.started_at,
-                    duration_ms=duration,
+                self._record_usage(
+                    usage,
+                    message,
+                    start,
+                    duration,
+                    response_model,
+                    message_id or f"langchain:{run_id}:{i}:{j}",
                 )
                 recorded += 1
         if not recorded:
             self._record_llm_output(response, run_id, start, duration)
+
+    def _record_response_once(
+        self,
+        response: LLMResult,
+        output: Mapping[str, Any],
+        start: _Start,
+        duration: int,
+        response_model: str | None,
+    ) -> bool:
+        """Record the one provider response behind this result under its own id, if it is one.
+
+        langchain-openai puts the whole response's usage on each of its ``n`` choices, whose
+        messages langchain-core then gives different ids (``lc_run-<run>-0``, ``-1`` ...); the
+        response id is only in ``llm_output["id"]``. Keyed by that id the response counts once,
+        and once only also when the client instrumentation recorded it too.
+        """
+        response_id = output.get("id")
+        if not isinstance(response_id, str) or not response_id or len(response.generations) != 1:
+            return False
+        with_usage = []
+        for generation in response.generations[0]:
+            message = getattr(generation, "message", None)
+            usage = getattr(message, "usage_metadata", None)
+            if isinstance(usage, Mapping):
+                with_usage.append((message, usage))
+        if not with_usage or any(dict(u) != dict(with_usage[0][1]) for _, u in with_usage):
+            return False  # usage per generation: each is its own call
+        message, usage = with_usage[0]
+        self._record_usage(usage, message, start, duration, response_model, response_id)
+        return True
+
+    def _record_usage(
+        self,
+        usage: Mapping[str, Any],
+        message: Any,
+        start: _Start,
+        duration: int,
+        response_model: str | None,
+        dedupe_key: str,
+    ) -> None:
+        meta = getattr(message, "response_metadata", None) or {}
+        model = _first_str(meta, keys=("model_name", "model")) or response_model or start.model
+        self.ledger.record(
+            {"usage_metadata": dict(usage), "response_metadata": {"model_name": model}},
+            format=langchain_source.FORMAT,
+            model=model,
+            provider=start.provider,
+            dedupe_key=dedupe_key,
+            agent=self.agent,
+            started_at=start.timer.started_at,
+            duration_ms=duration,
+        )
 
     def _record_llm_output(
         self, response: LLMResult, run_id: UUID, start: _Start, duration: int

@@ -3,16 +3,17 @@
 >>> client = instrument_openai(OpenAI(), ledger, agent="reviewer")
 >>> client.chat.completions.create(model="gpt-4.1-mini", messages=[...])   # recorded
 
-``chat.completions.create`` and ``responses.create`` are wrapped, sync and async, streaming or
-not. Usage is normalized by :mod:`llmledger.sources` (OpenAI's prompt tokens include cached
-tokens; they are subtracted). The SDK is not imported by this module.
+``create`` and ``parse`` of ``chat.completions`` and ``responses`` are wrapped, sync and async,
+streaming or not, and so are their ``with_raw_response`` twins (the ``.stream()`` helpers call
+``create``); ``with_streaming_response`` is not recorded and warns once. Usage is normalized by
+:mod:`llmledger.sources` (OpenAI's prompt tokens include cached tokens; they are subtracted).
+The SDK is not imported by this module.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from llmledger.integrations._common import (
@@ -20,9 +21,10 @@ from llmledger.integrations._common import (
     ERROR,
     Recorder,
     Timer,
+    araw_body,
     dump,
+    instrument_resource,
     wrap_copies,
-    wrap_marker,
 )
 from llmledger.ledger import Ledger
 from llmledger.sources import openai as openai_source
@@ -65,20 +67,23 @@ def instrument_openai(client: _C, ledger: Ledger, *, agent: str | None = None) -
     chat = getattr(client, "chat", None)
     completions = getattr(chat, "completions", None)
     if completions is not None:
-        _wrap(completions, "create", recorder.chat)
+        instrument_resource(completions, "chat.completions", _method(recorder.chat), _METHODS)
     responses = getattr(client, "responses", None)
     if responses is not None:
-        _wrap(responses, "create", recorder.responses)
+        instrument_resource(responses, "responses", _method(recorder.responses), _METHODS)
     wrap_copies(client, lambda copy: instrument_openai(copy, ledger, agent=agent))
     return client
 
 
-def _wrap(resource: Any, name: str, handle: _Handler) -> None:
-    original = wrap_marker(getattr(resource, name))
+#: Recorded on each resource and on its ``with_raw_response`` (the ``.stream()`` helpers call
+#: ``create``, so they are recorded too).
+_METHODS = ("create", "parse")
 
-    # One wrapper for both clients: the async SDK methods are not always coroutine
+
+def _method(handle: _Handler) -> Callable[..., Any]:
+    # One handler for both clients: the async SDK methods are not always coroutine
     # functions (decorators hide it), so the result tells which kind of call this was.
-    def method(*args: Any, **kwargs: Any) -> Any:
+    def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs, hide = _prepare(handle, kwargs)
         timer = Timer()
         result = original(*args, **kwargs)
@@ -86,15 +91,14 @@ def _wrap(resource: Any, name: str, handle: _Handler) -> None:
             return _finish_async(result, handle, timer, hide, kwargs)
         return handle(result, timer, hide, kwargs, is_async=False)
 
-    functools.update_wrapper(method, original)
-    method.__llmledger_original__ = original  # type: ignore[attr-defined]
-    setattr(resource, name, method)
+    return call
 
 
 async def _finish_async(
     pending: Awaitable[Any], handle: _Handler, timer: Timer, hide: bool, kwargs: dict[str, Any]
 ) -> Any:
-    return handle(await pending, timer, hide, kwargs, is_async=True)
+    result = await pending
+    return handle(result, timer, hide, kwargs, is_async=True, body=await araw_body(result))
 
 
 class _Handler(Protocol):
@@ -103,7 +107,14 @@ class _Handler(Protocol):
     chat_stream: bool
 
     def __call__(
-        self, result: Any, timer: Timer, hide: bool, kwargs: Mapping[str, Any], *, is_async: bool
+        self,
+        result: Any,
+        timer: Timer,
+        hide: bool,
+        kwargs: Mapping[str, Any],
+        *,
+        is_async: bool,
+        body: Any = None,
     ) -> Any: ...
 
 
@@ -139,7 +150,14 @@ class _ChatHandler:
         self.recorder = recorder
 
     def __call__(
-        self, result: Any, timer: Timer, hide: bool, kwargs: Mapping[str, Any], *, is_async: bool
+        self,
+        result: Any,
+        timer: Timer,
+        hide: bool,
+        kwargs: Mapping[str, Any],
+        *,
+        is_async: bool,
+        body: Any = None,
     ) -> Any:
         model = kwargs.get("model")
         return self.recorder.finish(
@@ -151,6 +169,7 @@ class _ChatHandler:
             what="a chat completion",
             fields=_CHAT_FIELDS,
             fmt=openai_source.CHAT,
+            body=body,
         )
 
 
@@ -197,7 +216,14 @@ class _ResponsesHandler:
         self.recorder = recorder
 
     def __call__(
-        self, result: Any, timer: Timer, hide: bool, kwargs: Mapping[str, Any], *, is_async: bool
+        self,
+        result: Any,
+        timer: Timer,
+        hide: bool,
+        kwargs: Mapping[str, Any],
+        *,
+        is_async: bool,
+        body: Any = None,
     ) -> Any:
         model = kwargs.get("model")
         return self.recorder.finish(
@@ -209,6 +235,7 @@ class _ResponsesHandler:
             what="a response",
             fields=_RESPONSE_FIELDS,
             fmt=openai_source.RESPONSES,
+            body=body,
         )
 
 

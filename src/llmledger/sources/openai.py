@@ -21,6 +21,7 @@ from llmledger.sources._common import (
     get_obj,
     get_str,
     make_usage,
+    plus,
     sub,
     unix_seconds,
 )
@@ -48,6 +49,10 @@ def _usage(
     out_details = get_obj(u, out_details_key, ctx) or {}
     cached = count(details, "cached_tokens", ctx, f"{details_key}.cached_tokens")
     written = count(details, "cache_write_tokens", ctx, f"{details_key}.cache_write_tokens")
+    five, one = _ttl_split(details, ctx, details_key)
+    split = plus(five, one)
+    if split is not None and (written is None or split > written):
+        written = split
     usage = make_usage(
         ctx,
         input_tokens=sub(
@@ -59,6 +64,8 @@ def _usage(
         ),
         cache_read_tokens=cached,
         cache_write_tokens=written,
+        cache_write_5m_tokens=five,
+        cache_write_1h_tokens=one,
         output_tokens=count(u, output_key, ctx),
         reasoning_tokens=count(out_details, "reasoning_tokens", ctx, "reasoning_tokens"),
     )
@@ -66,6 +73,21 @@ def _usage(
     if reported is not None and usage.total_tokens is not None and reported != usage.total_tokens:
         ctx.warn(f"total_tokens {reported} differs from the sum of the parts {usage.total_tokens}")
     return usage
+
+
+def _ttl_split(
+    details: Mapping[str, Any], ctx: Ctx, details_key: str
+) -> tuple[int | None, int | None]:
+    """The 5m / 1h split of the cache writes, as LiteLLM reports Anthropic's
+    (``cache_creation_token_details``); OpenAI itself reports none."""
+    where = f"{details_key}.cache_creation_token_details"
+    split = get_obj(details, "cache_creation_token_details", ctx, where)
+    if split is None:
+        return None, None
+    return (
+        count(split, "ephemeral_5m_input_tokens", ctx, f"{where}.ephemeral_5m_input_tokens"),
+        count(split, "ephemeral_1h_input_tokens", ctx, f"{where}.ephemeral_1h_input_tokens"),
+    )
 
 
 def chat_usage(u: Mapping[str, Any], ctx: Ctx) -> Usage:
