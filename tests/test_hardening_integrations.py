@@ -537,3 +537,16 @@ def test_anthropic_async_raw_response_is_recorded(ledger: Ledger, fixtures_dir: 
 
     asyncio.run(main())
     assert [row["dedupe_key"] for row in rows(ledger)] == ["msg_1"]
+
+
+def test_litellm_pending_runs_are_bounded(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmledger.integrations.litellm as litellm_integration
+
+    monkeypatch.setattr(litellm_integration, "MAX_PENDING_RUNS", 2)
+    callback = LedgerLiteLLMCallback(ledger)
+    with ledger.run("task"):
+        for call_id in ("a", "b", "c"):  # streams never read to their end: no success comes
+            callback.log_pre_api_call("m", MESSAGES, {"litellm_call_id": call_id})
+        # A failure may be retried under the same id: the run is kept for the retry's success.
+        callback.log_failure_event({"litellm_call_id": "c"}, None, START, END)
+    assert list(callback._runs) == ["b", "c"]
