@@ -37,6 +37,7 @@ from llmledger.errors import LedgerError
 from llmledger.usage import Usage
 
 __all__ = [
+    "NO_OVERRIDES",
     "PRICES_ENV",
     "CostStatus",
     "OverridesError",
@@ -55,6 +56,10 @@ CostStatus = Literal["reported", "computed", "included", "unpriced"]
 #: Environment variable naming the overrides file.
 PRICES_ENV = "LLMLEDGER_PRICES"
 
+#: The overrides path that means "no overrides file" (``--ignore-overrides``): an empty file,
+#: so that it passes as a path to worker processes like any other.
+NO_OVERRIDES = os.devnull
+
 _QUANTUM = Decimal("1e-12")
 _PICO_DIGITS = 12
 _UTC = UTC
@@ -62,7 +67,33 @@ _MAX_CACHED = 4096
 
 
 class OverridesError(LedgerError, ValueError):
-    """The overrides file is unreadable, not TOML, or has an invalid entry (path, model named)."""
+    """The overrides file is unreadable, not TOML, or has an invalid entry: the message names
+    the file, the line where it is known (``prices.toml:12: ...``) and the model."""
+
+
+class _EntryError(OverridesError):
+    """An invalid entry: ``model`` (None for the file's top level) and ``field``, the key at
+    fault, where known; :func:`_load_overrides` adds the line they are on."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.model: str | None = None
+
+
+def toml_key(name: str) -> str:
+    """``name`` as a TOML basic string (for ``[models."NAME"]`` in a hint): quotes, backslashes
+    and control characters escaped, so that the hint is valid TOML and safe to print."""
+    out = []
+    for char in name:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif not char.isprintable():  # controls, bidi overrides, line separators
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,20 +547,17 @@ _OVERRIDE_KEYS = {
 }
 
 
-def _load_toml(data: bytes) -> dict[str, Any]:
-    return tomllib.loads(data.decode("utf-8"))
-
-
 def _rate(path: Path, model: str, key: str, value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise OverridesError(f"{path}: model {model!r}: {key} must be a number, got {value!r}")
+        raise _EntryError(f"{path}: model {model!r}: {key} must be a number, got {value!r}", key)
     try:
         # str() of a float is its shortest repr, so 0.3 stays 0.3 and not 0.2999…
         rate = Decimal(str(value))
     except InvalidOperation:
-        raise OverridesError(f"{path}: model {model!r}: {key} is not a number: {value!r}") from None
+        message = f"{path}: model {model!r}: {key} is not a number: {value!r}"
+        raise _EntryError(message, key) from None
     if not rate.is_finite() or rate < 0:
-        raise OverridesError(f"{path}: model {model!r}: {key} must be >= 0, got {value!r}")
+        raise _EntryError(f"{path}: model {model!r}: {key} must be >= 0, got {value!r}", key)
     return rate
 
 
@@ -540,7 +568,7 @@ def _override_rates(path: Path, model: str, entry: Mapping[str, Any], base: Rate
     inp = get("input")
     out = get("output")
     if base is None and (inp is None or out is None):
-        raise OverridesError(
+        raise _EntryError(
             f"{path}: model {model!r}: needs both 'input' and 'output' (USD per million "
             "tokens), or 'included = true'"
         )
@@ -582,68 +610,157 @@ def _load_overrides(path: Path) -> tuple[dict[str, _Card], str]:
         raise OverridesError(f"cannot read prices overrides file {path}: {exc}") from exc
     version = "overrides:" + hashlib.sha256(data).hexdigest()[:8]
     try:
-        doc = _load_toml(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise OverridesError(f"{path}: not valid TOML: {exc}") from exc
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise OverridesError(
+            f"{path}:{line}: not valid TOML: not UTF-8 text (byte {data[exc.start]:#04x})"
+        ) from None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise OverridesError(f"{path}:{_toml_error_at(str(exc), text)}") from None
+    try:
+        return _override_cards(path, doc, version), version
+    except _EntryError as exc:
+        at = _line_of(text, exc.model, exc.field)
+        message = str(exc)
+        if at is not None and message.startswith(f"{path}: "):
+            message = f"{path}:{at}: " + message[len(f"{path}: ") :]
+        raise OverridesError(message) from None
+
+
+def _toml_error_at(message: str, text: str) -> str:
+    """``LINE:COLUMN: not valid TOML: REASON`` from tomllib's message, which ends with
+    ``(at line L, column C)`` or ``(at end of document)``."""
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if found:
+        reason = message[: found.start()]
+        return f"{found[1]}:{found[2]}: not valid TOML: {reason}"
+    found = re.search(r"\s*\(at end of document\)$", message)
+    if found:
+        return f"{max(1, len(text.splitlines()))}: not valid TOML: {message[: found.start()]}"
+    return f" not valid TOML: {message}"
+
+
+def _key_path(source: str) -> tuple[str, ...] | None:
+    """The dotted key ``source`` spells (``models."gpt-5".tiers``), or None."""
+    try:
+        node: Any = tomllib.loads(f"{source} = 0")
+    except tomllib.TOMLDecodeError:
+        return None
+    keys: list[str] = []
+    while isinstance(node, dict) and len(node) == 1:
+        key, node = next(iter(node.items()))
+        keys.append(key)
+    return tuple(keys) if keys else None
+
+
+def _line_of(text: str, model: str | None, field: str | None) -> int | None:
+    """The line of ``field`` in the table of ``model`` (``[models."NAME"]``), else of that
+    table's header; of the top-level key ``field`` when ``model`` is None. Found by reading
+    the headers and keys line by line: None for what that does not find (inline tables,
+    multi-line values)."""
+    table: tuple[str, ...] = ()
+    entry: int | None = None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\[?\s*(.+?)\s*\]\]?\s*(#.*)?", stripped)
+        if header:
+            table = _key_path(header[1]) or ()
+            if model is None and table[:1] == (field,):
+                return number
+            if table == ("models", model) and entry is None:
+                entry = number
+            continue
+        key = re.match(r"([^=#]+)=", stripped)
+        if not key:
+            continue
+        full = table + (_key_path(key[1].strip()) or ())
+        if model is None and full[:1] == (field,):
+            return number
+        if full[:2] == ("models", model):
+            if entry is None:
+                entry = number
+            if field is not None and full == ("models", model, field):
+                return number
+    return entry
+
+
+def _override_cards(path: Path, doc: dict[str, Any], version: str) -> dict[str, _Card]:
     models = doc.get("models", {})
     unknown_top = set(doc) - {"models"}
     if unknown_top or not isinstance(models, dict):
-        raise OverridesError(
-            f'{path}: expected only [models."NAME"] tables, found {sorted(unknown_top) or models!r}'
+        found = sorted(unknown_top) or models
+        raise _EntryError(
+            f'{path}: expected only [models."NAME"] tables, found {found!r}',
+            min(unknown_top) if unknown_top else "models",
         )
     cards: dict[str, _Card] = {}
     for name, entry in models.items():
-        if not isinstance(entry, dict):
-            raise OverridesError(f"{path}: models.{name!r} must be a table")
-        unknown = set(entry) - _OVERRIDE_KEYS
-        if unknown:
-            raise OverridesError(
-                f"{path}: model {name!r}: unknown keys {sorted(unknown)}; "
-                f"allowed: {sorted(_OVERRIDE_KEYS)}"
-            )
-        key = name.strip().lower()
-        source = f"overrides {path}: {name}"
-        included = entry.get("included", False)
-        if not isinstance(included, bool):
-            raise OverridesError(f"{path}: model {name!r}: included must be true or false")
-        if included:
-            card = RateCard(
-                model=name,
-                matched_model=name,
-                provider=None,
-                source="overrides",
-                price_version=version,
-                rates=None,
-                included=True,
-                overrides_path=path,
-            )
-            cards[key] = _compile(card, source, "included")
-            continue
-        base = _override_rates(path, name, entry, None)
-        tiers: list[tuple[int, Rates]] = []
-        for tier in entry.get("tiers", []):
-            above = tier.get("above") if isinstance(tier, dict) else None
-            if isinstance(above, bool) or not isinstance(above, int) or above < 0:
-                raise OverridesError(
-                    f"{path}: model {name!r}: each tier needs 'above = N' (prompt tokens)"
-                )
-            rest = {k: v for k, v in tier.items() if k != "above"}
-            bad = set(rest) - (_OVERRIDE_KEYS - {"included", "tiers"})
-            if bad:
-                raise OverridesError(f"{path}: model {name!r}: unknown tier keys {sorted(bad)}")
-            tiers.append((above, _override_rates(path, name, rest, base)))
+        try:
+            cards[name.strip().lower()] = _override_card(path, name, entry, version)
+        except _EntryError as exc:
+            exc.model = name
+            raise
+    return cards
+
+
+def _override_card(path: Path, name: str, entry: Any, version: str) -> _Card:
+    if not isinstance(entry, dict):
+        raise _EntryError(f"{path}: models.{name!r} must be a table")
+    unknown = set(entry) - _OVERRIDE_KEYS
+    if unknown:
+        raise _EntryError(
+            f"{path}: model {name!r}: unknown keys {sorted(unknown)}; "
+            f"allowed: {sorted(_OVERRIDE_KEYS)}",
+            min(unknown),
+        )
+    source = f"overrides {path}: {name}"
+    included = entry.get("included", False)
+    if not isinstance(included, bool):
+        raise _EntryError(f"{path}: model {name!r}: included must be true or false", "included")
+    if included:
         card = RateCard(
             model=name,
             matched_model=name,
             provider=None,
             source="overrides",
             price_version=version,
-            rates=base,
-            tiers=tuple(sorted(tiers, key=lambda t: t[0])),
+            rates=None,
+            included=True,
             overrides_path=path,
         )
-        cards[key] = _compile(card, source, "computed")
-    return cards, version
+        return _compile(card, source, "included")
+    base = _override_rates(path, name, entry, None)
+    tiers: list[tuple[int, Rates]] = []
+    for tier in entry.get("tiers", []):
+        # A tier's errors point at the model's table (its [[tiers]] are not told apart).
+        above = tier.get("above") if isinstance(tier, dict) else None
+        if isinstance(above, bool) or not isinstance(above, int) or above < 0:
+            raise _EntryError(
+                f"{path}: model {name!r}: each tier needs 'above = N' (prompt tokens)"
+            )
+        rest = {k: v for k, v in tier.items() if k != "above"}
+        bad = set(rest) - (_OVERRIDE_KEYS - {"included", "tiers"})
+        if bad:
+            raise _EntryError(f"{path}: model {name!r}: unknown tier keys {sorted(bad)}")
+        try:
+            tiers.append((above, _override_rates(path, name, rest, base)))
+        except _EntryError as exc:
+            exc.field = None
+            raise
+    card = RateCard(
+        model=name,
+        matched_model=name,
+        provider=None,
+        source="overrides",
+        price_version=version,
+        rates=base,
+        tiers=tuple(sorted(tiers, key=lambda t: t[0])),
+        overrides_path=path,
+    )
+    return _compile(card, source, "computed")
 
 
 # -- pricing ---------------------------------------------------------------------------------------
@@ -693,14 +810,17 @@ class Pricer:
     """Prices calls: reported cost, then the overrides file, then genai-prices' bundled data.
 
     ``overrides_path`` names a TOML overrides file; without it, ``$LLMLEDGER_PRICES`` or
-    ``prices.toml`` in the user config directory is used when present. Lookups are cached per
-    (provider, model), so pricing a call with a warm cache costs a few microseconds.
+    ``prices.toml`` in the user config directory is used when present; :data:`NO_OVERRIDES`
+    uses none. A broken file raises :class:`OverridesError` here, naming its line. Lookups are
+    cached per (provider, model), so pricing a call with a warm cache costs a few microseconds.
     A Pricer is safe to share between threads.
     """
 
     def __init__(self, overrides_path: str | os.PathLike[str] | None = None) -> None:
-        if overrides_path is not None:
-            path: Path | None = Path(overrides_path).expanduser()
+        if overrides_path is not None and os.fspath(overrides_path) == NO_OVERRIDES:
+            path: Path | None = None
+        elif overrides_path is not None:
+            path = Path(overrides_path).expanduser()
         else:
             path = default_overrides_path()
             if not path.exists() and not os.environ.get(PRICES_ENV):
@@ -868,9 +988,9 @@ class Pricer:
             where = self._overrides_path or default_overrides_path()
             logger.warning(
                 "%s; its calls are unpriced (cost unknown, not $0). To price them, add "
-                '[models."%s"] with input/output USD per million tokens to %s',
+                "[models.%s] with input/output USD per million tokens to %s",
                 reason,
-                model,
+                toml_key(model),
                 where,
             )
         return Price(None, "unpriced", None, reason)

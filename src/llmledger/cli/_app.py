@@ -5,11 +5,15 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmledger import __version__
+
+if TYPE_CHECKING:
+    from llmledger.pricing import Pricer
 
 app = typer.Typer(
     name="llmledger",
@@ -24,17 +28,37 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _checked_db(value: str | None) -> str | None:
+    # Every command's --db (or LLMLEDGER_DB) is checked here, before anything is opened.
+    from llmledger.store.urls import check_url
+
+    try:
+        check_url(value)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    return value
+
+
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
         envvar="LLMLEDGER_DB",
+        callback=_checked_db,
         help="Ledger database URL (sqlite:///PATH or postgresql+psycopg://...). "
         "Default: a SQLite file in your data directory.",
         show_envvar=True,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+IgnoreOverridesOption = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-overrides",
+        help="Price without the prices overrides file (logged costs and genai-prices' bundled "
+        "data only), even when it is broken.",
+    ),
+]
 
 
 def echo_json(document: Any) -> None:
@@ -49,6 +73,36 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` on stderr; return the Exit to raise (``raise fail(...)``)."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     return typer.Exit(code)
+
+
+def load_pricer(path: str | None, ignore_overrides: bool) -> Pricer:
+    """The Pricer a command prices with: without overrides when told to ignore them, else with
+    the file ``path`` names (default: the one in effect). A broken file stops the command:
+    exit 2 with the file, the line and the reason."""
+    from llmledger.pricing import NO_OVERRIDES, OverridesError, Pricer
+
+    try:
+        return Pricer(NO_OVERRIDES if ignore_overrides else path)
+    except OverridesError as exc:
+        raise fail(f"{exc} (fix it, or pass --ignore-overrides to price without it)") from None
+
+
+def checked_overrides(path: str | None, ignore_overrides: bool) -> str | None:
+    """The overrides path to hand to an import (its workers read the file themselves), once
+    :func:`load_pricer` found it readable; ``pricing.NO_OVERRIDES`` when told to ignore it."""
+    if ignore_overrides:
+        from llmledger.pricing import NO_OVERRIDES
+
+        return NO_OVERRIDES
+    # Without a file in effect there is nothing to check: spare a report the pricing module.
+    # (The same places pricing.default_overrides_path looks.)
+    if path is None and not os.environ.get("LLMLEDGER_PRICES"):
+        import platformdirs
+
+        if not (Path(platformdirs.user_config_dir("llmledger")) / "prices.toml").exists():
+            return None
+    load_pricer(path, False)
+    return path
 
 
 def _version(value: bool) -> None:

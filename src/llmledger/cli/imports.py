@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
+from llmledger.cli._app import (
+    DbOption,
+    IgnoreOverridesOption,
+    JsonOption,
+    app,
+    checked_overrides,
+    echo_json,
+    fail,
+)
 from llmledger.errors import LedgerError, StoreError
 
 if TYPE_CHECKING:
@@ -168,6 +176,7 @@ def import_command(
         ),
     ] = None,
     as_json: JsonOption = False,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Import the usage in coding agents' logs, incrementally: each call once, copies dropped.
 
@@ -193,6 +202,7 @@ def import_command(
     for path in paths or []:
         if not path.exists():
             raise fail(f"{path} does not exist: name a log file or a directory of logs")
+    prices = checked_overrides(prices, ignore_overrides)  # a broken file stops it: exit 2
     try:
         summary = run_import(db, agents_of(agent), paths, prices=prices, quiet=as_json)
     except (StoreError, LedgerError) as exc:

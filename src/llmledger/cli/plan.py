@@ -15,7 +15,16 @@ from typing import Annotated, Any
 
 import typer
 
-from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
+from llmledger.cli._app import (
+    DbOption,
+    IgnoreOverridesOption,
+    JsonOption,
+    app,
+    echo_json,
+    fail,
+    load_pricer,
+)
+from llmledger.display import plain_text, safe_text
 from llmledger.errors import StoreError
 from llmledger.ledger import Ledger
 from llmledger.plans.estimate import estimate_plan
@@ -155,6 +164,7 @@ def plan_run(
     ] = None,
     as_json: JsonOption = False,
     db: DbOption = None,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Run plans: tasks in dependency order, parallel where allowed, retried as attempts,
     each attempt under a timeout, with usage recorded for every attempt (also failed,
@@ -171,6 +181,7 @@ def plan_run(
     if dry_run:
         _dry_run(loaded, verbose, as_json)
         return
+    pricer = load_pricer(None, ignore_overrides)
     echo: Callable[[str], None] = _echo_err if as_json else _echo
     options = PlanOptions(
         parallel=parallel, max_cost_usd=limit, verbose=verbose, log_dir=log_dir, echo=echo
@@ -186,7 +197,7 @@ def plan_run(
         _print_summary(outcome, path, echo)
 
     try:
-        with Ledger(db) as ledger, _sigterm_as_interrupt():
+        with Ledger(db, pricer=pricer) as ledger, _sigterm_as_interrupt():
             if not is_session:
                 outcome = run_plan(loaded[0], ledger, options)
                 write_plan(outcome)
@@ -287,6 +298,7 @@ def plan_estimate(
     plan_path: Annotated[Path, typer.Argument(help="The plan file.", metavar="PLAN.yaml")],
     as_json: JsonOption = False,
     db: DbOption = None,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Expected cost of a plan before running it: per task the median and p90 of past runs
     with the same task name, agent and model in the ledger, else the pre-run estimate of the
@@ -298,8 +310,9 @@ def plan_estimate(
         plan = load_plan(plan_path)
     except PlanError as exc:
         raise fail(str(exc)) from None
+    pricer = load_pricer(None, ignore_overrides)
     try:
-        with Ledger(db) as ledger:
+        with Ledger(db, pricer=pricer) as ledger:
             result = estimate_plan(plan, ledger.repository, pricer=ledger.pricer)
     except StoreError as exc:
         raise fail(str(exc)) from None
@@ -311,13 +324,15 @@ def plan_estimate(
 
     table = Table("task", "name", "basis", "expected", "p90 / high", "note")
     for t in result.tasks:
-        table.add_row(t.task_id, t.name, t.basis, _usd(t.expected_usd), _usd(t.p90_usd), t.note)
+        table.add_row(safe_text(t.task_id), safe_text(t.name), safe_text(t.basis),
+                      _usd(t.expected_usd), _usd(t.p90_usd), safe_text(t.note or ""))  # fmt: skip
     console = Console()
     console.print(table)
     unknown = f" ({result.unknown} task(s) unknown)" if result.unknown else ""
     console.print(
-        f"plan {plan.name!r}: expected {_usd(result.expected_usd)}, "
-        f"p90 {_usd(result.p90_usd)}{unknown}"
+        f"plan {plain_text(repr(plan.name))}: expected {_usd(result.expected_usd)}, "
+        f"p90 {_usd(result.p90_usd)}{unknown}",
+        markup=False,
     )
     sys.stdout.flush()
 

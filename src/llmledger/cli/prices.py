@@ -9,16 +9,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from llmledger.cli._app import JsonOption, app, echo_json
-from llmledger.pricing import (
-    PRICES_ENV,
-    OverridesError,
-    Pricer,
-    RateCard,
-    Rates,
-    default_overrides_path,
-)
+from llmledger.cli._app import IgnoreOverridesOption, JsonOption, app, echo_json, load_pricer
+from llmledger.display import plain_text, safe_text
+from llmledger.pricing import PRICES_ENV, RateCard, Rates, default_overrides_path, toml_key
 
 _LABELS = (
     ("input", "input"),
@@ -52,19 +47,21 @@ def _card_json(card: RateCard, at: datetime) -> dict[str, Any]:
     }
 
 
-def _unknown_hint(model: str, path: Path) -> str:
+def _unknown_hint(model: str, path: Path | None) -> str:
+    checked = "the overrides file and " if path is not None else ""
+    path = path or default_overrides_path()
     return (
-        f"no price known for model {model!r} (checked the overrides file and genai-prices' "
+        f"no price known for model {model!r} (checked {checked}genai-prices' "
         f"bundled data).\nIts calls are recorded as unpriced: cost unknown, never $0.\n"
         f"To price it, add it to {path} (or the file ${PRICES_ENV} names), e.g.:\n\n"
-        f'[models."{model}"]\n'
+        f"[models.{toml_key(model)}]\n"
         "input = 1.00          # USD per million uncached input tokens\n"
         "output = 4.00         # USD per million output tokens (reasoning included)\n"
         "cache_read = 0.10     # optional; default: the input rate\n"
         "cache_write = 1.25    # optional, 5-minute writes; default: the input rate\n"
         "cache_write_1h = 2.00 # optional; default: the cache_write rate\n\n"
         f"or, for a model that costs nothing at the margin (local, subscription):\n\n"
-        f'[models."{model}"]\n'
+        f"[models.{toml_key(model)}]\n"
         "included = true"
     )
 
@@ -90,6 +87,7 @@ def prices(
         ),
     ] = None,
     as_json: JsonOption = False,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Show the rates that would price MODEL and where they come from.
 
@@ -102,15 +100,10 @@ def prices(
         raise typer.Exit(2) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    try:
-        pricer = Pricer(prices_file)
-    except OverridesError as exc:
-        typer.secho(f"error: {exc}", err=True, fg="red")
-        raise typer.Exit(2) from None
+    pricer = load_pricer(None if prices_file is None else str(prices_file), ignore_overrides)
     card = pricer.rate_card(model, provider, when)
     if card is None:
-        path = pricer.overrides_path or default_overrides_path()
-        typer.secho(f"error: {_unknown_hint(model, path)}", err=True, fg="red")
+        typer.secho(f"error: {_unknown_hint(model, pricer.overrides_path)}", err=True, fg="red")
         raise typer.Exit(1)
     if as_json:
         echo_json(_card_json(card, when))
@@ -124,9 +117,10 @@ def _print_card(card: RateCard, at: datetime) -> None:
         origin = f"overrides file {card.overrides_path} ({card.price_version})"
     else:
         origin = f"{card.price_version}, bundled data, {card.provider}/{card.matched_model}"
-    console.print(f"[bold]{card.model}[/bold]  priced from {origin}, as of {at.date()}")
+    origin = f"  priced from {plain_text(origin)}, as of {at.date()}"
+    console.print(Text.assemble((plain_text(card.model), "bold"), origin))
     if card.note:
-        console.print(f"  {card.note}")
+        console.print(f"  {safe_text(card.note)}")
     if card.included or card.rates is None:
         console.print("included: free at the margin (cost 0)")
         return

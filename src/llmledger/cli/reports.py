@@ -12,8 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF
-from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
-from llmledger.display import format_money, format_tokens
+from llmledger.cli._app import (
+    DbOption,
+    IgnoreOverridesOption,
+    JsonOption,
+    app,
+    checked_overrides,
+    echo_json,
+    fail,
+)
+from llmledger.display import format_money, format_tokens, safe_text
 from llmledger.errors import LedgerError
 from llmledger.totals import Totals
 
@@ -67,16 +75,16 @@ class _Context:
 
     def __init__(self, db: str | None, since: str | None, until: str | None, tz: str | None,
                  source: list[str] | None, project: list[str] | None, model: list[str] | None,
-                 agent: list[str] | None, cost: str, no_import: bool) -> None:  # fmt: skip
+                 agent: list[str] | None, cost: str, no_import: bool,
+                 ignore_overrides: bool = False) -> None:  # fmt: skip
         from llmledger.periods import COST_MODES, Filters
-        from llmledger.timespec import parse_instant, parse_tz
+        from llmledger.timespec import parse_range, parse_tz
 
         if cost not in COST_MODES:
             raise fail(f"unknown --cost {cost!r}: use one of {', '.join(COST_MODES)}")
         try:
             self.tz: tzinfo = parse_tz(tz)
-            start = parse_instant(since, tz=self.tz) if since else None
-            end = parse_instant(until, tz=self.tz, end_of_day=True) if until else None
+            start, end = parse_range(since, until, tz=self.tz)
         except ValueError as exc:
             raise fail(str(exc)) from None
         # An agent's name stands for every source its calls come from (logs and live runs).
@@ -87,8 +95,11 @@ class _Context:
         self.db = db
         self._repo: Any | None = None
         self._reader: Reader | None = None
+        self._prices: str | None = None
         log_agents = [a for a in AGENTS if not sources or SOURCE_OF[a] in sources]
         if not no_import and log_agents:
+            # A broken overrides file stops the report before it imports (and prices) a line.
+            self._prices = checked_overrides(None, ignore_overrides)
             self._import(log_agents)
 
     def _import(self, agents: list[str]) -> None:
@@ -107,7 +118,7 @@ class _Context:
                 from llmledger.cli.imports import run_import
 
                 run_import(self.db, agents, None, quiet=True, repo=self.repo, files=files,
-                           planned=planned)  # fmt: skip
+                           planned=planned, prices=self._prices)  # fmt: skip
         except LedgerError as exc:
             typer.secho(f"warning: could not import agent logs first: {exc}", err=True,
                         fg=typer.colors.YELLOW)  # fmt: skip
@@ -220,22 +231,21 @@ def short_model(model: str | None) -> str:
 def _print_rows(title: str, rows: list[Any], *, breakdown: bool, sessions: bool,
                 tz: tzinfo) -> None:  # fmt: skip
     from rich.console import Console
-    from rich.markup import escape
 
     first = ["Session", "Project", "Last activity", "Models"] if sessions else ["Period", "Models"]
     table = _table(title, first)
     for row in rows:
         lead = (
-            [escape(str(row.session_id)), escape(row.project or "-"),
+            [safe_text(row.session_id), safe_text(row.project),
              _iso(row.last_at, tz) or "-"]
-            if sessions else [row.period or "(no time)"]
+            if sessions else [safe_text(row.period or "(no time)")]
         )  # fmt: skip
-        table.add_row(*lead, escape(", ".join(map(short_model, row.models))),
+        table.add_row(*lead, safe_text(", ".join(map(short_model, row.models))),
                       *_cells(row.totals))  # fmt: skip
         if breakdown:
             for model, t in sorted(row.breakdown.items(), key=lambda kv: str(kv[0])):
                 pad = [""] * (len(first) - 1)
-                table.add_row(*pad, f"└ {escape(short_model(model))}", *_cells(t), style="dim")
+                table.add_row(*pad, f"└ {safe_text(short_model(model))}", *_cells(t), style="dim")
     total = Totals.total(r.totals for r in rows)
     table.add_section()
     table.add_row("Total", *([""] * (len(first) - 1)), *_cells(total), style="bold")
@@ -279,8 +289,10 @@ def _make(kind: str) -> None:
         agent: AgentOption = None,
         cost: CostOption = "auto",
         no_import: NoImportOption = False,
+        ignore_overrides: IgnoreOverridesOption = False,
     ) -> None:
-        ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
+        ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
+                       ignore_overrides)  # fmt: skip
         _period_command(kind, ctx, as_json, breakdown)
 
     unit = {"daily": "day", "weekly": "week (Monday to Sunday)", "monthly": "month"}[kind]
@@ -312,6 +324,7 @@ def sessions_command(
     agent: AgentOption = None,
     cost: CostOption = "auto",
     no_import: NoImportOption = False,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Tokens and cost per agent session, with its project and first / last activity.
 
@@ -323,7 +336,8 @@ def sessions_command(
     """
     from llmledger.sessions import sessions_report
 
-    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
+    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
+                   ignore_overrides)  # fmt: skip
     rows = sessions_report(ctx.reader(), filters=ctx.filters, cost=ctx.cost)
     if as_json:
         echo_json(report_json(rows, sessions=True, tz=ctx.tz))
@@ -331,6 +345,11 @@ def sessions_command(
         typer.echo("no sessions in the ledger for this selection")
     else:
         _print_rows("Sessions", rows, breakdown=breakdown, sessions=True, tz=ctx.tz)
+
+
+#: The block lengths ``blocks --hours`` accepts: six minutes to a year (much shorter blocks
+#: hold one call each; far longer ones end past the last date Python can represent).
+_MIN_HOURS, _MAX_HOURS = 0.1, 8760.0
 
 
 def _block_json(block: Any, now: datetime, tz: tzinfo) -> dict[str, Any]:
@@ -362,8 +381,12 @@ def blocks_command(
     agent: AgentOption = None,
     cost: CostOption = "auto",
     active: Annotated[bool, typer.Option("--active", help="Only the active block.")] = False,
-    hours: Annotated[float, typer.Option("--hours", help="Block length in hours.")] = 5,
+    hours: Annotated[
+        float,
+        typer.Option("--hours", help=f"Block length in hours, {_MIN_HOURS:g} to {_MAX_HOURS:g}."),
+    ] = 5,
     no_import: NoImportOption = False,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """5-hour usage windows as ccusage defines them, with the active block's burn rate and
     its projection to the end of the window.
@@ -376,7 +399,11 @@ def blocks_command(
     """
     from llmledger.blocks import blocks
 
-    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
+    if not _MIN_HOURS <= hours <= _MAX_HOURS:  # NaN too
+        raise fail(f"--hours {hours:g}: a block lasts from {_MIN_HOURS:g} to {_MAX_HOURS:g} "
+                   "hours (six minutes to a year); ccusage's blocks last 5")  # fmt: skip
+    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
+                   ignore_overrides)  # fmt: skip
     now = datetime.now(UTC)
     found = blocks(ctx.reader(), filters=ctx.filters, cost=ctx.cost, hours=hours, now=now)
     if active:
@@ -388,7 +415,6 @@ def blocks_command(
         typer.echo("no active block" if active else "no calls in the ledger for this selection")
         return
     from rich.console import Console
-    from rich.markup import escape
 
     table = _table("Usage blocks", ["Block start", "Status", "Models"])
     for b in found:
@@ -398,7 +424,7 @@ def blocks_command(
                           *[""] * len(_TOKEN_HEADERS), style="dim")  # fmt: skip
             continue
         status = "ACTIVE" if b.is_active else "done"
-        models = escape(", ".join(map(short_model, b.models)))
+        models = safe_text(", ".join(map(short_model, b.models)))
         table.add_row(_iso(b.start, ctx.tz) or "", status, models, *_cells(b.totals))
     Console().print(table)
     for b in found:
@@ -432,6 +458,7 @@ def tokens_command(
     agent: AgentOption = None,
     cost: CostOption = "auto",
     no_import: NoImportOption = False,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Calls, tokens (in / out / cache read / cache write), duration and cost grouped by any
     dimensions; command, action and job are those of the run each call belongs to.
@@ -449,7 +476,8 @@ def tokens_command(
     if not dims or unknown:
         raise fail(f"unknown --group-by {', '.join(unknown) or '(empty)'}: use any of "
                     f"{', '.join(DIMENSIONS)}, comma-separated")  # fmt: skip
-    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import)
+    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
+                   ignore_overrides)  # fmt: skip
     rows = group_tokens(ctx.repo(), dims, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
     if as_json:
         doc = {
@@ -460,11 +488,10 @@ def tokens_command(
         echo_json(doc)
         return
     from rich.console import Console
-    from rich.markup import escape
 
     table = _table("Tokens by " + ", ".join(dims), [d.capitalize() for d in dims])
     for r in rows:
-        table.add_row(*[escape(str(v)) if v is not None else "-" for v in r.key.values()],
+        table.add_row(*[safe_text(v) for v in r.key.values()],
                       *_cells(r.totals))  # fmt: skip
     Console().print(table)
 

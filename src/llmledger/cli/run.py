@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from llmledger.cli._app import DbOption, app
+from llmledger.cli._app import DbOption, IgnoreOverridesOption, app, load_pricer
 from llmledger.ledger import Ledger
 from llmledger.plans.report import format_usage_line
 from llmledger.runner import run_agent
@@ -63,6 +63,7 @@ def run_command(
         bool, typer.Option("--quiet", "-q", help="Print no llmledger warnings on stderr.")
     ] = False,
     db: DbOption = None,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Run an agent CLI, pass its stdin, stdout and stderr through unchanged, and record the
     usage in its output (Claude Code json, stream-json and the --verbose array; codex exec
@@ -73,7 +74,8 @@ def run_command(
     Output whose usage is not recognized is still recorded as a run, with no usage and a
     warning on stderr (after the command's own output).
     """
-    with Ledger(db) as ledger:
+    # A broken prices overrides file stops it before the command starts, not after it ran.
+    with Ledger(db, pricer=load_pricer(None, ignore_overrides)) as ledger:
         result = run_agent(
             command,
             ledger=ledger,

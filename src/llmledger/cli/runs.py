@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
-from llmledger.display import format_cost, format_tokens
+from llmledger.display import format_cost, format_tokens, plain_text, safe_text
 from llmledger.errors import StoreError
 from llmledger.run_tree import RunNode, find_run, load_tree, recent_runs
 from llmledger.store import open_repository
-from llmledger.timespec import parse_instant, parse_tz
+from llmledger.timespec import parse_range, parse_tz
 
 
 def _duration(ms: int | None) -> str:
@@ -55,7 +55,7 @@ def runs_command(
       llmledger runs --status failed --json
     """
     try:
-        since_at = parse_instant(since, tz=parse_tz(tz)) if since else None
+        since_at, _ = parse_range(since, None, tz=parse_tz(tz))
     except ValueError as exc:
         raise fail(str(exc)) from None
     try:
@@ -80,10 +80,10 @@ def runs_command(
         row = node.row
         label = " / ".join(str(x) for x in (row["name"], row["key"]) if x) or "-"
         table.add_row(
-            row["id"][:8],
-            row["kind"],
-            label,
-            row["status"],
+            safe_text(row["id"][:8]),
+            safe_text(row["kind"]),
+            safe_text(label),
+            safe_text(row["status"]),
             row["started_at"].strftime("%Y-%m-%d %H:%M"),
             _duration(row["duration_ms"]),
             format_tokens(node.inclusive.usage.total_tokens),
@@ -118,14 +118,13 @@ def show_command(
     Console().print(rich_tree)
 
 
-def _label(node: RunNode) -> str:
+def _label(node: RunNode) -> Text:
     row = node.row
     name = row["name"] or row["key"] or row["id"][:8]
     attempts = f", {node.attempts} attempts" if node.attempts else ""
     own = node.own
     usage = node.inclusive.usage
-    parts: list[Any] = [
-        f"[bold]{row['kind']}[/bold] {escape(str(name))} ({row['status']}{attempts})",
+    parts = [
         f"in {format_tokens(usage.input_tokens)} out {format_tokens(usage.output_tokens)} "
         f"cache r/w {format_tokens(usage.cache_read_tokens)}/"
         f"{format_tokens(usage.cache_write_tokens)}",
@@ -133,7 +132,12 @@ def _label(node: RunNode) -> str:
     ]
     if own.calls and node.children:
         parts.append(f"own {own.calls} calls {format_cost(own)}")
-    return " · ".join(str(p) for p in parts)
+    # Text, not markup: the names are shown as written, whatever brackets they hold.
+    return Text.assemble(
+        (plain_text(row["kind"]), "bold"),
+        f" {plain_text(name)} ({plain_text(row['status'])}{attempts}) · ",
+        " · ".join(parts),
+    )
 
 
 def _add_children(branch: Tree, node: RunNode) -> None:

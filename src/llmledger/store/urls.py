@@ -6,11 +6,13 @@ Free of SQLAlchemy, so that the reports' fast path can resolve the URL cheaply.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
-__all__ = ["default_url", "missing_sqlite_file", "resolve_url", "sqlite_path"]
+__all__ = ["check_url", "default_url", "missing_sqlite_file", "resolve_url", "sqlite_path"]
 
 
 def default_url() -> str:
@@ -49,3 +51,31 @@ def missing_sqlite_file(url: str | None = None) -> bool:
     exist yet (so it holds nothing: no calls, no import state)."""
     path = sqlite_path(resolve_url(url))
     return path is not None and not os.path.exists(path)
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def check_url(url: str | None = None) -> None:
+    """Raise ValueError, saying what to write instead, when the ledger URL (see
+    :func:`resolve_url`) names a server with a port that is not a number from 1 to 65535 or a
+    host that cannot be read (an unclosed ``[`` of an IPv6 address). The rest (the kind of
+    database, reaching it) is found out when it is opened."""
+    resolved = resolve_url(url)
+    if resolved.startswith("sqlite"):
+        return
+    try:
+        port = urlsplit(resolved).port
+    except ValueError as exc:  # "Port could not be cast ...", "Invalid IPv6 URL"
+        reason = ("the port must be a number from 1 to 65535" if "Port" in str(exc)
+                  else "an IPv6 host needs both brackets, as in [::1]" if "IPv6" in str(exc)
+                  else str(exc))  # fmt: skip
+    else:
+        if port is None or port > 0:
+            return
+        reason = "the port must be a number from 1 to 65535"
+    raise ValueError(
+        f"--db {_hide_password(resolved)}: {reason} "
+        "(e.g. postgresql+psycopg://USER@HOST:5432/DB)"
+    )
