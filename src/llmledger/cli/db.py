@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
+from llmledger.display import safe_text
 from llmledger.errors import StoreError
 from llmledger.store import (
     Repository,
@@ -71,9 +72,10 @@ def db_info(db: DbOption = None, as_json: JsonOption = False) -> None:
         echo_json(info)
         return
     console = Console()
-    console.print(f"[bold]ledger[/bold]   {info['url']}")
+    console.print(f"[bold]ledger[/bold]   {safe_text(info['url'])}")
     state = "up to date" if info["up_to_date"] else "run `llmledger db upgrade`"
-    console.print(f"[bold]revision[/bold] {revision or 'empty'} (newest {info['head']}; {state})")
+    shown = safe_text(revision or "empty")
+    console.print(f"[bold]revision[/bold] {shown} (newest {info['head']}; {state})")
     if counts:
         table = Table("table", "rows")
         for name, count in counts.items():

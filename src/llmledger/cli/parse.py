@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from llmledger.call import Call
-from llmledger.cli._app import JsonOption, app, echo_json
+from llmledger.cli._app import IgnoreOverridesOption, JsonOption, app, echo_json, load_pricer
+from llmledger.display import safe_text
 from llmledger.errors import LedgerError
 from llmledger.pricing import Price, Pricer, apportion_reported
 from llmledger.sources import FORMATS, Parsed, parse_file
@@ -27,9 +28,8 @@ _COLUMNS = (
 )
 
 
-def _price_all(parsed: Parsed) -> list[Price]:
+def _price_all(parsed: Parsed, pricer: Pricer) -> list[Price]:
     """Price every call; a source's per-model reported cost is spread over that model's calls."""
-    pricer = Pricer()
     priced = [(call, pricer.price(call)) for call in parsed.calls]
     if parsed.summary is not None and parsed.summary.reported_cost_by_model:
         return apportion_reported(priced, parsed.summary.reported_cost_by_model)
@@ -62,7 +62,7 @@ def _fmt(value: int | None) -> str:
 
 
 def _table(parsed: Parsed, prices: list[Price], path: Path) -> Table:
-    table = Table(title=f"{path.name} · {parsed.format}", show_footer=True)
+    table = Table(title=f"{safe_text(path.name)} · {safe_text(parsed.format)}", show_footer=True)
     usage = parsed.usage
     cost, unpriced = _totals(prices)
     table.add_column("model", footer=f"{len(parsed.calls)} calls")
@@ -78,7 +78,7 @@ def _table(parsed: Parsed, prices: list[Price], path: Path) -> Table:
         row = call.usage.to_dict()
         cost_text = "—" if price.cost_usd is None else f"${price.cost_usd:.6f}"
         table.add_row(
-            call.model or "?",
+            safe_text(call.model or "?"),
             *(_fmt(row[key]) for key, _ in _COLUMNS),
             cost_text,
             price.cost_status,
@@ -94,12 +94,14 @@ def parse_command(
         typer.Option("--format", "-f", help=f"auto, or one of: {', '.join(FORMATS)}."),
     ] = "auto",
     as_json: JsonOption = False,
+    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Parse a usage payload file and show its calls, normalized usage and cost."""
+    pricer = load_pricer(None, ignore_overrides)
     try:
         parsed = parse_file(file, format=None if format == "auto" else format)
-        prices = _price_all(parsed)
-    except LedgerError as exc:  # ParseError, or an unreadable prices overrides file
+        prices = _price_all(parsed, pricer)
+    except LedgerError as exc:  # ParseError
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if as_json:
@@ -119,4 +121,4 @@ def parse_command(
     console = Console()
     console.print(_table(parsed, prices, file))
     for warning in parsed.warnings:
-        console.print(f"[yellow]warning:[/] {warning}")
+        console.print(f"[yellow]warning:[/] {safe_text(warning)}")
