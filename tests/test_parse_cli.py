@@ -18,7 +18,8 @@ def test_parse_json_for_a_fixture(fixtures_dir: Path) -> None:
     result = runner.invoke(app, ["parse", str(path), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert set(doc) == {"format", "calls", "totals"}
+    assert set(doc) == {"format", "calls", "totals", "skipped"}
+    assert doc["skipped"] == []
     assert doc["format"] == "claude_code_result"
     assert doc["totals"]["total_tokens"] == 47324
     assert doc["totals"]["reasoning_tokens"] == 120

@@ -372,9 +372,10 @@ def test_malformed_line_in_the_middle_names_the_line(fixtures_dir: Path) -> None
         fixtures_dir
         / "claude-home/projects/-home-dev-alpha/11111111-aaaa-4aaa-8aaa-111111111111.jsonl"
     )
-    with pytest.raises(ParseError) as info:
-        parse_file(path, format="claude_code_transcript")
-    assert info.value.line == 5
+    # The bad line is skipped and named; the rest is read (issue 13, item 14).
+    parsed = parse_file(path, format="claude_code_transcript")
+    assert [s.line for s in parsed.skipped] == [5]
+    assert len(parsed.calls) == 3
     warnings: list[str] = []
     calls = list(iter_transcript(path.read_bytes(), strict=False, warnings=warnings))
     assert len(dedupe_calls(calls)) == 3

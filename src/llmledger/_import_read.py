@@ -26,7 +26,7 @@ import orjson
 
 from llmledger._import_plan import HEAD_BYTES, head_sha256
 from llmledger.call import Call
-from llmledger.errors import LedgerError
+from llmledger.errors import LedgerError, ParseError
 from llmledger.sources._common import iter_raw_lines
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
@@ -736,8 +736,14 @@ def _read_whole(task: ReadTask, data: bytes, result: FileResult) -> None:
     try:
         parsed = sources.parse(data, format=fmt, path=task.path)
     except _SHAPE_ERRORS as exc:
-        _skip(result, task.path, 1, "unreadable file", str(exc))
+        # The message names the file and line once (a ParseError's own text holds both).
+        error = exc if isinstance(exc, ParseError) else None
+        line = error.line if error is not None and error.line else 1
+        detail = str(exc) if error is None else error.detail
+        _skip(result, task.path, line, "unreadable file", detail)
         return
+    for skipped in parsed.skipped:  # bad lines: the rest of the file still goes in
+        _skip(result, task.path, skipped.line or 1, skipped.reason, skipped.message)
     collector = _Collector(task, result)
     stem = Path(task.path).stem
     for call in parsed.calls:

@@ -43,7 +43,9 @@ class ParseError(LedgerError, ValueError):
         elif line is not None:
             where = f"line {line}: "
         what = f" (field {field!r})" if field else ""
-        super().__init__(f"{where}{source}{what}: {message}")
+        #: The message without the path and line (for lists that name them already).
+        self.detail = f"{source}{what}: {message}"
+        super().__init__(f"{where}{self.detail}")
 
 
 class StoreError(LedgerError):

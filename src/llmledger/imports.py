@@ -594,6 +594,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
         # A bulk load writes the roll-up from the rows' own sums (or rebuilds it at the end).
         sums: _RollupSums | None = _RollupSums() if bulk else None
         done_bytes = 0
+        codex_sessions: set[str] = set()
         for task, result in zip(tasks, reading.results(), strict=True):
             plan = by_path[task.path]
             results[task.path] = result
@@ -606,6 +607,8 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
                 "source": SOURCE_OF[plan.file.agent],
                 "agent": _AGENT_IDS[plan.file.agent],
             }
+            if plan.file.agent == "codex" and dedupe.check_store:
+                codex_sessions.update(r[SESSION_ID] for r in result.rows if r[SESSION_ID])
             kept, replacing = dedupe.filter(result.rows, result.info)
             summary.duplicates += len(result.rows) - len(kept) - len(replacing)
             if replacing:
@@ -623,6 +626,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
         for index in dropped:
             index.create(conn)
         writer.write_late()
+        dedupe.delete.update(_legacy_codex_keys(conn, codex_sessions))
         deleted = 0
         if dedupe.delete:
             keys = sorted(dedupe.delete)
@@ -643,6 +647,23 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
 
 
 _AGENT_IDS = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
+
+
+def _legacy_codex_keys(conn: Connection, sessions: set[str]) -> list[str]:
+    """The keys under which earlier versions stored the calls of these Codex sessions
+    (``session:turnN``, numbered within each file). A rollout read again now keys its calls by
+    their own time and counts (so that a copied branch's replayed turns are the same calls),
+    and writes them all: the old rows of its sessions go."""
+    found: list[str] = []
+    wanted = sorted(sessions)
+    for i in range(0, len(wanted), _IN_CHUNK):
+        query = select(calls.c.dedupe_key, calls.c.session_id).where(
+            calls.c.source == SOURCE_OF["codex"], calls.c.session_id.in_(wanted[i : i + _IN_CHUNK])
+        )
+        for key, sid in conn.execute(query).all():
+            if key.startswith(f"{sid}:turn") and key[len(sid) + 5 :].isdigit():
+                found.append(key)
+    return found
 
 
 class _RollupSums:

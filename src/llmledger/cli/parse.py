@@ -115,6 +115,9 @@ def parse_command(
             "format": parsed.format,
             "calls": [_call_json(c, p) for c, p in zip(parsed.calls, prices, strict=True)],
             "totals": totals,
+            "skipped": [
+                {"line": s.line, "kind": s.reason, "reason": s.message} for s in parsed.skipped
+            ],
         }
         echo_json(doc)
         return
@@ -122,3 +125,6 @@ def parse_command(
     console.print(_table(parsed, prices, file))
     for warning in parsed.warnings:
         console.print(f"[yellow]warning:[/] {safe_text(warning)}")
+    for skip in parsed.skipped:
+        where = f"{file}:{skip.line}" if skip.line else str(file)
+        console.print(f"[yellow]skipped:[/] {safe_text(f'{where}: {skip.message}')}")

@@ -28,7 +28,7 @@ from llmledger.sources import (
     openai,
     otel,
 )
-from llmledger.sources._common import Ctx, Parsed, Record, Summary, decode_document
+from llmledger.sources._common import Ctx, Parsed, Record, Skipped, Summary, decode_document
 from llmledger.sources._detect import detect_records
 from llmledger.sources.claude_transcript import dedupe_calls, iter_transcript, transcript_call
 
@@ -36,6 +36,7 @@ __all__ = [
     "ALIASES",
     "FORMATS",
     "Parsed",
+    "Skipped",
     "Summary",
     "dedupe_calls",
     "detect",
@@ -133,16 +134,43 @@ def parse(data: object, *, format: str | None = None, path: str | Path | None = 
     """
     ctx = Ctx(_resolve(format) if format and format != "auto" else "json", path)
     records, kind = _load(data, ctx)
+    if not records:  # every record was skipped, and ctx.skipped says why
+        name = "unknown" if ctx.fmt == "json" else ctx.fmt
+        return Parsed(format=name, calls=[], warnings=ctx.warnings, skipped=ctx.skipped)
     if ctx.fmt == "json":
         fmt = detect_records(records, kind)
         if fmt is None:
             raise ctx.error("cannot tell the format of this payload; pass format=NAME")
         ctx.fmt = fmt
-    try:
-        calls, summary = _PARSERS[ctx.fmt](records, ctx)
-    except _SHAPE_ERRORS as exc:
-        raise ctx.error(f"unexpected payload shape: {exc!r}") from exc
-    return Parsed(format=ctx.fmt, calls=calls, summary=summary, warnings=ctx.warnings)
+    calls, summary = _parse_records(records, ctx)
+    skipped = sorted(ctx.skipped, key=lambda s: s.line or 0)
+    return Parsed(
+        format=ctx.fmt, calls=calls, summary=summary, warnings=ctx.warnings, skipped=skipped
+    )
+
+
+#: How many bad records a parser that stops at the first one is run again without.
+_MAX_RETRIES = 100
+
+
+def _parse_records(records: list[Record], ctx: Ctx) -> tuple[list[Call], Summary | None]:
+    """Run the parser; a record it rejects (a ParseError naming its line) is left out and
+    noted in ``ctx.skipped``, and the parser runs again on the rest. (The parsers of the
+    large line formats skip bad records themselves, in one pass.)"""
+    warnings, skipped = list(ctx.warnings), list(ctx.skipped)
+    dropped: list[Skipped] = []
+    while True:
+        ctx.warnings, ctx.skipped, ctx.line = list(warnings), [*skipped, *dropped], None
+        try:
+            return _PARSERS[ctx.fmt](records, ctx)
+        except _SHAPE_ERRORS as exc:
+            raise ctx.error(f"unexpected payload shape: {exc!r}") from exc
+        except ParseError as exc:
+            at = [i for i, r in enumerate(records) if exc.line and r.line == exc.line]
+            if len(records) < 2 or not at or len(dropped) == _MAX_RETRIES:
+                raise
+            del records[at[0]]
+            dropped.append(Skipped(exc.line, "invalid usage", exc.detail))
 
 
 def parse_file(path: str | Path, *, format: str | None = None) -> Parsed:

@@ -45,14 +45,26 @@ class Summary:
     model_usage: dict[str, Usage] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A record left out: the 1-based ``line`` it starts on (None for in-memory input), the
+    kind of ``reason`` (as the importer counts them) and the ``message`` saying why."""
+
+    line: int | None
+    reason: str
+    message: str
+
+
 @dataclass(slots=True)
 class Parsed:
-    """What a parser yields: the format, one :class:`Call` per model request, and a summary."""
+    """What a parser yields: the format, one :class:`Call` per model request, a summary, and
+    the records it skipped (each named with its line and why)."""
 
     format: str
     calls: list[Call]
     summary: Summary | None = None
     warnings: list[str] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     @property
     def usage(self) -> Usage:
@@ -76,6 +88,7 @@ class Ctx:
     path: str | Path | None = None
     warnings: list[str] = field(default_factory=list)
     line: int | None = None
+    skipped: list[Skipped] = field(default_factory=list)
 
     def error(
         self, message: str, *, field: str | None = None, line: int | None = None
@@ -88,6 +101,14 @@ class Ctx:
         where = line or self.line
         self.warnings.append(f"line {where}: {message}" if where else message)
 
+    def skip(self, reason: str, message: str, *, line: int | None = None) -> None:
+        """Leave out the record at ``line`` (default: the current one), saying why."""
+        self.skipped.append(Skipped(line or self.line, reason, message))
+
+    def skip_error(self, exc: ParseError, reason: str = "invalid usage") -> None:
+        """Leave out the record a parser rejected with ``exc``."""
+        self.skip(reason, exc.detail, line=exc.line or self.line)
+
 
 # -- decoding -----------------------------------------------------------------------------------
 
@@ -95,21 +116,43 @@ _SSE_SKIP = (b"event:", b"id:", b"retry:", b":")
 _CONTINUATION = frozenset(b" \t}],")
 
 
+_BOM = b"\xef\xbb\xbf"
+_UTF16_STARTS = (b"\xff\xfe", b"\xfe\xff", b"{\x00", b"\x00{", b"[\x00", b"\x00[")
+
+
 def decode_document(data: bytes, ctx: Ctx) -> list[Record] | Record:
     """Decode a whole file: one JSON document (returned as a Record) or JSON lines (a list).
 
     JSON lines may be compact or pretty-printed (an object spanning several lines), and may
-    carry SSE ``data:`` prefixes. A truncated last record is skipped with a warning; a
-    malformed record anywhere else raises with its line number.
+    carry SSE ``data:`` prefixes. A UTF-8 byte-order mark at the start is ignored. A truncated
+    last record is skipped with a warning; a malformed record anywhere else is skipped and
+    noted in ``ctx.skipped`` with its line and the reason, as is UTF-16 input (as a whole).
     """
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    if data.startswith(_UTF16_STARTS):
+        ctx.skip("not UTF-8", "the input is UTF-16 text; only UTF-8 JSON is read", line=1)
+        return []
     try:
         return Record(1, orjson.loads(data))
     except orjson.JSONDecodeError:
         pass
     records = [Record(line, value) for line, value in iter_json_records(data, ctx)]
-    if not records:
+    if not records and not ctx.skipped:
         raise ctx.error("no complete JSON value in the input")
     return records
+
+
+def json_error(raw: bytes, exc: orjson.JSONDecodeError) -> str:
+    """Why ``raw`` is not JSON, in words (orjson's messages name the symptom)."""
+    msg = exc.msg
+    if "UTF-8" in msg and "byte order mark" not in msg:
+        return "not valid UTF-8 text"
+    if "depth limit" in msg or "recursion" in msg:
+        return "JSON nested more than 1024 levels deep"
+    if raw[exc.pos : exc.pos + 3] in (b"NaN", b"Inf", b"-In"):
+        return "NaN and Infinity are not JSON numbers"
+    return f"malformed JSON: {msg} at character {exc.pos + 1}"
 
 
 def iter_raw_records(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -160,36 +203,39 @@ def _grouped_records(lines: list[bytes]) -> Iterator[tuple[int, bytes]]:
 
 
 def iter_json_records(data: bytes, ctx: Ctx) -> Iterator[tuple[int, Any]]:
-    """Decode JSON-lines records, tolerating only a truncated last one (see decode_document)."""
+    """Decode JSON-lines records; a malformed one is skipped and noted (see decode_document)."""
     pending: tuple[int, bytes] | None = None
     for start, raw in iter_raw_records(data):
         if pending is not None:
-            yield from _decode_strict(*pending, ctx)
+            yield from _decode_record(*pending, ctx, last=False)
         pending = (start, raw)
     if pending is not None:
-        start, raw = pending
-        try:
-            yield from _decode_lines(start, raw)
-        except orjson.JSONDecodeError:
-            ctx.warn("skipped a truncated last record", line=start)
+        yield from _decode_record(*pending, ctx, last=True)
 
 
-def _decode_strict(start: int, raw: bytes, ctx: Ctx) -> Iterator[tuple[int, Any]]:
+def _decode_record(start: int, raw: bytes, ctx: Ctx, *, last: bool) -> Iterator[tuple[int, Any]]:
     try:
-        yield from _decode_lines(start, raw)
+        decoded = list(_decode_lines(start, raw))
     except orjson.JSONDecodeError as exc:
-        raise ctx.error(f"malformed JSON: {exc}", line=start) from None
+        if last and exc.pos >= len(raw.rstrip()):
+            ctx.warn("skipped a truncated last record", line=start)
+        else:
+            ctx.skip("malformed JSON", json_error(raw, exc), line=start)
+        return
+    yield from decoded
 
 
 def _decode_lines(start: int, raw: bytes) -> Iterator[tuple[int, Any]]:
     try:
         value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
         # A compact line with leading whitespace was glued to the previous record.
         if b"\n" not in raw:
             raise
-        lines = raw.split(b"\n")
-        values = [orjson.loads(line) for line in lines]
+        try:
+            values = [orjson.loads(line) for line in raw.split(b"\n")]
+        except orjson.JSONDecodeError:
+            raise exc from None  # the record's own error: its position is in ``raw``
         yield from ((start + i, v) for i, v in enumerate(values))
         return
     yield start, value

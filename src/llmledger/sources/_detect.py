@@ -95,6 +95,8 @@ def _by_type(v: Mapping[str, Any], kind: str, *, single: bool) -> str | None:
 
 
 def _by_keys(v: Mapping[str, Any]) -> str | None:
+    if isinstance(v.get("message"), dict) and any(k in v for k in _TRANSCRIPT_KEYS):
+        return claude_transcript.FORMAT  # a transcript line without ``type`` (or another one)
     if "usageMetadata" in v or "candidates" in v or "modelVersion" in v:
         return gemini.FORMAT
     if "usage_metadata" in v and ("model_version" in v or "response_id" in v):

@@ -38,9 +38,13 @@ def transcript_call(
     """The call an assistant transcript line records; None for lines without usage."""
     msg = obj.get("message")
     if type(msg) is not dict:
+        if msg is not None:
+            as_obj(msg, Ctx(FORMAT, path, line=line), "message")  # raises, naming the field
         return _progress_call(obj, path, line)
     u = msg.get("usage")
     if type(u) is not dict:
+        if u is not None:
+            as_obj(u, Ctx(FORMAT, path, line=line), "message.usage")  # raises
         return None
     ctx = Ctx(FORMAT, path, line=line)
     msg_id = _str(msg, "id", ctx, "message.id")
@@ -144,7 +148,11 @@ def parse_transcript(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], S
     calls = []
     for rec in records:
         ctx.line = rec.line
-        call = transcript_call(as_obj(rec.value, ctx, "line"), path=ctx.path, line=rec.line)
+        try:
+            call = transcript_call(as_obj(rec.value, ctx, "line"), path=ctx.path, line=rec.line)
+        except ParseError as exc:  # one bad line: skipped and named, as the importer does
+            ctx.skip_error(exc)
+            continue
         if call is not None:
             calls.append(call)
     return dedupe_calls(calls), None

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from llmledger.call import Call
+from llmledger.errors import ParseError
 from llmledger.sources._common import (
     Ctx,
     JsonObj,
@@ -28,6 +29,7 @@ from llmledger.sources._common import (
     make_usage,
     sub,
     timestamp,
+    unix_seconds,
 )
 from llmledger.usage import Usage
 
@@ -79,6 +81,38 @@ def token_usage(u: Mapping[str, Any], ctx: Ctx, where: str) -> Usage:
     )
 
 
+def event_time(value: object, ctx: Ctx, name: str = "timestamp") -> datetime | None:
+    """A Codex timestamp: ISO-8601 text, or Unix seconds or milliseconds (a number above
+    10^10 is milliseconds, as ccusage reads it: 10^10 seconds is the year 2286)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return unix_seconds(value / 1000 if abs(value) > _MS_ABOVE else value, ctx, name)
+    return timestamp(value, ctx, name)
+
+
+_MS_ABOVE = 10_000_000_000
+
+
+def _counts(info: JsonObj, key: str, ctx: Ctx) -> dict[str, int] | None:
+    obj = get_obj(info, key, ctx, f"info.{key}")
+    if obj is None:
+        return None
+    out: dict[str, int] = {}
+    for k in _FIELDS:
+        value = count(obj, k, ctx, f"{key}.{k}")
+        if value is not None:
+            out[k] = value
+    token_usage(out, ctx, key)  # cached within input, no negative count: or the line is skipped
+    return out
+
+
+def _event_model(payload: JsonObj, info: JsonObj) -> str | None:
+    for obj, key in ((payload, "model"), (info, "model"), (info, "model_name")):
+        value = obj.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
 class _Rollout:
     """State while reading one rollout file."""
 
@@ -92,14 +126,18 @@ class _Rollout:
         self.created: datetime | None = None
         self.previous: dict[str, int] = {}
         self.calls: list[Call] = []
+        self.keys: set[str] = set()
+        self.events = 0
         self.replayed = 0
 
     def session_meta(self, payload: JsonObj, line_ts: datetime | None) -> None:
         ctx = self.ctx
         if self.session_id is not None:
             return  # a second session_meta is the replayed parent's
-        self.session_id = get_str(payload, "id", ctx, "session_meta.id")
-        self.project = get_str(payload, "cwd", ctx, "session_meta.cwd")
+        session_id = get_str(payload, "id", ctx, "session_meta.id")
+        project = get_str(payload, "cwd", ctx, "session_meta.cwd")
+        created = event_time(payload.get("timestamp"), ctx, "session_meta.timestamp")
+        self.session_id, self.project = session_id, project
         provider = payload.get("model_provider")
         if isinstance(provider, str) and provider:
             self.provider = provider
@@ -107,43 +145,67 @@ class _Rollout:
         if isinstance(model, str):
             self.model = model
         self.child = bool(payload.get("forked_from_id")) or _spawned(payload)
-        self.created = timestamp(payload.get("timestamp"), ctx, "session_meta.timestamp")
-        self.created = self.created or line_ts
+        self.created = created or line_ts
 
-    def token_count(self, info: JsonObj, line_ts: datetime | None) -> None:
+    def token_count(self, payload: JsonObj, info: JsonObj, line_ts: datetime | None) -> None:
+        """One call per token count that moves the cumulative total (or, in rollouts that
+        log none, per ``last_token_usage``). Everything is checked before the state moves, so
+        that a line that raises is skipped as if it were not there."""
         ctx = self.ctx
-        total_obj = get_obj(info, "total_token_usage", ctx, "info.total_token_usage")
-        if total_obj is None:
+        total = _counts(info, "total_token_usage", ctx)
+        last = _counts(info, "last_token_usage", ctx) if total is None else None
+        if total is not None:
+            if total == self.previous:
+                return  # re-emitted unchanged totals (trap 15)
+            delta = {k: v - self.previous.get(k, 0) for k, v in total.items()}
+            if any(v < 0 for v in delta.values()):
+                ctx.warn("total_token_usage went down; counting from the new total")
+                delta = total
+            usage = token_usage(delta, ctx, "total_token_usage (delta)")
+            basis, now = ("total", total), total
+        elif last is not None:
+            delta = last
+            usage = token_usage(last, ctx, "last_token_usage")
+            basis = ("last", last)
+            now = {k: self.previous.get(k, 0) + last.get(k, 0) for k in {*self.previous, *last}}
+        else:
             return
-        total: dict[str, int] = {}
-        for k in _FIELDS:
-            value = count(total_obj, k, ctx, f"total_token_usage.{k}")
-            if value is not None:
-                total[k] = value
-        if total == self.previous:
-            return  # re-emitted unchanged totals (trap 15)
+        model = _event_model(payload, info)
+        self.events += 1
+        self.previous = now
+        if model is not None:
+            self.model = model
         # A child's replay of its parent: timestamps at or before the child's creation.
-        replay = self.child and (line_ts is None or self.created is None or line_ts <= self.created)
-        delta = {k: v - self.previous.get(k, 0) for k, v in total.items()}
-        if any(v < 0 for v in delta.values()):
-            ctx.warn("total_token_usage went down; counting from the new total")
-            delta = total
-        self.previous = total
-        if replay:
+        if self.child and (line_ts is None or self.created is None or line_ts <= self.created):
             self.replayed += 1
             return
+        key = _key(line_ts, *basis) or join_key(self.session_id, f"event{self.events}")
+        if key is not None:
+            if key in self.keys:
+                return  # the same event logged twice
+            self.keys.add(key)
         self.calls.append(
             Call(
-                usage=token_usage(delta, ctx, "total_token_usage (delta)"),
+                usage=usage,
                 source=ROLLOUT,
                 model=self.model,
                 provider=self.provider,
-                dedupe_key=join_key(self.session_id, f"turn{len(self.calls) + 1}"),
+                dedupe_key=key,
                 started_at=line_ts,
                 session_id=self.session_id,
                 project=self.project,
             )
         )
+
+
+def _key(at: datetime | None, kind: str, counts: Mapping[str, int]) -> str | None:
+    """The dedupe key of a token count: its time and the counts it logs (the cumulative
+    total, else the last call's), with no session in it, so that a session file replaying
+    another's history (a copied branch) yields the same keys for the copied turns."""
+    if at is None:
+        return None
+    values = ":".join(str(counts.get(k, "")) for k in _FIELDS)
+    return f"codex:{at.isoformat()}:{kind}:{values}"
 
 
 def _spawned(payload: Mapping[str, Any]) -> bool:
@@ -158,29 +220,43 @@ def _spawned(payload: Mapping[str, Any]) -> bool:
 
 
 def parse_rollout(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summary | None]:
-    """One call per distinct cumulative total; they sum to the final ``total_token_usage``."""
+    """One call per distinct cumulative total; they sum to the final ``total_token_usage``.
+
+    A line that cannot be read (bad counts, a bad timestamp) is skipped and noted in
+    ``ctx.skipped``; the next good total then covers its call.
+    """
     state = _Rollout(ctx)
     for rec in records:
         ctx.line = rec.line
-        line = as_obj(rec.value, ctx, "line")
-        kind = line.get("type")
-        if kind not in ("session_meta", "turn_context", "event_msg"):
-            continue
-        payload = as_obj(line.get("payload"), ctx, "payload")
-        line_ts = timestamp(line.get("timestamp"), ctx)
-        if kind == "session_meta":
-            state.session_meta(payload, line_ts)
-        elif kind == "turn_context":
-            state.model = get_str(payload, "model", ctx, "turn_context.model") or state.model
-            if state.project is None:
-                state.project = get_str(payload, "cwd", ctx, "turn_context.cwd")
-        elif payload.get("type") == "token_count":
-            info = get_obj(payload, "info", ctx, "token_count.info")
-            if info is not None:  # info: null is a rate-limit-only update
-                state.token_count(info, line_ts)
+        try:
+            _rollout_line(state, rec.value, ctx)
+        except ParseError as exc:
+            ctx.skip_error(exc)
     if state.replayed:
+        ctx.line = None
         ctx.warn(f"skipped {state.replayed} token counts replayed from the parent session")
     return state.calls, None
+
+
+def _rollout_line(state: _Rollout, value: object, ctx: Ctx) -> None:
+    line = as_obj(value, ctx, "line")
+    kind = line.get("type")
+    if kind not in ("session_meta", "turn_context", "event_msg"):
+        return
+    payload = as_obj(line.get("payload"), ctx, "payload")
+    if kind == "event_msg" and payload.get("type") != "token_count":
+        return
+    line_ts = event_time(line.get("timestamp"), ctx)
+    if kind == "session_meta":
+        state.session_meta(payload, line_ts)
+    elif kind == "turn_context":
+        state.model = get_str(payload, "model", ctx, "turn_context.model") or state.model
+        if state.project is None:
+            state.project = get_str(payload, "cwd", ctx, "turn_context.cwd")
+    else:
+        info = get_obj(payload, "info", ctx, "token_count.info")
+        if info is not None:  # info: null is a rate-limit-only update
+            state.token_count(payload, info, line_ts)
 
 
 def parse_exec(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summary | None]:
