@@ -303,6 +303,7 @@ def test_parse_detects_transcript_lines_without_type(tmp_path: Path) -> None:
 
 
 def _transcript(tmp_path: Path, name: str, bad: bytes) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     good = [orjson.dumps(transcript_line(f"m{i}", f"r{i}", type="assistant")) for i in (1, 2)]
     path = tmp_path / name
     path.write_bytes(good[0] + b"\n" + bad + b"\n" + good[1] + b"\n")
@@ -395,3 +396,15 @@ def test_parse_counts_utf16_input_as_skipped(tmp_path: Path) -> None:
     doc = json.loads(result.stdout)
     assert doc["calls"] == []
     assert "UTF-16" in doc["skipped"][0]["reason"]
+
+
+def test_import_names_a_bad_transcript_line_once(repo: Repository, tmp_path: Path) -> None:
+    line = transcript_line("m3", "r3", type="assistant")
+    line["message"]["usage"] = [1, 2]
+    path = _transcript(tmp_path / "projects" / "-p", f"{SESSION}.jsonl", orjson.dumps(line))
+    summary = import_logs(repo, ["claude"], [tmp_path], workers=1)
+    assert summary.calls_added == 2
+    assert summary.skipped == {"invalid usage": 1}
+    assert summary.errors[0].startswith(f"{path}:2: ")
+    assert summary.errors[0].count(str(path)) == 1
+    assert "message.usage" in summary.errors[0]

@@ -646,8 +646,9 @@ def _read_transcript(
             return
         try:
             call = transcript_call(obj, path=path, line=line)
-        except _SHAPE_ERRORS as exc:
-            _skip(result, path, line, "invalid usage", str(exc))
+        except _SHAPE_ERRORS as exc:  # a ParseError's detail: the path and line come once
+            detail = exc.detail if isinstance(exc, ParseError) else str(exc)
+            _skip(result, path, line, "invalid usage", detail)
             return
         if call is None:
             return
