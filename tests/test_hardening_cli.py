@@ -4,7 +4,10 @@ options it refuses with a one-line message, and a broken prices overrides file."
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -349,3 +352,35 @@ def test_every_command_that_prices_stops_on_a_broken_file_unless_told(
     _refused(result, f"{path}:4:")
     ok = _invoke(*head, *db, "--ignore-overrides", *tail)
     assert ok.exit_code == 0, (ok.output, ok.exception)
+
+
+@pytest.mark.parametrize("command", [*_REPORTS, "runs"])
+def test_the_widest_times_accepted_still_report(db_url: str, command: str) -> None:
+    now = datetime.now(UTC)
+    with Ledger(db_url) as ledger, ledger.run("task", "t"):
+        ledger.record(Usage(input_tokens=3, output_tokens=1), model="m", started_at=now)
+    since = ["--since", "0001-01-01T00:00+05:00"]  # before the year 1 in UTC
+    until = [] if command == "runs" else ["--until", "9999-12-31T23:59-05:00", "--no-import"]
+    # In a child process: the command leaves its PostgreSQL connections to the exit.
+    args = [sys.executable, "-m", "llmledger", command, *since, *until, "--json", "--db", db_url]
+    done = subprocess.run(args, capture_output=True, text=True, check=False, env=os.environ)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)
+
+
+def test_runs_limit_below_one_is_refused(sqlite_url: str) -> None:
+    _refused(_invoke("runs", "--limit", "-1", "--db", sqlite_url), "--limit")
+
+
+def test_import_names_a_bad_line_of_a_file_with_escapes_in_its_path(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "claude-home"
+    project = home / "projects" / "-home-\x1b]0;pwned\x07"
+    project.mkdir(parents=True)
+    (project / "s.jsonl").write_text('{"type": "assistant", "message": {"usage": {"input_tokens": 1,\n')
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(home))
+    result = _invoke("import", "claude", "--db", sqlite_url)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "\\x1b]0;pwned\\x07" in result.output
+    _no_control_characters(result.output)

@@ -138,6 +138,8 @@ def _run(repo: Any, reading: Any, quiet: bool) -> Any:
 def _print_summary(summary: Any) -> None:
     from rich.console import Console
 
+    from llmledger.display import plain_text
+
     console = Console()
     s = summary
     console.print(
@@ -152,7 +154,7 @@ def _print_summary(summary: Any) -> None:
         reasons = ", ".join(f"{reason}: {count:,}" for reason, count in sorted(s.skipped.items()))
         console.print(f"[yellow]lines skipped: {s.lines_skipped:,}[/yellow] ({reasons})")
         for error in s.errors:
-            console.print(f"  {error}", markup=False, highlight=False)
+            console.print(f"  {plain_text(error)}", markup=False, highlight=False)
 
 
 @app.command("import")

@@ -54,6 +54,8 @@ def runs_command(
 
       llmledger runs --status failed --json
     """
+    if limit < 1:
+        raise fail(f"--limit {limit}: show at least 1 run")
     try:
         since_at, _ = parse_range(since, None, tz=parse_tz(tz))
     except ValueError as exc:
