@@ -352,7 +352,7 @@ def test_reports_read_a_read_only_ledger(read_only_ledger: Path, command: list[s
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     if command[0] == "daily":
-        [day] = orjson.loads(result.stdout)["daily"]
+        [day] = orjson.loads(result.stdout)["rows"]
         assert day["input_tokens"] == 1000
 
 

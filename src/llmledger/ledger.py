@@ -33,7 +33,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import select
 
 from llmledger.call import Call, CallStatus
-from llmledger.errors import UsageError
+from llmledger.errors import ParseError, UsageError
 from llmledger.pricing import Price, Pricer
 from llmledger.store import Repository, open_repository
 from llmledger.store.engine import READ_ONLY
@@ -445,7 +445,9 @@ class Ledger:
         cost_usd: Decimal | float | str | None,
         metadata: Mapping[str, Any] | None,
     ) -> list[Call]:
-        calls, reported_by_model = _calls_of(payload, format)
+        calls, reported_by_model, skipped = _calls_of(payload, format)
+        for error in skipped:  # the rest of the payload is still recorded
+            self._failed("record", error)
         # What cannot be converted is dropped (the call is still stored) and named.
         invalid: dict[str, str] = {}
         started: datetime | None = _checked("started_at", started_at, _instant, invalid)
@@ -622,41 +624,67 @@ def _converted(call: Call, invalid: dict[str, str]) -> Call:
     return replace(call, **changes) if changes else call
 
 
-def _calls_of(payload: Any, format: str | None) -> tuple[list[Call], Mapping[str, Decimal]]:
-    """The calls in a payload, and the per-model costs its summary reports (if any)."""
+def _calls_of(
+    payload: Any, format: str | None
+) -> tuple[list[Call], Mapping[str, Decimal], list[ParseError]]:
+    """The calls in a payload, the per-model costs its summary reports (if any), and what the
+    parser skipped (each record it could not read, named; a :class:`Parsed` given already
+    was the caller's to check)."""
     if isinstance(payload, Call):
-        return [replace(payload, metadata=dict(payload.metadata))], {}
+        return [replace(payload, metadata=dict(payload.metadata))], {}, []
     if isinstance(payload, Usage):
-        return [Call(usage=payload, source="api")], {}
+        return [Call(usage=payload, source="api")], {}, []
     from llmledger.sources import Parsed, parse
 
     if isinstance(payload, Parsed):
-        parsed = payload
+        parsed, skipped = payload, []
     else:
         if hasattr(payload, "model_dump"):  # pydantic models of the provider SDKs
             payload = payload.model_dump(mode="json", exclude_none=False)
         parsed = parse(payload, format=format)
+        skipped = [
+            ParseError(parsed.format, skip.message, line=skip.line)
+            for skip in getattr(parsed, "skipped", None) or ()
+        ]
     summary = parsed.summary
     reported = getattr(summary, "reported_cost_by_model", None) or {}
-    return parsed.calls, reported
+    return parsed.calls, reported, skipped
 
 
 def repair_stale_runs(repo: Repository) -> list[str]:
     """Mark runs interrupted whose process on this host is gone (killed, crashed).
 
-    Their calls are kept and rolled up. Returns the ids of the runs repaired.
+    Their calls are kept and rolled up. A run's finish time is that of the last call in its
+    subtree (the last sign of its process alive), not the time of the repair; with no call,
+    or a last call stamped before the run started, it stays unknown (NULL) and
+    ``metadata["finished_at_unknown"]`` says why. Returns the ids of the runs repaired.
     """
     host = socket.gethostname()
     with repo.engine.connect().execution_options(**READ_ONLY) as conn:
         rows = conn.execute(
-            select(runs.c.id, runs.c.owner_pid)
+            select(runs.c.id, runs.c.owner_pid, runs.c.started_at)
             .where(runs.c.status == "running", runs.c.owner_host == host)
             .order_by(runs.c.started_at.desc())
         ).all()
     repaired = []
-    for run_id, pid in rows:
+    for run_id, pid, started_at in rows:
         if pid is not None and not _process_alive(int(pid)):
-            repo.finalize_run(run_id, "interrupted", finished_at=datetime.now(UTC))
+            last = repo.last_call_at(run_id)
+            why = None
+            if last is None:
+                why = "no call recorded in the run: when its process stopped is not known"
+            elif started_at is not None and last < started_at:
+                why = (
+                    f"its last call ({last.isoformat()}) is stamped before the run started "
+                    f"({started_at.isoformat()}): when its process stopped is not known"
+                )
+            repo.finalize_run(
+                run_id,
+                "interrupted",
+                finished_at=None if why else last,
+                finish_unknown=why is not None,
+                metadata={"finished_at_unknown": why} if why else {"finished_at_from": "last call"},
+            )
             repaired.append(run_id)
     return repaired
 

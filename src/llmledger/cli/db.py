@@ -14,6 +14,7 @@ from llmledger.display import safe_text
 from llmledger.errors import StoreError
 from llmledger.store import (
     Repository,
+    check_known,
     current_revision,
     head_revision,
     open_engine,
@@ -57,6 +58,7 @@ def db_info(db: DbOption = None, as_json: JsonOption = False) -> None:
     try:
         engine = open_engine(db)
         revision = current_revision(engine)
+        check_known(revision)
         counts = Repository(engine).counts() if revision is not None else {}
     except StoreError as exc:
         raise fail(str(exc)) from None
@@ -90,16 +92,31 @@ __all__ = ["db_app"]
 def db_repair(db: DbOption = None, as_json: JsonOption = False) -> None:
     """Mark runs interrupted whose process on this machine is gone (killed, crashed, rebooted).
 
-    Their calls are kept and rolled up into the run. Opening a ledger from Python does this
-    too; runs owned by other machines are left alone.
+    Their calls are kept and rolled up into the run. Each run's finish time is that of the
+    last call in it (the last sign of its process alive); a run with no call keeps no finish
+    time, and the output says why. Opening a ledger from Python does this too; runs owned by
+    other machines are left alone.
     """
     from llmledger.ledger import repair_stale_runs
 
     try:
-        repaired = repair_stale_runs(open_repository(db))
+        repo = open_repository(db)
+        repaired = repair_stale_runs(repo)
+        rows = [repo.get_run(run_id) or {} for run_id in repaired]
     except StoreError as exc:
         raise fail(str(exc)) from None
+    details = [
+        {
+            "id": run_id,
+            "finished_at": row["finished_at"].isoformat() if row.get("finished_at") else None,
+            "finished_at_unknown": (row.get("metadata") or {}).get("finished_at_unknown"),
+        }
+        for run_id, row in zip(repaired, rows, strict=True)
+    ]
     if as_json:
-        typer.echo(json.dumps({"interrupted": repaired}))
-    else:
-        typer.echo(f"marked {len(repaired)} stale run(s) interrupted")
+        typer.echo(json.dumps({"interrupted": repaired, "runs": details}))
+        return
+    typer.echo(f"marked {len(repaired)} stale run(s) interrupted")
+    for item in details:
+        when = item["finished_at"] or f"finish time unknown: {item['finished_at_unknown']}"
+        typer.echo(f"  {item['id']}: {when}")

@@ -29,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from llmledger._private import make_private_dirs, open_private
 from llmledger.ledger import Ledger, Run
 from llmledger.plans.model import Plan, Task
 from llmledger.plans.report import format_task_line, format_usage_line, write_task_log
@@ -385,7 +386,7 @@ class _PlanRun:
                 record_status_event(
                     ledger, "running", run=task_run, from_status="pending", metadata={"attempt": 1}
                 )
-                with part_path.open("ab") as sink:
+                with open_private(part_path, "ab") as sink:  # agent output: owner only
                     self._attempts(task, task_run, command, sink)
                 out.status = out.attempts[-1].status if out.attempts else "cancelled"
                 task_run.set_status(out.status)
@@ -458,7 +459,7 @@ class _PlanRun:
         if base is None:
             plan_path = self.plan.path or Path.cwd() / "plan"
             base = plan_path.parent / "logs" / plan_path.stem
-        base.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(base)
         name = "task-" + re.sub(r"[^A-Za-z0-9._-]", "_", task.id)
         part = base / f".{name}.log.part"
         part.unlink(missing_ok=True)

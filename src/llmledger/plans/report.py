@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmledger._private import open_private
 from llmledger.display import format_cost, format_tokens
 from llmledger.totals import Totals
 
@@ -261,7 +262,8 @@ def write_task_log(path: Path, part: Path, out: TaskOutcome, plan: Plan) -> None
     header.append(f"# usage json: {json.dumps(totals_fields(totals))}")
     header.append("# " + "-" * 70)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as log:
+    tmp.unlink(missing_ok=True)  # a leftover would lend the log its permissions
+    with open_private(tmp, "wb") as log:
         log.write(("\n".join(header) + "\n").encode())
         if part.exists():
             with part.open("rb") as body:

@@ -13,6 +13,7 @@ from llmledger._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from llmledger.store.engine import (
+        check_known,
         current_revision,
         ensure_current,
         head_revision,
@@ -26,6 +27,7 @@ __all__ = [
     "BUSY_TIMEOUT_MS",
     "HEAD_REVISION",
     "Repository",
+    "check_known",
     "current_revision",
     "default_url",
     "ensure_current",
@@ -44,6 +46,7 @@ HEAD_REVISION = "0004"
 
 _LAZY = {
     "Repository": "llmledger.store.repository",
+    "check_known": "llmledger.store.engine",
     "current_revision": "llmledger.store.engine",
     "ensure_current": "llmledger.store.engine",
     "head_revision": "llmledger.store.engine",

@@ -7,7 +7,9 @@ PostgreSQL is reached through psycopg 3.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,19 +31,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from llmledger._private import create_private_file, make_private_dirs
 from llmledger.errors import StoreError
 from llmledger.store import BUSY_TIMEOUT_MS, HEAD_REVISION
+from llmledger.store.sqlite_reader import read_only_sqlite_file, sqlite_read_only_uri
 from llmledger.store.urls import default_url, resolve_url
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
     "HEAD_REVISION",
     "READ_ONLY",
+    "NewerLedgerError",
+    "check_known",
     "current_revision",
     "default_url",
     "downgrade",
     "ensure_current",
     "head_revision",
+    "is_read_only",
     "open_engine",
     "resolve_url",
     "rollback_journal",
@@ -53,11 +60,14 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 READ_ONLY = {"llmledger_read_only": True}
 
 
-def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
+def open_engine(url: str | None = None, *, read_only: bool | None = None, **kwargs: Any) -> Engine:
     """Create an engine for the ledger at ``url`` (see :func:`resolve_url`).
 
-    Creates the SQLite file's directory when needed. Raises :class:`StoreError` for a URL that
-    is not SQLite or PostgreSQL.
+    A new SQLite file is created readable by its owner only (0600), in directories created
+    0700 when missing. A SQLite file this process may not write (see
+    :func:`~llmledger.store.urls.read_only_sqlite_file`) is opened read-only, as it is when
+    ``read_only`` is true: reads work, writes fail, nothing is created or converted. Raises
+    :class:`StoreError` for a URL that is not SQLite or PostgreSQL.
     """
     resolved = resolve_url(url)
     try:
@@ -68,9 +78,22 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         database = parsed.database
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = str(Path(database).expanduser())
+            if read_only is None:
+                read_only = read_only_sqlite_file(path)
+            if read_only:
+                # Through a creator: SQLAlchemy's URL would unquote the file: URI's path.
+                uri = sqlite_read_only_uri(path)
+                kwargs.setdefault(
+                    "creator", lambda: sqlite3.connect(uri, uri=True, check_same_thread=False)
+                )
+                kwargs["execution_options"] = {**kwargs.get("execution_options", {}), **READ_ONLY}
+            elif not os.path.exists(path):
+                make_private_dirs(Path(path).parent)
+                # SQLite gives the -wal, -shm and journal files the database file's mode.
+                create_private_file(path)
         engine = create_engine(parsed, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, read_only=bool(read_only))
         return engine
     if backend == "postgresql":
         return create_engine(parsed, pool_pre_ping=True, **kwargs)
@@ -83,20 +106,28 @@ def open_engine(url: str | None = None, **kwargs: Any) -> Engine:
 _PAGE_SIZE = 16384
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def is_read_only(engine: Engine) -> bool:
+    """Whether ``engine`` opened its SQLite file read-only (see :func:`open_engine`)."""
+    return engine.dialect.name == "sqlite" and bool(
+        engine.get_execution_options().get("llmledger_read_only")
+    )
+
+
+def _configure_sqlite(engine: Engine, *, read_only: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # A new file only (SQLite keeps an existing file's): larger pages make the first
-        # import's bulk load about a tenth cheaper, and the reports read as fast.
-        cursor.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        # NORMAL in WAL mode survives a crash of the process; only power loss can cost the
-        # last commits.
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        if not read_only:  # a reader takes the file as it is
+            # A new file only (SQLite keeps an existing file's): larger pages make the first
+            # import's bulk load about a tenth cheaper, and the reports read as fast.
+            cursor.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+            _use_wal(dbapi_conn)
+            # NORMAL in WAL mode survives a crash of the process; only power loss can cost the
+            # last commits.
+            cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
@@ -104,10 +135,38 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front, so a writer waits (busy_timeout) instead of
         # failing with "database is locked" when it upgrades a read lock.
-        if conn.get_execution_options().get("llmledger_read_only"):
+        if read_only or conn.get_execution_options().get("llmledger_read_only"):
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Put the file in WAL mode, waiting within the busy timeout for a connection that holds
+    it in the rollback journal (a first import's bulk load, see :func:`rollback_journal`).
+
+    SQLite does not wait to switch: holding a read lock, a connection that needs the write
+    lock another one holds fails at once ("database is locked"), busy timeout or not. So the
+    mode is read first (a read lock, which does wait) and left alone when it is WAL already;
+    else the switch is tried, and after a refusal ``BEGIN IMMEDIATE`` waits (busy timeout)
+    until the writer is done before the next try."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or left_ms <= 0:
+                raise
+        conn.execute(f"PRAGMA busy_timeout = {left_ms}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 @contextmanager
@@ -189,9 +248,37 @@ def downgrade(engine: Engine, revision: str) -> None:
     _migrate(engine, "downgrade", revision)
 
 
+class NewerLedgerError(StoreError):
+    """The ledger is at a revision this llmledger does not know: a newer one wrote it."""
+
+    def __init__(self, revision: str) -> None:
+        self.revision = revision
+        super().__init__(
+            f"this ledger was written by a newer llmledger (revision {revision}); upgrade llmledger"
+        )
+
+
+def check_known(revision: str | None) -> None:
+    """Raise :class:`NewerLedgerError` when ``revision`` (the database's) is not one of this
+    llmledger's migrations."""
+    if revision is None or revision == HEAD_REVISION:
+        return
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(_MIGRATIONS))
+    if revision not in {rev.revision for rev in script.walk_revisions()}:
+        raise NewerLedgerError(revision)
+
+
 def _migrate(engine: Engine, direction: str, revision: str) -> None:
     from alembic import command
 
+    check_known(current_revision(engine))
+    if is_read_only(engine):
+        raise StoreError(
+            f"cannot migrate the ledger at {engine.url.database}: it is read-only to us (the "
+            "file or its directory); run this as a user who may write both"
+        )
     try:
         with engine.begin() as conn:
             config = _alembic_config(conn)
@@ -209,6 +296,14 @@ def ensure_current(engine: Engine) -> None:
     revision = current_revision(engine)
     if revision == HEAD_REVISION:
         return
+    check_known(revision)
+    if is_read_only(engine):
+        raise StoreError(
+            f"the ledger at {engine.url.database} is read-only to us and "
+            + ("holds no ledger yet" if revision is None else f"is at revision {revision}")
+            + f"; this llmledger needs revision {HEAD_REVISION}: run `llmledger db upgrade` "
+            "once as a user who may write it (the file and its directory)"
+        )
     if revision is None and _create_empty(engine):
         return
     upgrade(engine)

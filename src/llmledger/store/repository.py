@@ -227,21 +227,38 @@ class Repository:
         *,
         finished_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
+        finish_unknown: bool = False,
     ) -> Totals:
         """End a run: write its terminal status and its inclusive usage roll-up in one
-        transaction, and return the roll-up."""
+        transaction, and return the roll-up.
+
+        ``finished_at`` defaults to now; with ``finish_unknown`` the finish time and duration
+        stay NULL. A duration is never negative: a ``finished_at`` before the run's start is
+        rejected (:class:`UsageError`), and a run whose start lies ahead of this machine's
+        clock (another machine started it) ends now with no duration."""
         if status not in TERMINAL_RUN_STATUSES:
             raise UsageError(
                 "status",
                 f"unknown terminal status {status!r}; one of {sorted(TERMINAL_RUN_STATUSES)}",
             )
-        finished = finished_at or _now()
+        finished = None if finish_unknown else finished_at or _now()
         with self.engine.begin() as conn:
             started = conn.execute(
                 select(runs.c.started_at, runs.c.metadata).where(runs.c.id == run_id)
             ).first()
             if started is None:
                 raise UsageError("run_id", f"no run {run_id!r} in the ledger")
+            duration_ms = None
+            if finished is not None and started.started_at is not None:
+                duration_ms = int((finished - started.started_at).total_seconds() * 1000)
+                if duration_ms < 0 and finished_at is not None:
+                    raise UsageError(
+                        "finished_at",
+                        f"{finished_at.isoformat()} is before the run started "
+                        f"({started.started_at.isoformat()}); a duration is never negative",
+                    )
+                if duration_ms < 0:
+                    duration_ms = None
             totals = Totals.total(
                 _totals_from_row(row)
                 for row in conn.execute(self._usage_query(run_id, True)).mappings()
@@ -249,7 +266,7 @@ class Repository:
             values: dict[str, Any] = {
                 "status": status,
                 "finished_at": finished,
-                "duration_ms": int((finished - started.started_at).total_seconds() * 1000),
+                "duration_ms": duration_ms,
                 **{name: getattr(totals.usage, name) for name in TOKEN_COLUMNS},
                 "cost_usd": totals.cost_usd,
                 "unpriced_calls": totals.unpriced_calls,
@@ -324,6 +341,17 @@ class Repository:
             .group_by(calls.c.model)
             .order_by(calls.c.model)
         )
+
+    def last_call_at(self, run_id: str) -> datetime | None:
+        """When the last call of the run's subtree happened (its finish, else its start, else
+        when it was recorded); None when the subtree has no call."""
+        tree = select(runs.c.id).where(runs.c.id == run_id).cte("subtree", recursive=True)
+        tree = tree.union_all(select(runs.c.id).where(runs.c.parent_id == tree.c.id))
+        at = func.max(func.coalesce(calls.c.finished_at, calls.c.started_at, calls.c.recorded_at))
+        query = select(at.label("at")).where(calls.c.run_id.in_(select(tree.c.id)))
+        with self.engine.connect().execution_options(**READ_ONLY) as conn:
+            value: datetime | None = conn.execute(query).scalar_one()
+        return value
 
     def run_usage(self, run_id: str, *, inclusive: bool = False) -> dict[str | None, Totals]:
         """Usage and cost by model of a run's own calls, or (``inclusive``) of its whole

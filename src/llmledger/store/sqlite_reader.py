@@ -12,12 +12,45 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from llmledger.errors import StoreError
 from llmledger.store import BUSY_TIMEOUT_MS, HEAD_REVISION
 from llmledger.store.urls import resolve_url, sqlite_path
 
-__all__ = ["Reader", "SqliteReader", "open_reader"]
+__all__ = [
+    "Reader",
+    "SqliteReader",
+    "open_reader",
+    "read_only_sqlite_file",
+    "sqlite_read_only_uri",
+]
+
+
+def read_only_sqlite_file(path: str) -> bool:
+    """Whether the SQLite file at ``path`` exists and this process may not write it: the file,
+    or its directory (where SQLite keeps its journal, ``-wal`` and ``-shm`` files), is
+    read-only to us. Such a ledger is opened read-only."""
+    if not os.path.exists(path):
+        return False
+    folder = os.path.dirname(os.path.abspath(path))
+    return not (os.access(path, os.W_OK) and os.access(folder, os.W_OK))
+
+
+def sqlite_read_only_uri(path: str) -> str:
+    """The ``file:`` URI that opens the SQLite file at ``path`` read-only.
+
+    A WAL-mode file needs its ``-shm`` file, which SQLite cannot create in a directory we may
+    not write: when no side file exists there, no connection has the file open for writing
+    (each would have made one) and the file holds every committed page, so it is opened
+    ``immutable`` (no locks, no side files; a writer starting while it is read is not seen)."""
+    uri = f"file:{quote(os.path.abspath(path))}?mode=ro"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.access(folder, os.W_OK) and not any(
+        os.path.exists(path + side) for side in ("-wal", "-shm", "-journal")
+    ):
+        uri += "&immutable=1"
+    return uri
 
 
 class Reader(Protocol):
@@ -38,7 +71,7 @@ class SqliteReader:
     def __init__(self, path: str) -> None:
         self.path = path
         # A read-only URI never creates the file and never takes the write lock.
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self._conn = sqlite3.connect(sqlite_read_only_uri(path), uri=True)
         self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
