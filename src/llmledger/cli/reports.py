@@ -21,7 +21,7 @@ from llmledger.cli._app import (
     echo_json,
     fail,
 )
-from llmledger.display import format_money, format_tokens, safe_text
+from llmledger.display import format_money, format_tokens, plain_text, safe_text
 from llmledger.errors import LedgerError
 from llmledger.totals import Totals
 
@@ -120,7 +120,7 @@ class _Context:
                 run_import(self.db, agents, None, quiet=True, repo=self.repo, files=files,
                            planned=planned, prices=self._prices)  # fmt: skip
         except LedgerError as exc:
-            typer.secho(f"warning: could not import agent logs first: {exc}", err=True,
+            typer.secho(f"warning: could not import agent logs first: {plain_text(exc)}", err=True,
                         fg=typer.colors.YELLOW)  # fmt: skip
 
     def _missing(self) -> bool:
