@@ -470,7 +470,7 @@ def _drop_imported_copies(run: Run, parsed: Parsed, started_at: datetime) -> Non
 
 def _parse_output(output: bytes, format: str | None) -> Parsed:
     try:
-        return parse(output, format=format)
+        parsed = parse(output, format=format)
     except ParseError:
         # An agent may print plain-text lines between its JSON lines (a banner, a notice);
         # keep the JSON lines rather than lose the whole stream's usage.
@@ -481,6 +481,14 @@ def _parse_output(output: bytes, format: str | None) -> Parsed:
         skipped = len(output.splitlines()) - len(json_lines)
         parsed.warnings.append(f"skipped {skipped} non-JSON line(s) in the agent's output")
         return parsed
+    # The parser skips what is not JSON (a banner, a notice) and reads the JSON lines.
+    if parsed.format == "unknown" or (parsed.skipped and not parsed.calls):
+        why = parsed.skipped[0].message if parsed.skipped else "no JSON value"
+        raise ParseError(parsed.format, f"nothing readable in the output ({why})")
+    skipped = sum(1 for s in parsed.skipped if s.reason == "malformed JSON")
+    if skipped:
+        parsed.warnings.append(f"skipped {skipped} non-JSON line(s) in the agent's output")
+    return parsed
 
 
 def run_agent(
