@@ -384,3 +384,9 @@ def test_import_names_a_bad_line_of_a_file_with_escapes_in_its_path(
     assert result.exit_code == 0, (result.output, result.exception)
     assert "\\x1b]0;pwned\\x07" in result.output
     _no_control_characters(result.output)
+
+
+@pytest.mark.parametrize("timeout", ["-5", "0", "nan", "inf", "1e300"])
+def test_run_refuses_a_timeout_out_of_range(sqlite_url: str, timeout: str) -> None:
+    result = _invoke("run", "--timeout", timeout, "--db", sqlite_url, "--", "true")
+    _refused(result, "--timeout")

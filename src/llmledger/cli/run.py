@@ -8,11 +8,14 @@ from typing import Annotated
 
 import typer
 
-from llmledger.cli._app import DbOption, IgnoreOverridesOption, app, load_pricer
+from llmledger.cli._app import DbOption, IgnoreOverridesOption, app, fail, load_pricer
 from llmledger.ledger import Ledger
 from llmledger.plans.report import format_usage_line
 from llmledger.runner import run_agent
 from llmledger.sources import FORMATS
+
+#: The longest --timeout, in seconds: 30 days.
+_MAX_TIMEOUT = 30 * 86400.0
 
 _EPILOG = (
     "Examples:\n\n"
@@ -47,7 +50,10 @@ def run_command(
     name: Annotated[str | None, typer.Option("--name", help="A name for the task run.")] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", help="Kill the command after this many seconds (exit 124)."),
+        typer.Option(
+            "--timeout",
+            help="Kill the command after this many seconds (exit 124); at most 30 days.",
+        ),
     ] = None,
     format: Annotated[
         str | None,
@@ -74,6 +80,9 @@ def run_command(
     Output whose usage is not recognized is still recorded as a run, with no usage and a
     warning on stderr (after the command's own output).
     """
+    if timeout is not None and not 0 < timeout <= _MAX_TIMEOUT:  # NaN too
+        raise fail(f"--timeout {timeout:g}: give seconds above 0 and at most {_MAX_TIMEOUT:,.0f} "
+                   "(30 days), or leave it out for no timeout")  # fmt: skip
     # A broken prices overrides file stops it before the command starts, not after it ran.
     with Ledger(db, pricer=load_pricer(None, ignore_overrides)) as ledger:
         result = run_agent(
