@@ -300,6 +300,30 @@ def test_every_command_says_a_newer_llmledger_wrote_the_ledger(
     assert NEWER in result.stderr
 
 
+def test_run_and_plan_run_stop_before_the_agent_starts_on_a_newer_ledger(
+    newer_ledger: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "agent-ran"
+    plan = {
+        "name": "Newer",
+        "defaults": {"agent": "claude", "max_attempts": 1, "timeout": 60},
+        "sections": [{"id": "s", "tasks": [{"id": "t1", "prompt": "task 1"}]}],
+    }
+    plan_path = tmp_path / "plan.yaml"
+    plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
+    env = {**os.environ, "LLMLEDGER_CLAUDE_BIN": f"touch {marker}"}
+    for command in (["run", "--db", newer_ledger, "--", "touch", str(marker)],
+                    ["plan", "run", str(plan_path), "--db", newer_ledger]):  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-m", "llmledger", *command],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        assert result.returncode != 0
+        assert "Traceback" not in result.stderr
+        assert NEWER in result.stderr
+        assert not marker.exists()
+
+
 def test_opening_a_newer_ledger_raises_the_clear_error(newer_ledger: str) -> None:
     with pytest.raises(StoreError, match=r"newer llmledger \(revision 9999ffffffff\)"):
         open_repository(newer_ledger)

@@ -111,6 +111,20 @@ def _load_all(files: list[Path]) -> list[Plan]:
         raise fail(str(exc)) from None
 
 
+def _refuse_newer_ledger(ledger: Ledger) -> None:
+    # A ledger a newer llmledger wrote takes no calls: stop before any agent starts (its
+    # StoreError ends the command with the message). A store that cannot be reached is left
+    # to record(), which logs each loss.
+    from llmledger.store.engine import NewerLedgerError
+
+    try:
+        ledger.repository  # noqa: B018 - opening it is the check
+    except NewerLedgerError:
+        raise
+    except Exception:  # an unreachable store: the plan runs, each loss is logged
+        pass
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM stops a plan like Ctrl-C does: running attempts cancelled, reports written."""
@@ -198,6 +212,7 @@ def plan_run(
 
     try:
         with Ledger(db, pricer=pricer) as ledger, _sigterm_as_interrupt():
+            _refuse_newer_ledger(ledger)
             if not is_session:
                 outcome = run_plan(loaded[0], ledger, options)
                 write_plan(outcome)

@@ -13,6 +13,7 @@ from llmledger.ledger import Ledger
 from llmledger.plans.report import format_usage_line
 from llmledger.runner import run_agent
 from llmledger.sources import FORMATS
+from llmledger.store.engine import NewerLedgerError
 
 #: The longest --timeout, in seconds: 30 days.
 _MAX_TIMEOUT = 30 * 86400.0
@@ -85,6 +86,12 @@ def run_command(
                    "(30 days), or leave it out for no timeout")  # fmt: skip
     # A broken prices overrides file stops it before the command starts, not after it ran.
     with Ledger(db, pricer=load_pricer(None, ignore_overrides)) as ledger:
+        try:  # nothing could be recorded: stop before the agent starts
+            ledger.repository  # noqa: B018 - opening it is the check
+        except NewerLedgerError as exc:
+            raise fail(str(exc)) from None
+        except Exception:  # an unreachable store: record() logs each loss, the agent runs
+            pass
         result = run_agent(
             command,
             ledger=ledger,
