@@ -366,7 +366,8 @@ def test_a_bulk_load_keeps_the_rollup_exact(
     rebuilds: list[int] = []
     rebuild = rollup.rebuild
     monkeypatch.setattr(rollup, "rebuild", lambda conn: rebuilds.append(1) or rebuild(conn))
-    days = ["2025-06-10T09:00:00.000Z", "2025-06-10T09:20:00.000Z", "1969-12-31T23:50:00.000Z"]
+    # The third day is the first bucket of the accepted range (earlier times are skipped).
+    days = ["2025-06-10T09:00:00.000Z", "2025-06-10T09:20:00.000Z", "2000-01-01T00:10:00.000Z"]
     models = ["claude-sonnet-4-20250514", "claude-opus-4-20250514", "no-such-model"]
     first = [
         line(f"m{i}", f"r{i}", at=days[i % 3], model=models[i % 3], output=10 * i,

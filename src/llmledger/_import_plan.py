@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +80,7 @@ def _decide(file: LogFile, st: os.stat_result, state: dict[str, Any] | None) -> 
         and same_file
         and grown
         and st.st_size >= offset
+        and stat.S_ISREG(st.st_mode)  # never open a pipe: the read names it instead
         and _head_matches(file.path, min(HEAD_BYTES, offset), state["head_sha256"])
     ):
         return Plan(file, st, offset, int(state["lines"]), False)

@@ -13,6 +13,8 @@ structs (``_typed_row``), or, when its fields have other types, by orjson into a
 
 from __future__ import annotations
 
+import os
+import stat
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ import orjson
 from llmledger._import_plan import HEAD_BYTES, head_sha256
 from llmledger.call import Call
 from llmledger.errors import LedgerError, ParseError
-from llmledger.sources._common import iter_raw_lines
+from llmledger.sources._common import EARLIEST, LATEST, iter_raw_lines
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
@@ -101,6 +103,8 @@ class FileResult:
     head_sha256: str | None = None
     cwd: str | None = None
     failed: str | None = None
+    #: Why the file was not read, as the import counts it (with ``failed``).
+    failed_reason: str = "unreadable file"
     #: (column, value) of the last columns of :data:`ROW_COLUMNS` when every row holds the
     #: same value in them (the fast paths' constants): the rows then leave them out, and the
     #: writer puts them in its SQL instead of binding them row by row. Empty when the rows
@@ -245,12 +249,14 @@ class _Collector:
         # A kept copy is a Call, priced in finish(), or a row the fast path already built.
         self.kept: list[Call | tuple[Any, ...]] = []
         self.infos: list[tuple[int, int, bool, bool]] = []
+        #: The line of each kept copy (0: not known), to name it if pricing it fails.
+        self.lines: list[int] = []
 
-    def add(self, call: Call, copies: int = 1) -> None:
+    def add(self, call: Call, copies: int = 1, line: int = 0) -> None:
         """Keep ``call`` (standing for ``copies`` lines) unless a better copy is kept."""
         if call.dedupe_key is None:
             call.dedupe_key = call.key()
-        self.keep(call.dedupe_key, call, _info(call), copies)
+        self.keep(call.dedupe_key, call, _info(call), copies, line)
 
     def keep(
         self,
@@ -258,6 +264,7 @@ class _Collector:
         kept: Call | tuple[Any, ...],
         info: tuple[int, int, bool, bool],
         copies: int = 1,
+        line: int = 0,
     ) -> None:
         """Keep a call or its row under ``key`` unless a better copy is kept."""
         result = self.result
@@ -268,23 +275,37 @@ class _Collector:
             self.slots[key] = len(self.kept)
             self.kept.append(kept)
             self.infos.append(info)
+            self.lines.append(line)
             return
         result.duplicates += 1
         if _better(info, self.infos[slot]):
             self.kept[slot] = kept
             self.infos[slot] = info
+            self.lines[slot] = line
 
     def finish(self) -> None:
-        """Price the kept calls and turn them into rows."""
-        rows = self.result.rows
-        for kept in self.kept:
+        """Price the kept calls and turn them into rows; a call that cannot be priced or
+        written (a value no check foresaw) is skipped and named."""
+        result = self.result
+        rows, infos = result.rows, result.info
+        for kept, info, line in zip(self.kept, self.infos, self.lines, strict=True):
             if isinstance(kept, Call):
-                rows.append(_row(kept, self.task, self.pricer))
-                self.result.general += 1
+                try:
+                    rows.append(_row(kept, self.task, self.pricer))
+                except Exception as exc:
+                    result.calls_seen -= 1
+                    _skip(result, self.task.path, line, "unreadable line", _failure(exc))
+                    continue
+                result.general += 1
             else:
                 rows.append(kept)
-        self.result.info.extend(self.infos)
-        self.kept, self.infos, self.slots = [], [], {}
+            infos.append(info)
+        self.kept, self.infos, self.lines, self.slots = [], [], [], {}
+
+
+def _failure(exc: BaseException) -> str:
+    """What went wrong, for a line or file no check rejected before."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 # -- Claude Code transcripts -------------------------------------------------------------------
@@ -484,9 +505,15 @@ def _fast_micros(value: object) -> int | None:
     if type(value) is not str:
         raise _Unusual
     try:
-        return datetime_to_micros(datetime.fromisoformat(value))  # naive means UTC
-    except ValueError:
+        at = datetime_to_micros(datetime.fromisoformat(value))  # naive means UTC
+    except (ValueError, OverflowError):
         raise _Unusual from None
+    if not _EARLIEST <= at < _LATEST:
+        raise _Unusual  # the general path skips it, naming the line
+    return at
+
+
+_EARLIEST, _LATEST = datetime_to_micros(EARLIEST), datetime_to_micros(LATEST)
 
 
 def _fast_pico(value: object) -> int:
@@ -549,7 +576,9 @@ class _TLine(msgspec.Struct):
 
 
 _decode_line = msgspec.json.Decoder(_TLine).decode
-_TYPED_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
+# msgspec recurses once per nesting level: a line nested deeper than Python's recursion limit
+# (orjson reads up to 1024 levels) goes to the dict path.
+_TYPED_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
 #: Whether lines are decoded into the structs first (the tests turn it off to compare).
 _TYPED = True
 
@@ -622,6 +651,19 @@ def _read_transcript(
 
     def parse_typed(typed: tuple[_TLine, _TMessage, _TUsage], raw: bytes, line: int,
                     copies: int) -> None:  # fmt: skip
+        try:
+            read_typed(typed, raw, line, copies)
+        except Exception as exc:  # whatever one line does, the others still go in
+            _skip(result, path, line, "unreadable line", _failure(exc))
+
+    def parse(obj: dict[str, Any], line: int, copies: int) -> None:
+        try:
+            read(obj, line, copies)
+        except Exception as exc:
+            _skip(result, path, line, "unreadable line", _failure(exc))
+
+    def read_typed(typed: tuple[_TLine, _TMessage, _TUsage], raw: bytes, line: int,
+                   copies: int) -> None:  # fmt: skip
         fast = _typed_row(*typed, task, pricer)
         if fast is None:
             try:
@@ -629,20 +671,20 @@ def _read_transcript(
             except decode_error as exc:  # no input known to pass msgspec and fail orjson
                 _skip(result, path, line, "malformed JSON", f"malformed JSON ({exc})")
                 return
-            parse(obj, line, copies)
+            read(obj, line, copies)
             return
         if result.cwd is None:
             result.cwd = typed[0].cwd or None
         key, row, info = fast
-        collector.keep(key, row, info, copies)
+        collector.keep(key, row, info, copies, line)
 
-    def parse(obj: dict[str, Any], line: int, copies: int) -> None:
+    def read(obj: dict[str, Any], line: int, copies: int) -> None:
         fast = _fast_row(obj, task, pricer)
         if fast is not None:
             if result.cwd is None:
                 result.cwd = obj.get("cwd") or None
             key, row, info = fast
-            collector.keep(key, row, info, copies)
+            collector.keep(key, row, info, copies, line)
             return
         try:
             call = transcript_call(obj, path=path, line=line)
@@ -657,7 +699,7 @@ def _read_transcript(
         # ccusage's derivation: session and project come from the path.
         call.session_id = task.session_id or call.session_id
         call.project = task.project or call.project
-        collector.add(call, copies)
+        collector.add(call, copies, line)
 
     def settle() -> None:
         # The group's best copy goes through parse().
@@ -755,26 +797,74 @@ def _read_whole(task: ReadTask, data: bytes, result: FileResult) -> None:
     collector.finish()
 
 
-def read_file(task: ReadTask) -> FileResult:
-    """Read ``task.path`` from its offset and return its rows; never raises for bad content.
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"),
+    (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+)  # fmt: skip
 
-    An unreadable file comes back with ``failed`` set and nothing read.
+
+def not_regular(mode: int) -> str | None:
+    """What a file of this ``st_mode`` is when it is not a regular file (a named pipe would
+    block a read forever), else None."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "special file")
+
+
+class _NotRegular(Exception):
+    pass
+
+
+def _read_bytes(task: ReadTask) -> tuple[bytes, bytes]:
+    """(the first bytes, the bytes from the offset) of a regular file; a file of another
+    kind is not read, nor opened when it can be told before."""
+    kind = not_regular(os.stat(task.path).st_mode)
+    if kind is not None:
+        raise _NotRegular(kind)
+    # Non-blocking, in case it was replaced by a pipe since: opening one would wait for a
+    # writer. (No effect on a regular file.)
+    fd = os.open(task.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(fd, "rb") as fh:
+        kind = not_regular(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise _NotRegular(kind)
+        head = fh.read(HEAD_BYTES) if task.offset else b""
+        fh.seek(task.offset)
+        return head, fh.read(max(0, task.size - task.offset))
+
+
+def read_file(task: ReadTask) -> FileResult:
+    """Read ``task.path`` from its offset and return its rows; never raises.
+
+    An unreadable file (or one that is not a regular file) comes back with ``failed`` set
+    and nothing read; a line that fails is skipped and named, whatever went wrong.
     """
     result = FileResult(task.path, offset=task.offset, lines=0)
     try:
-        with open(task.path, "rb") as fh:
-            head = fh.read(HEAD_BYTES) if task.offset else b""
-            fh.seek(task.offset)
-            data = fh.read(max(0, task.size - task.offset))
+        head, data = _read_bytes(task)
+    except _NotRegular as exc:
+        result.failed = f"{task.path}: not a regular file ({exc}), skipped"
+        result.failed_reason = "not a regular file"
+        return result
     except OSError as exc:
         result.failed = f"{task.path}: cannot read ({exc.strerror})"
         return result
+    try:
+        _read_data(task, head, data, result)
+    except Exception as exc:  # a file no check foresaw: the other files still go in
+        failed = FileResult(task.path, offset=task.offset, lines=0)
+        failed.failed = f"{task.path}: cannot read ({_failure(exc)})"
+        return failed
+    return result
+
+
+def _read_data(task: ReadTask, head: bytes, data: bytes, result: FileResult) -> None:
     if task.agent != "claude":
         result.offset = task.offset + len(data)
         result.lines = data.count(b"\n")
         result.head_sha256 = head_sha256((head or data)[:HEAD_BYTES])
         _read_whole(task, data, result)
-        return result
+        return
     lines = data.split(b"\n")
     tail = lines.pop()  # what follows the last newline (b"" when the file ends with one)
     cut = len(data) - len(tail)
@@ -794,7 +884,6 @@ def read_file(task: ReadTask) -> FileResult:
         result.rows = [row if len(row) > _NARROW else row + shared for row in result.rows]
     else:
         result.shared = tuple(zip(_FAST_SHARED, shared, strict=True))
-    return result
 
 
 def _task_dict(task: ReadTask) -> dict[str, Any]:

@@ -7,8 +7,13 @@ from a small process and the ledger's setup costs no time of its own.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import suppress
@@ -106,14 +111,46 @@ def start_reading(
         # Each worker loads the price data itself (about 0.1 s) when it prices its first
         # call: loading it here first would hold up the workers' start by as much, on one
         # core.
-        pool = ProcessPoolExecutor(max_workers=count, initializer=_start_worker)
+        pool = ProcessPoolExecutor(
+            max_workers=count, initializer=_start_worker, initargs=(os.getpid(),)
+        )
         # Files go out in order and come back in order; chunks keep the pickling cost low.
         chunk = max(1, min(16, len(tasks) // (count * 8)))
     return Reading(list(plans), tasks, files=files, unchanged=unchanged, recorded=recorded,
                    pool=pool, chunk=chunk)  # fmt: skip
 
 
-def _start_worker() -> None:
+#: prctl(2) option: the signal the kernel sends a process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the import that started it ends, however it ends: a worker left
+    behind by an import killed with SIGKILL would read on, holding open the database
+    connection it inherited (the server would keep the killed import's transaction, and the
+    next import would wait for it forever). On Linux the kernel sends SIGKILL at the
+    parent's death; elsewhere a thread watches the parent."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(1)
+
+
+def _start_worker(parent: int) -> None:
+    _die_with_parent(parent)
     # When the cores are busy, the main process, which settles and writes what the workers
     # read, goes first: what it leaves queued when they finish lengthens the import's end,
     # which runs on one core (the workers' results wait in the queue meanwhile).

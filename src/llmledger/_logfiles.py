@@ -100,12 +100,14 @@ def gemini_roots(env: Mapping[str, str] | None = None, home: Path | None = None)
 
 def _walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[str, str]]:
     """``(path, real path)`` of the files under ``root`` whose names end in ``suffixes`` (or
-    ``root`` itself when it is a file). Symbolic links to directories are not followed.
+    ``root`` itself when it is not a directory). Symbolic links to directories are not
+    followed. Files that are not regular files (named pipes, sockets, devices) are yielded
+    too: the read names them and skips them unopened.
 
     A year of logs is thousands of files: resolving each path would stat every component, so
     only ``root`` and symbolic links are resolved."""
     top = str(root)
-    if os.path.isfile(top):
+    if os.path.lexists(top) and not os.path.isdir(top):
         yield top, os.path.realpath(top)
         return
     real_top = os.path.realpath(top)

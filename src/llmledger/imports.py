@@ -22,7 +22,9 @@ transaction, so an interrupted import leaves the ledger as it was.
 from __future__ import annotations
 
 import gc
+import os
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -32,7 +34,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Index, and_, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Index, and_, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from llmledger._import_plan import Plan, plan_import
 from llmledger._import_read import (
@@ -129,6 +133,31 @@ class ImportSummary:
         }
 
 
+# -- worker processes ----------------------------------------------------------------------------
+
+#: Engines whose pooled connections processes forked from this one must leave alone.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: In a forked child: the parent's pools, held so that their connections are never closed
+#: here (closing one would end the parent's PostgreSQL session, or drop SQLite's locks).
+_INHERITED: list[Any] = []
+
+
+def forget_in_children(engine: Engine) -> None:
+    """Make processes forked from now on (the import's workers) drop ``engine``'s pooled
+    connections, which are the parent's: a child never uses them."""
+    _ENGINES.add(engine)
+
+
+def _forget_connections() -> None:
+    for engine in list(_ENGINES):
+        _INHERITED.append(engine.pool)
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_connections)
+
+
 # -- writing -----------------------------------------------------------------------------------
 
 
@@ -222,9 +251,16 @@ class _Writer:
                 }
             )
         if new:
-            self.conn.execute(runs.insert(), new)
-            self.summary.sessions_added += len(new)
+            self.summary.sessions_added += self._insert_runs(new)
         self.session_meta.clear()
+
+    def _insert_runs(self, new: list[dict[str, Any]]) -> int:
+        """Create session runs unless they exist (a concurrent import may have just created
+        them: the ids are derived from the session ids, so theirs are ours); returns how many
+        this import created."""
+        insert = (pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert)(runs)
+        created = self.conn.execute(insert.on_conflict_do_nothing().returning(runs.c.id), new)
+        return len(created.all())
 
     def flush(self) -> None:
         """Write the queued rows."""
@@ -502,11 +538,14 @@ def _save_state(conn: Connection, plans: Sequence[Plan], results: Mapping[str, F
     done = [p for p in plans if p.file.path in results and results[p.file.path].failed is None]
     if not done:
         return
-    paths = [p.file.path for p in done]
-    for i in range(0, len(paths), _IN_CHUNK):
-        conn.execute(import_state.delete().where(import_state.c.path.in_(paths[i : i + _IN_CHUNK])))
+    # An upsert: a concurrent import of the same files may have saved their state since.
+    insert = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(import_state)
+    columns = [c.name for c in import_state.columns if c.name != "path"]
     conn.execute(
-        import_state.insert(),
+        insert.on_conflict_do_update(
+            index_elements=[import_state.c.path],
+            set_={name: insert.excluded[name] for name in columns},
+        ),
         [
             {
                 "path": p.file.path,
@@ -551,6 +590,7 @@ def import_logs(
     ``reading`` is the reads of an import already planned and started (see
     :func:`~llmledger._import_reading.start_reading`); the other arguments then do nothing.
     """
+    forget_in_children(repo.engine)
     if reading is None:
         found = list(files) if files is not None else discover(agents, paths)
         plans, unchanged = plan_import(repo, found)
@@ -753,7 +793,7 @@ def _account(summary: ImportSummary, skipped: Counter[str], plan: Plan, result: 
     summary.calls_seen += result.calls_seen
     skipped.update(result.skipped)
     if result.failed is not None:
-        skipped["unreadable file"] += 1
+        skipped[result.failed_reason] += 1
         if len(summary.errors) < _MAX_ERRORS:
             summary.errors.append(result.failed)
     for error in result.errors:

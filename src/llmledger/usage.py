@@ -25,8 +25,14 @@ BUCKETS: tuple[str, ...] = (
     "reasoning_tokens",
 )
 
-#: The largest count a bucket may hold: what a 64-bit signed database column stores.
-MAX_TOKENS = 2**63 - 1
+#: The largest count a bucket of one call may hold. The largest context windows are a few
+#: million tokens (about 2M in 2026); a billion is far beyond any real call, and keeps what
+#: counts become beyond overflow: a call's cost stays under a million dollars at any listed
+#: price, and the 64-bit sums of the ledger's columns hold billions of such calls. A larger
+#: count is rejected as a bad value.
+MAX_TOKENS = 10**9
+#: The largest sum a bucket may hold: what a 64-bit signed database column stores.
+_MAX_SUM = 2**63 - 1
 
 
 def add_counts(a: int | None, b: int | None) -> int | None:
@@ -52,10 +58,11 @@ class Usage:
     thinking. ``cache_write_5m_tokens`` and ``cache_write_1h_tokens`` split
     ``cache_write_tokens`` by cache lifetime where the source says.
 
-    Raises :class:`~llmledger.errors.UsageError` naming the field when a count is negative or
-    not an integer, when reasoning exceeds output, or when the 5m + 1h split exceeds the
-    cache-write total. Sums (``+``, :meth:`total`, :meth:`of_sums`) check only the counts:
-    over calls that report different buckets those relations need not hold.
+    Raises :class:`~llmledger.errors.UsageError` naming the field when a count is negative,
+    not an integer or above :data:`MAX_TOKENS`, when reasoning exceeds output, or when the
+    5m + 1h split exceeds the cache-write total. Sums (``+``, :meth:`total`, :meth:`of_sums`)
+    check only that each count is a non-negative integer below 2**63: over calls that report
+    different buckets the relations need not hold.
     """
 
     input_tokens: int | None = None
@@ -67,7 +74,7 @@ class Usage:
     reasoning_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        self._check_counts()
+        self._check_counts(MAX_TOKENS)
         self._check_parts()
 
     @classmethod
@@ -88,10 +95,10 @@ class Usage:
         usage = cls.__new__(cls)
         for name, value in zip(BUCKETS, counts, strict=True):
             object.__setattr__(usage, name, value)
-        usage._check_counts()
+        usage._check_counts(_MAX_SUM)
         return usage
 
-    def _check_counts(self) -> None:
+    def _check_counts(self, limit: int) -> None:
         for name in BUCKETS:
             value = getattr(self, name)
             if value is None:
@@ -100,8 +107,12 @@ class Usage:
                 raise UsageError(name, f"must be an integer or None, got {value!r}")
             if value < 0:
                 raise UsageError(name, f"must not be negative, got {value}")
-            if value > MAX_TOKENS:
-                raise UsageError(name, f"{value} is beyond any real count (at most {MAX_TOKENS})")
+            if value > limit:
+                raise UsageError(
+                    name,
+                    f"{value:,} is beyond any real count (at most {limit:,}"
+                    + (" per call)" if limit == MAX_TOKENS else ")"),
+                )
 
     def _check_parts(self) -> None:
         if (

@@ -66,6 +66,11 @@ def run_import(
         from llmledger.imports import ImportSummary
 
         return ImportSummary(files=len(found), files_skipped_unchanged=unchanged)
+    if repo is not None and not callable(repo):
+        # Opened to plan (PostgreSQL): the workers forked next must not use its connection.
+        from llmledger.imports import forget_in_children
+
+        forget_in_children(repo.engine)
     with start_reading(plans, files=len(found), unchanged=unchanged,
                        overrides_path=prices) as reading:  # fmt: skip
         from llmledger.store import open_repository

@@ -354,33 +354,59 @@ def make_usage(ctx: Ctx, **buckets: int | None) -> Usage:
 # -- time ---------------------------------------------------------------------------------------
 
 
+#: The times a call may have, from EARLIEST (inclusive) to LATEST (exclusive), UTC: before
+#: 2000 or from 2100 on a timestamp is a bad value (an epoch 0, a year 9999 placeholder), and
+#: it would break the reports' local-time arithmetic at the ends of the calendar.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def in_time_range(at: datetime, value: object, ctx: Ctx, name: str) -> datetime:
+    """``at`` (read from ``value``) when it lies in the accepted range; else raises."""
+    if EARLIEST <= at < LATEST:
+        return at
+    raise _out_of_range(value, ctx, name)
+
+
+def _out_of_range(value: object, ctx: Ctx, name: str) -> ParseError:
+    return ctx.error(
+        f"timestamp {value!r} is outside the accepted range (2000-01-01 to 2100-01-01 UTC)",
+        field=name,
+    )
+
+
 def timestamp(value: object, ctx: Ctx, name: str = "timestamp") -> datetime | None:
-    """An ISO-8601 timestamp as an aware UTC datetime; None when missing."""
+    """An ISO-8601 timestamp as an aware UTC datetime in the accepted range (see
+    :data:`EARLIEST`); None when missing."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise ctx.error(f"expected an ISO-8601 timestamp, got {value!r}", field=name)
     try:
         parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        elif parsed.tzinfo is not UTC:
+            parsed = parsed.astimezone(UTC)
     except ValueError:
         raise ctx.error(f"expected an ISO-8601 timestamp, got {value!r}", field=name) from None
-    if parsed.tzinfo is UTC:
-        return parsed
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 moved out of the calendar by its offset
+        raise _out_of_range(value, ctx, name) from None
+    return in_time_range(parsed, value, ctx, name)
 
 
 def unix_seconds(value: object, ctx: Ctx, name: str) -> datetime | None:
-    """Unix seconds (int or float) as an aware UTC datetime; None when missing."""
+    """Unix seconds (int or float) as an aware UTC datetime in the accepted range; None
+    when missing."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ctx.error(f"expected Unix seconds, got {value!r}", field=name)
     try:
-        return datetime.fromtimestamp(value, tz=UTC)
+        at = datetime.fromtimestamp(value, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise ctx.error(f"timestamp out of range: {value!r}", field=name) from None
+    return in_time_range(at, value, ctx, name)
 
 
 # -- naming -------------------------------------------------------------------------------------

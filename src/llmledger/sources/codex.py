@@ -101,7 +101,11 @@ def _counts(info: JsonObj, key: str, ctx: Ctx) -> dict[str, int] | None:
         value = count(obj, k, ctx, f"{key}.{k}")
         if value is not None:
             out[k] = value
-    token_usage(out, ctx, key)  # cached within input, no negative count: or the line is skipped
+    # Cached within input (counts are never negative), or the line is skipped. A total is
+    # cumulative, past the bound of one call's count in a long session: each call's own
+    # usage is checked whole when it is made.
+    cached = out.get("cached_input_tokens", 0) + out.get("cache_write_input_tokens", 0)
+    sub(out.get("input_tokens"), cached, ctx, f"{key}.input_tokens", "cached_input_tokens")
     return out
 
 
