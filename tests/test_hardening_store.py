@@ -256,6 +256,7 @@ def test_four_first_imports_and_reports_on_a_new_file_all_succeed(tmp_path: Path
     with sqlite3.connect(tmp_path / "ledger.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (12 * 400,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert _mode(tmp_path / "ledger.db") == 0o600  # created private (item 23), whoever won
     for _, (out, _) in zip(commands[1::2], results[1::2], strict=True):
         days = orjson.loads(out)
         assert isinstance(days, (list, dict))
@@ -553,3 +554,9 @@ def test_plan_task_logs_are_private(
     assert _mode(logs / "plan") == 0o700
     assert _mode(logs / "plan" / "task-t1.log") == 0o600
 
+
+
+def test_a_ledger_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError, match="cannot create the ledger"):
+        open_repository(f"sqlite:///{tmp_path / 'a-file' / 'ledger.db'}")

@@ -89,9 +89,12 @@ def open_engine(url: str | None = None, *, read_only: bool | None = None, **kwar
                 )
                 kwargs["execution_options"] = {**kwargs.get("execution_options", {}), **READ_ONLY}
             elif not os.path.exists(path):
-                make_private_dirs(Path(path).parent)
-                # SQLite gives the -wal, -shm and journal files the database file's mode.
-                create_private_file(path)
+                try:
+                    make_private_dirs(Path(path).parent)
+                    # SQLite gives the -wal, -shm and journal files the database file's mode.
+                    create_private_file(path)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the ledger at {path}: {exc}") from exc
         engine = create_engine(parsed, **kwargs)
         _configure_sqlite(engine, read_only=bool(read_only))
         return engine
