@@ -424,8 +424,8 @@ def _stale_run(repo: Any, started: datetime, parent: str | None = None) -> str:
     return run_id
 
 
-def test_repair_finishes_a_run_at_its_last_call_or_leaves_it_open_ended(sqlite_url: str) -> None:
-    repo = open_repository(sqlite_url)
+def test_repair_finishes_a_run_at_its_last_call_or_leaves_it_open_ended(db_url: str) -> None:
+    repo = open_repository(db_url)
     start = datetime(2025, 6, 10, 9, tzinfo=UTC)
     parent = _stale_run(repo, start)
     child = _stale_run(repo, start + timedelta(minutes=1), parent=parent)
@@ -437,7 +437,7 @@ def test_repair_finishes_a_run_at_its_last_call_or_leaves_it_open_ended(sqlite_u
              started_at=last - timedelta(seconds=3), finished_at=last),
     ], run_id=child)  # fmt: skip
     _register_commands()
-    result = CliRunner().invoke(app, ["db", "repair", "--db", sqlite_url])
+    result = CliRunner().invoke(app, ["db", "repair", "--db", db_url])
     assert result.exit_code == 0, result.output
     assert "3 stale run(s)" in result.output
     assert "no call recorded" in result.output
@@ -456,8 +456,8 @@ def test_repair_finishes_a_run_at_its_last_call_or_leaves_it_open_ended(sqlite_u
     repo.engine.dispose()
 
 
-def test_a_finish_before_the_start_is_rejected(sqlite_url: str) -> None:
-    repo = open_repository(sqlite_url)
+def test_a_finish_before_the_start_is_rejected(db_url: str) -> None:
+    repo = open_repository(db_url)
     start = datetime(2025, 6, 10, 9, tzinfo=UTC)
     run_id = repo.create_run("task", started_at=start)
     with pytest.raises(UsageError, match="finished_at"):
@@ -477,8 +477,8 @@ def test_a_finish_before_the_start_is_rejected(sqlite_url: str) -> None:
     repo.engine.dispose()
 
 
-def test_repair_never_writes_a_negative_duration(sqlite_url: str) -> None:
-    repo = open_repository(sqlite_url)
+def test_repair_never_writes_a_negative_duration(db_url: str) -> None:
+    repo = open_repository(db_url)
     start = datetime(2025, 6, 10, 9, tzinfo=UTC)
     run_id = _stale_run(repo, start)
     early = start - timedelta(hours=1)  # a call stamped before its run (another clock)

@@ -101,8 +101,11 @@ def db_repair(db: DbOption = None, as_json: JsonOption = False) -> None:
 
     try:
         repo = open_repository(db)
-        repaired = repair_stale_runs(repo)
-        rows = [repo.get_run(run_id) or {} for run_id in repaired]
+        try:
+            repaired = repair_stale_runs(repo)
+            rows = [repo.get_run(run_id) or {} for run_id in repaired]
+        finally:
+            repo.engine.dispose()
     except StoreError as exc:
         raise fail(str(exc)) from None
     details = [
