@@ -325,9 +325,17 @@ def test_run_and_plan_run_stop_before_the_agent_starts_on_a_newer_ledger(
         assert not marker.exists()
 
 
-def test_opening_a_newer_ledger_raises_the_clear_error(newer_ledger: str) -> None:
+def test_opening_or_upgrading_a_newer_ledger_raises_the_clear_error(db_url: str) -> None:
+    from llmledger.store import upgrade
+
+    repo = open_repository(db_url)
+    with repo.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999ffffffff'"))
     with pytest.raises(StoreError, match=r"newer llmledger \(revision 9999ffffffff\)"):
-        open_repository(newer_ledger)
+        open_repository(db_url)
+    with pytest.raises(StoreError, match=r"newer llmledger \(revision 9999ffffffff\)"):
+        upgrade(repo.engine)
+    repo.engine.dispose()
 
 
 # -- 21: a read-only ledger ---------------------------------------------------------------------

@@ -68,5 +68,9 @@ def open_repository(url: str | None = None, *, migrate: bool = True) -> Reposito
 
     engine = open_engine(url)
     if migrate:
-        ensure_current(engine)
+        try:
+            ensure_current(engine)
+        except BaseException:
+            engine.dispose()  # the caller never sees it
+            raise
     return Repository(engine)
