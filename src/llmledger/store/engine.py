@@ -65,7 +65,7 @@ def open_engine(url: str | None = None, *, read_only: bool | None = None, **kwar
 
     A new SQLite file is created readable by its owner only (0600), in directories created
     0700 when missing. A SQLite file this process may not write (see
-    :func:`~llmledger.store.urls.read_only_sqlite_file`) is opened read-only, as it is when
+    :func:`~llmledger.store.sqlite_reader.read_only_sqlite_file`) is opened read-only, as when
     ``read_only`` is true: reads work, writes fail, nothing is created or converted. Raises
     :class:`StoreError` for a URL that is not SQLite or PostgreSQL.
     """
