@@ -350,7 +350,10 @@ def _as_other_user() -> list[str]:
 
 @pytest.fixture
 def read_only_ledger() -> Iterator[Path]:
-    """A ledger with one call, in a directory that, like the file, nobody may write."""
+    """A ledger with one call, in a directory that, like the file, nobody may write.
+
+    Not under tmp_path: pytest makes its base directory 0700, which the other user of
+    :func:`_as_other_user` could not enter."""
     base = Path(tempfile.mkdtemp(prefix="llmledger-ro-"))
     base.chmod(0o755)
     folder = base / "ro"
