@@ -426,3 +426,64 @@ def test_a_long_codex_session_past_the_bound_in_total_is_read(tmp_path: Path) ->
     parsed = parse(rollout.read_bytes(), format="codex_rollout", path=rollout)
     assert len(parsed.calls) == 2
     assert parsed.calls[1].usage.cache_read_tokens == 50_000  # the difference of the totals
+
+
+def test_values_the_database_refuses_skip_only_their_call(repo: Repository, tmp_path: Path) -> None:
+    # PostgreSQL enforces the columns' lengths and refuses NUL characters: one such line
+    # used to abort the import's transaction, and every report with it.
+    home = tmp_path / "claude"
+    long_id = "m" * 300
+    write(home / "projects" / "p" / "s1.jsonl", [
+        line("good1"),
+        line(long_id),
+        line("nul\x00id"),
+        line("m4", model="y" * 250),
+        {**line("m5"), "requestId": "q" * 300},
+        line("good2", at="2025-06-11T09:00:00Z"),
+    ])  # fmt: skip
+    summary = import_logs(repo, ["claude"], [home], workers=1)
+    with repo.engine.connect() as conn:
+        ids = {r[0] for r in conn.exec_driver_sql("SELECT message_id FROM calls")}
+        rolled = conn.exec_driver_sql("SELECT SUM(calls) FROM call_rollup").scalar_one()
+    assert {"good1", "good2"} <= ids
+    assert int(rolled) == len(ids) == summary.calls_added
+    if repo.engine.dialect.name == "postgresql":
+        assert ids == {"good1", "good2"}
+        assert summary.skipped == {"not stored": 4}
+        assert any(long_id in e and "not stored" in e for e in summary.errors)
+
+
+def test_a_nul_in_a_sessions_facts_does_not_stop_the_import(
+    repo: Repository, tmp_path: Path
+) -> None:
+    home = tmp_path / "claude"
+    write(home / "projects" / "p" / "s1.jsonl", [{**line("good1"), "cwd": "/home/\x00dev"}])
+    write(home / "projects" / "p" / "s2.jsonl", [line("good2", session="s2")])
+    summary = import_logs(repo, ["claude"], [home], workers=1)
+    assert summary.calls_added >= 1
+    with repo.engine.connect() as conn:
+        ids = {r[0] for r in conn.exec_driver_sql("SELECT message_id FROM calls")}
+    assert "good2" in ids
+
+
+def test_costs_past_64_bits_in_one_bucket_stop_nothing(db_url: str, tmp_path: Path) -> None:
+    # 14 calls at the bound of the dearest model in one 15-minute bucket: about $10.5M,
+    # past the 64-bit pico-dollar sums of the roll-up.
+    home = tmp_path / "claude"
+    buckets = ("input", "output", "cache_read_input", "cache_creation_input")
+    big = {f"{name}_tokens": MAX_TOKENS for name in buckets}
+    lines = []
+    for i in range(14):
+        obj = line(f"m{i}", model="o1-pro")
+        obj["message"]["usage"] = big
+        lines.append(obj)
+    write(home / "projects" / "p" / "s1.jsonl", [*lines, line("good", at="2025-06-12T09:00:00Z")])
+    repo = open_repository(db_url)
+    summary = import_logs(repo, ["claude"], [home], workers=1)
+    repo.engine.dispose()
+    assert summary.calls_added + summary.skipped.get("not stored", 0) == 15
+    env = {"LLMLEDGER_DB": db_url, "CLAUDE_CONFIG_DIR": str(home),
+           "CODEX_HOME": str(tmp_path / "x"), "GEMINI_DATA_DIR": str(tmp_path / "x")}  # fmt: skip
+    done = _cli(["daily", "--json", "--tz", "Asia/Kolkata", "--no-import"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["totals"]["calls"] == summary.calls_added

@@ -185,6 +185,8 @@ class _Writer:
         #: Derived run id -> the id of the session's run created before under another id.
         self.moved: dict[str, str] = {}
         self.changes = 0
+        #: Rows the database refused (see :meth:`_write`).
+        self.refused = 0
         self.bulk = bulk
 
     def extend(
@@ -259,7 +261,9 @@ class _Writer:
         them: the ids are derived from the session ids, so theirs are ours); returns how many
         this import created."""
         insert = (pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert)(runs)
-        created = self.conn.execute(insert.on_conflict_do_nothing().returning(runs.c.id), new)
+        # PostgreSQL stores no NUL character (a log's cwd may hold one): a run keeps the rest.
+        rows = [_without_nul(run) for run in new]
+        created = self.conn.execute(insert.on_conflict_do_nothing().returning(runs.c.id), rows)
         return len(created.all())
 
     def flush(self) -> None:
@@ -297,7 +301,38 @@ class _Writer:
                 (*r[:RUN_ID], moved[r[RUN_ID]], *r[RUN_ID + 1 :]) if r[RUN_ID] in moved else r
                 for r in rows
             ]
-        self.changes += driver_executemany(self.conn, sql, rows)
+        # A value the database refuses (a text longer than its column, a NUL character, a sum
+        # past 64 bits) fails its whole batch: the batch is written again row by row, and
+        # only the rows that fail are left out, each named.
+        refused = (OverflowError, self.conn.dialect.loaded_dbapi.DataError)
+        try:
+            with self.conn.begin_nested():
+                self.changes += driver_executemany(self.conn, sql, rows)
+            return
+        except refused:
+            pass
+        for row in rows:
+            try:
+                with self.conn.begin_nested():
+                    self.changes += driver_executemany(self.conn, sql, [row])
+            except refused as exc:
+                self.refused += 1
+                if len(self.summary.errors) < _MAX_ERRORS:
+                    reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                    self.summary.errors.append(
+                        f"call {row[DEDUPE_KEY]} (session {row[SESSION_ID]}): not stored ({reason})"
+                    )
+
+
+def _without_nul(value: Any) -> Any:
+    """``value`` with NUL characters dropped from its strings, at any depth."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 # -- dedupe across files and against the store -------------------------------------------------
@@ -512,11 +547,19 @@ def _bulk_load(conn: Connection) -> list[Index]:
     return dropped
 
 
+_MAX_INTEGER = 2**63 - 1
+
+
 def _end_bulk_load(conn: Connection, summed: dict[rollup.Key, list[int]] | None) -> None:
     if summed is None:
         rollup.rebuild(conn)
     else:
-        rows = [(*key, *sums) for key, sums in summed.items()]
+        # A sum past 64 bits (only costs get there: a few calls at the token bound of the
+        # dearest model in one bucket) is stored as SQLite's triggers store it: as a REAL.
+        rows = [
+            (*key, *(v if v <= _MAX_INTEGER else float(v) for v in sums))
+            for key, sums in summed.items()
+        ]
         driver_executemany(conn, rollup.insert_sql(conn.dialect.name), rows)
     rollup.create_triggers(conn)
 
@@ -661,6 +704,8 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
             if progress is not None:
                 progress(done_bytes, total_bytes)
         writer.flush()
+        if writer.refused:
+            sums = None  # it summed the refused rows too: rebuild the roll-up
         if sums is not None:
             sums.start()
         for index in dropped:
@@ -679,6 +724,9 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
             _end_bulk_load(conn, summed if not deleted else None)
         after = _count_calls(conn)
         _save_state(conn, plans, results, micros_to_datetime(recorded) or datetime.now(UTC))
+    if writer.refused:
+        skipped["not stored"] += writer.refused
+        summary.calls_seen -= writer.refused
     summary.calls_added = max(0, after - before)
     summary.calls_updated = max(0, writer.changes - (after - before) - deleted)
     summary.duplicates = max(0, summary.calls_seen - summary.calls_added - summary.calls_updated)
