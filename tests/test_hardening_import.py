@@ -487,3 +487,18 @@ def test_costs_past_64_bits_in_one_bucket_stop_nothing(db_url: str, tmp_path: Pa
     done = _cli(["daily", "--json", "--tz", "Asia/Kolkata", "--no-import"], env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["totals"]["calls"] == summary.calls_added
+
+
+def test_otel_span_times_outside_the_range_are_rejected() -> None:
+    span = {
+        "name": "chat gpt-5",
+        "startTimeUnixNano": "1000000000",
+        "endTimeUnixNano": "3500000000",
+        "attributes": {
+            "gen_ai.response.model": "gpt-5",
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 7,
+        },
+    }
+    with pytest.raises(ParseError, match="outside the accepted range"):
+        parse(span, format="otel_genai_span")

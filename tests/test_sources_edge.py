@@ -209,8 +209,8 @@ def test_otel_otlp_json_export() -> None:
                             {
                                 "traceId": "t",
                                 "spanId": "s",
-                                "startTimeUnixNano": "1000000000",
-                                "endTimeUnixNano": "3500000000",
+                                "startTimeUnixNano": "1762474801000000000",
+                                "endTimeUnixNano": "1762474803500000000",
                                 "attributes": [
                                     {
                                         "key": "gen_ai.response.model",

@@ -23,6 +23,7 @@ from llmledger.sources._common import (
     get_list,
     get_obj,
     guess_provider,
+    in_time_range,
     make_usage,
     to_count,
 )
@@ -124,9 +125,10 @@ def _nanos(span: Mapping[str, Any], key: str) -> int | None:
 
 def _from_nanos(nanos: int, ctx: Ctx, name: str) -> datetime:
     try:
-        return _EPOCH + timedelta(microseconds=nanos // 1000)
+        at = _EPOCH + timedelta(microseconds=nanos // 1000)
     except OverflowError:
         raise ctx.error(f"timestamp out of range: {nanos}", field=name) from None
+    return in_time_range(at, nanos, ctx, name)
 
 
 def _call(span: JsonObj, usage: Usage, attrs: Mapping[str, Any], ctx: Ctx) -> Call:
