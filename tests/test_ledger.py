@@ -251,7 +251,9 @@ def test_store_outage_never_raises_into_the_agent(
     assert book.failures >= 3
     assert observer.failures[:2] == ["open task run", "record"]
     assert observer.failures[2].startswith("finalize task run")
-    assert "could not record: FileExistsError" in caplog.text  # the cause is named
+    # The cause is named: the ledger's directory cannot be made (a file is in the way).
+    assert "could not record: StoreError: cannot create the ledger" in caplog.text
+    assert "File exists" in caplog.text
 
 
 def test_bad_payload_is_logged_counted_and_returns(
