@@ -502,3 +502,40 @@ def test_otel_span_times_outside_the_range_are_rejected() -> None:
     }
     with pytest.raises(ParseError, match="outside the accepted range"):
         parse(span, format="otel_genai_span")
+
+
+def test_a_nul_in_an_id_read_after_the_first_import_stops_nothing(
+    repo: Repository, tmp_path: Path
+) -> None:
+    home = tmp_path / "claude"
+    write(home / "projects" / "p" / "s1.jsonl", [line("good1")])
+    assert import_logs(repo, ["claude"], [home], workers=1).calls_added == 1
+    write(home / "projects" / "p" / "s2.jsonl", [line("nul\x00id", session="s2"),
+                                                  line("good2", session="s2")])  # fmt: skip
+    summary = import_logs(repo, ["claude"], [home], workers=1)
+    assert summary.calls_added >= 1
+    with repo.engine.connect() as conn:
+        ids = {r[0] for r in conn.exec_driver_sql("SELECT message_id FROM calls")}
+    assert {"good1", "good2"} <= ids
+
+
+def test_a_nul_in_a_codex_session_id_stops_nothing(repo: Repository, tmp_path: Path) -> None:
+    def rollout(name: str, session: str, tokens: int) -> Path:
+        meta = {"id": session, "timestamp": "2025-11-06T18:00:00Z", "cwd": "/p"}
+        usage = {"input_tokens": tokens, "cached_input_tokens": 10, "output_tokens": 5}
+        return write(tmp_path / "sessions" / f"rollout-2025-11-06T18-00-00-{name}.jsonl", [
+            {"timestamp": "2025-11-06T18:00:00Z", "type": "session_meta", "payload": meta},
+            {"timestamp": "2025-11-06T18:00:01Z", "type": "turn_context",
+             "payload": {"model": "gpt-5-codex", "cwd": "/p"}},
+            {"timestamp": "2025-11-06T18:00:02Z", "type": "event_msg",
+             "payload": {"type": "token_count", "info": {"total_token_usage": usage}}},
+        ])  # fmt: skip
+
+    rollout("a", "good-session", 100)
+    rollout("b", "bad\x00session", 200)
+    import_logs(repo, ["codex"], [tmp_path / "sessions"], workers=1)
+    rollout("b", "bad\x00session", 300)  # read again: the import asks about its session
+    import_logs(repo, ["codex"], [tmp_path / "sessions"], workers=1)
+    with repo.engine.connect() as conn:
+        sessions = {r[0] for r in conn.exec_driver_sql("SELECT session_id FROM calls")}
+    assert "good-session" in sessions

@@ -221,8 +221,9 @@ class _Writer:
         if not wanted:
             return
         existing: dict[str, str] = {}
-        for i in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[i : i + _IN_CHUNK]
+        asked = [s for s in wanted if "\x00" not in s]  # PostgreSQL takes no NUL
+        for i in range(0, len(asked), _IN_CHUNK):
+            chunk = asked[i : i + _IN_CHUNK]
             query = select(runs.c.key, runs.c.id).where(
                 runs.c.kind == "session", runs.c.key.in_(chunk)
             )
@@ -418,7 +419,10 @@ class _Dedupe:
         """Remember stored copies of these message ids (only when the store may have some)."""
         if not self.check_store:
             return
-        wanted = [m for m in dict.fromkeys(message_ids) if m not in self.by_message]
+        # An id with a NUL cannot be stored (nor asked for) on PostgreSQL: none is stored.
+        wanted = [
+            m for m in dict.fromkeys(message_ids) if m not in self.by_message and "\x00" not in m
+        ]
         stored: dict[str, list[tuple[str, bool, bool]]] = {}
         for i in range(0, len(wanted), _IN_CHUNK):
             query = select(
@@ -743,7 +747,7 @@ def _legacy_codex_keys(conn: Connection, sessions: set[str]) -> list[str]:
     their own time and counts (so that a copied branch's replayed turns are the same calls),
     and writes them all: the old rows of its sessions go."""
     found: list[str] = []
-    wanted = sorted(sessions)
+    wanted = sorted(s for s in sessions if "\x00" not in s)  # none such is stored
     for i in range(0, len(wanted), _IN_CHUNK):
         query = select(calls.c.dedupe_key, calls.c.session_id).where(
             calls.c.source == SOURCE_OF["codex"], calls.c.session_id.in_(wanted[i : i + _IN_CHUNK])
