@@ -346,19 +346,36 @@ def _big_tree(home: Path) -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.postgres
-def test_workers_die_with_a_killed_import(pg_url: str, tmp_path: Path) -> None:
+def test_workers_die_with_a_killed_import(pg_server: str, pg_url: str, tmp_path: Path) -> None:
+    import sqlalchemy
+
     home = tmp_path / "claude"
     _big_tree(home)
-    env = {**os.environ, "LLMLEDGER_DB": pg_url, "CLAUDE_CONFIG_DIR": str(home),
+    name = f"llmledger-killed-{os.getpid()}-{time.monotonic_ns()}"
+    env = {**os.environ, "LLMLEDGER_DB": f"{pg_url}&application_name={name}",
+           "CLAUDE_CONFIG_DIR": str(home),
            "CODEX_HOME": str(tmp_path / "x"), "GEMINI_DATA_DIR": str(tmp_path / "x")}  # fmt: skip
+    # The killed import has written calls in its open transaction: the next import's writes
+    # of the same keys wait for that transaction to end.
+    writing = sqlalchemy.text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE a.application_name = :name AND l.mode = 'RowExclusiveLock' "
+        "AND l.relation::regclass::text LIKE '%.calls'"
+    )
+    admin = sqlalchemy.create_engine(pg_server)
     command = [sys.executable, "-m", "llmledger", "import", "claude", "--json"]
     first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     workers: list[int] = []
     try:
-        while len(workers) < 2 and time.monotonic() < deadline and first.poll() is None:
-            workers = _children(first.pid)
-            time.sleep(0.01)  # polling, not timing: the deadline bounds the wait
+        with admin.connect() as conn:
+            while time.monotonic() < deadline and first.poll() is None:
+                workers = _children(first.pid)
+                if len(workers) >= 2 and conn.execute(writing, {"name": name}).scalar_one():
+                    break
+                conn.rollback()
+                time.sleep(0.01)  # polling, not timing: the deadline bounds the wait
+        assert first.poll() is None, "the import ended before it was caught writing"
         assert len(workers) >= 2, "the import never started its workers"
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=60)
@@ -366,6 +383,7 @@ def test_workers_die_with_a_killed_import(pg_url: str, tmp_path: Path) -> None:
             time.sleep(0.01)
         assert not any(map(_alive, workers)), "workers outlived the killed import"
     finally:
+        admin.dispose()
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
