@@ -228,6 +228,8 @@ def test_named_pipes_and_sockets_are_skipped_not_read(tmp_path: Path) -> None:
     write(project / "s1.jsonl", [line("good1")])
     os.mkfifo(project / "fifo.jsonl")
     (project / "dir.jsonl").mkdir()
+    (project / "dir.jsonl" / "inner.jsonl").write_bytes(orjson.dumps(line("good2")) + b"\n")
+    (project / "zero.jsonl").symlink_to("/dev/zero")
     listener = socket.socket(socket.AF_UNIX)
     sock = project / "sock.jsonl"
     if len(str(sock)) < 100:  # AF_UNIX paths are short
@@ -238,14 +240,15 @@ def test_named_pipes_and_sockets_are_skipped_not_read(tmp_path: Path) -> None:
         done = _cli(["import", "claude", str(home), "--json"], env)
         assert done.returncode == 0, done.stderr
         summary = json.loads(done.stdout)
-        assert summary["calls_added"] == 1
-        irregular = 2 if sock.exists() else 1
+        assert summary["calls_added"] == 2  # the file in the directory named *.jsonl too
+        irregular = 3 if sock.exists() else 2
         assert summary["skipped"] == {"not a regular file": irregular}
         assert any(e.startswith(f"{project / 'fifo.jsonl'}: ") and "named pipe" in e
                    for e in summary["errors"])  # fmt: skip
+        assert any("character device" in e for e in summary["errors"])
         report = _cli(["daily", "--json", "--tz", "UTC"], env)
         assert report.returncode == 0, report.stderr
-        assert json.loads(report.stdout)["totals"]["calls"] == 1
+        assert json.loads(report.stdout)["totals"]["calls"] == 2
     finally:
         listener.close()
 
