@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -560,3 +561,19 @@ def test_a_nul_in_a_codex_session_id_stops_nothing(repo: Repository, tmp_path: P
     with repo.engine.connect() as conn:
         sessions = {r[0] for r in conn.exec_driver_sql("SELECT session_id FROM calls")}
     assert "good-session" in sessions
+
+
+def test_record_keeps_a_call_with_a_time_outside_the_range_without_it(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # Stored, a year-9999 time broke daily/sessions/blocks in every zone east of UTC.
+    ledger = Ledger(sqlite_url)
+    for at in (datetime(9999, 12, 31, 23, tzinfo=UTC), "1969-07-20T20:17:00Z"):
+        calls = ledger.record(Usage(input_tokens=5), model=PRICED, started_at=at)
+        assert len(calls) == 1
+        assert calls[0].started_at is None
+        assert "bad_started_at" in calls[0].metadata["flags"]
+    ledger.close()
+    done = _cli(["daily", "--json", "--tz", "Pacific/Kiritimati", "--no-import"],
+                {"LLMLEDGER_DB": sqlite_url})  # fmt: skip
+    assert done.returncode == 0, done.stderr

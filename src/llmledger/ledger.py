@@ -38,7 +38,7 @@ from llmledger.pricing import Price, Pricer
 from llmledger.store import Repository, open_repository
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.schema import runs
-from llmledger.store.values import MAX_USD
+from llmledger.store.values import EARLIEST, LATEST, MAX_USD
 from llmledger.totals import Totals
 from llmledger.usage import Usage
 
@@ -589,7 +589,10 @@ def _instant(value: Any) -> datetime:
         raise TypeError(
             f"a time must be a datetime or an ISO 8601 string, not {type(value).__name__}"
         )
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    at: datetime = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if not EARLIEST <= at < LATEST:  # what every source accepts (docs/import.md)
+        raise ValueError("outside the accepted range (2000-01-01 to 2100-01-01 UTC)")
+    return at
 
 
 def _milliseconds(value: Any) -> int:
@@ -617,7 +620,11 @@ def _converted(call: Call, invalid: dict[str, str]) -> Call:
         changes["reported_cost_usd"] = _checked("cost_usd", call.reported_cost_usd, _money, invalid)
     for name in ("started_at", "finished_at"):
         value = getattr(call, name)
-        if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+        if value is not None and (
+            not isinstance(value, datetime)
+            or value.tzinfo is None
+            or not EARLIEST <= value < LATEST
+        ):
             changes[name] = _checked(name, value, _instant, invalid)
     if call.duration_ms is not None and type(call.duration_ms) is not int:
         changes["duration_ms"] = _checked("duration_ms", call.duration_ms, _milliseconds, invalid)

@@ -18,7 +18,7 @@ import orjson
 
 from llmledger.call import Call
 from llmledger.errors import ParseError, UsageError
-from llmledger.store.values import MAX_USD
+from llmledger.store.values import EARLIEST, LATEST, MAX_USD
 from llmledger.usage import Usage
 
 JsonObj = dict[str, Any]
@@ -354,13 +354,6 @@ def make_usage(ctx: Ctx, **buckets: int | None) -> Usage:
 # -- time ---------------------------------------------------------------------------------------
 
 
-#: The times a call may have, from EARLIEST (inclusive) to LATEST (exclusive), UTC: before
-#: 2000 or from 2100 on a timestamp is a bad value (an epoch 0, a year 9999 placeholder), and
-#: it would break the reports' local-time arithmetic at the ends of the calendar.
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-
-
 def in_time_range(at: datetime, value: object, ctx: Ctx, name: str) -> datetime:
     """``at`` (read from ``value``) when it lies in the accepted range; else raises."""
     if EARLIEST <= at < LATEST:
@@ -377,7 +370,7 @@ def _out_of_range(value: object, ctx: Ctx, name: str) -> ParseError:
 
 def timestamp(value: object, ctx: Ctx, name: str = "timestamp") -> datetime | None:
     """An ISO-8601 timestamp as an aware UTC datetime in the accepted range (see
-    :data:`EARLIEST`); None when missing."""
+    :data:`~llmledger.store.values.EARLIEST`); None when missing."""
     if value is None:
         return None
     if not isinstance(value, str):

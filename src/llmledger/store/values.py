@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
 __all__ = [
+    "EARLIEST",
+    "LATEST",
     "MAX_USD",
     "PICO",
     "datetime_to_micros",
@@ -23,6 +25,12 @@ PICO = Decimal("1e-12")
 #: overflow the 64-bit pico-dollar columns (about 9.2 million USD): sources reject them.
 MAX_USD = Decimal(10) ** 6
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: The times a call may have, from EARLIEST (inclusive) to LATEST (exclusive), UTC: before
+#: 2000 or from 2100 on a timestamp is a bad value (an epoch 0, a year 9999 placeholder), and
+#: it would break the reports' local-time arithmetic at the ends of the calendar. Every
+#: source and ``Ledger.record`` hold to it (docs/import.md, "Limits of a call").
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def money_to_pico(value: Decimal) -> int:
