@@ -378,7 +378,8 @@ def test_import_names_a_bad_line_of_a_file_with_escapes_in_its_path(
     home = tmp_path / "claude-home"
     project = home / "projects" / "-home-\x1b]0;pwned\x07"
     project.mkdir(parents=True)
-    (project / "s.jsonl").write_text('{"type": "assistant", "message": {"usage": {"input_tokens": 1,\n')
+    truncated = '{"type": "assistant", "message": {"usage": {"input_tokens": 1,\n'
+    (project / "s.jsonl").write_text(truncated)
     monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(home))
     result = _invoke("import", "claude", "--db", sqlite_url)
     assert result.exit_code == 0, (result.output, result.exception)
