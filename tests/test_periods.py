@@ -19,7 +19,7 @@ from llmledger.periods import Filters, period_report
 from llmledger.store import Repository, open_repository
 from llmledger.store.schema import calls
 from llmledger.store.sqlite_reader import SqliteReader, open_reader
-from llmledger.store.values import micros_to_datetime
+from llmledger.values import micros_to_datetime
 
 _TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
            "reasoning_tokens")  # fmt: skip

@@ -33,7 +33,7 @@ from llmledger.sources._common import iter_raw_lines
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
-from llmledger.store.values import EARLIEST, LATEST, MAX_USD, datetime_to_micros, money_to_pico
+from llmledger.values import EARLIEST, LATEST, MAX_USD, datetime_to_micros, money_to_pico
 
 __all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file", "session_run_id"]
 

@@ -38,9 +38,9 @@ from llmledger.pricing import Price, Pricer
 from llmledger.store import Repository, open_repository
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.schema import runs
-from llmledger.store.values import EARLIEST, LATEST, MAX_USD
 from llmledger.totals import Totals
 from llmledger.usage import Usage
+from llmledger.values import EARLIEST, LATEST, MAX_USD
 
 __all__ = [
     "Ledger",

@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from llmledger.store.rollup import BUCKET_MICROS, COST_COLUMNS, NO_TIME, SUMMED, cost_expressions
 from llmledger.store.sqlite_reader import Reader
-from llmledger.store.values import datetime_to_micros, money_from_pico
 from llmledger.totals import Totals
 from llmledger.usage import Usage
+from llmledger.values import datetime_to_micros, money_from_pico
 
 __all__ = [
     "COST_MODES",

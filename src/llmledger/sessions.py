@@ -14,7 +14,7 @@ from typing import Any
 
 from llmledger.periods import Filters, ReportRow, add_sums, calls_sums, calls_where, sums_to_totals
 from llmledger.store.sqlite_reader import Reader
-from llmledger.store.values import datetime_to_micros, micros_to_datetime
+from llmledger.values import datetime_to_micros, micros_to_datetime
 
 __all__ = ["sessions_report"]
 

@@ -18,8 +18,8 @@ import orjson
 
 from llmledger.call import Call
 from llmledger.errors import ParseError, UsageError
-from llmledger.store.values import EARLIEST, LATEST, MAX_USD
 from llmledger.usage import Usage
+from llmledger.values import EARLIEST, LATEST, MAX_USD
 
 JsonObj = dict[str, Any]
 
@@ -370,7 +370,7 @@ def _out_of_range(value: object, ctx: Ctx, name: str) -> ParseError:
 
 def timestamp(value: object, ctx: Ctx, name: str = "timestamp") -> datetime | None:
     """An ISO-8601 timestamp as an aware UTC datetime in the accepted range (see
-    :data:`~llmledger.store.values.EARLIEST`); None when missing."""
+    :data:`~llmledger.values.EARLIEST`); None when missing."""
     if value is None:
         return None
     if not isinstance(value, str):

@@ -1,7 +1,7 @@
 """The ledger store: tables, migrations, engines for SQLite and PostgreSQL, the repository.
 
 The names below load their modules (and SQLAlchemy) on first use, so that the light modules of
-this package (``urls``, ``values``, ``rollup``, ``sqlite_reader``) stay cheap to import for
+this package (``urls``, ``rollup``, ``sqlite_reader``) stay cheap to import for
 the reports' fast path.
 """
 

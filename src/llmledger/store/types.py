@@ -15,7 +15,7 @@ from sqlalchemy import JSON, BigInteger, Dialect, Integer
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from llmledger.store.values import (
+from llmledger.values import (
     PICO,
     datetime_to_micros,
     micros_to_datetime,

@@ -1,7 +1,7 @@
-"""How the ledger stores money and time: integer pico-dollars and integer epoch microseconds.
+"""Money and time units: integer pico-dollars, integer epoch microseconds, the accepted ranges.
 
-Plain functions, free of SQLAlchemy, shared by the column types (``store/types.py``), the
-importer and the reports' fast path.
+Pure (standard library only), so every layer can use them: the sources' range checks, the
+ledger, the store's column types (``store/types.py``), the importer and the reports' fast path.
 """
 
 from __future__ import annotations
