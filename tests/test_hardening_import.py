@@ -20,10 +20,11 @@ from typing import Any
 import orjson
 import pytest
 
-from llmledger import Ledger, _import_read
-from llmledger._import_reading import POOL_THRESHOLD_BYTES
+from llmledger import Ledger
 from llmledger.errors import ParseError, UsageError
 from llmledger.imports import forget_in_children, import_logs
+from llmledger.imports import read as read_module
+from llmledger.imports.workers import POOL_THRESHOLD_BYTES
 from llmledger.sources import parse
 from llmledger.sources._common import Ctx, unix_seconds
 from llmledger.sources.claude_transcript import transcript_call
@@ -203,14 +204,14 @@ def test_a_file_whose_read_fails_is_named_and_the_rest_imported(
     home = tmp_path / "claude"
     bad = write(home / "projects" / "p" / "bad.jsonl", [line("a")])
     write(home / "projects" / "p" / "ok.jsonl", [line("b", session="s2")])
-    read = _import_read._read_transcript
+    read = read_module._read_transcript
 
     def failing(task: Any, *args: Any, **kwargs: Any) -> None:
         if task.path == str(bad):
             raise MemoryError("out of memory")
         read(task, *args, **kwargs)
 
-    monkeypatch.setattr(_import_read, "_read_transcript", failing)
+    monkeypatch.setattr(read_module, "_read_transcript", failing)
     repo = open_repository(sqlite_url)
     summary = import_logs(repo, ["claude"], [home], workers=1)
     repo.engine.dispose()
@@ -259,7 +260,7 @@ def test_a_file_replaced_by_a_pipe_after_planning_is_not_read(tmp_path: Path) ->
     path = tmp_path / "s.jsonl"
     os.mkfifo(path)
     code = (
-        "from llmledger._import_read import ReadTask, read_file;"
+        "from llmledger.imports.read import ReadTask, read_file;"
         f"r = read_file(ReadTask({str(path)!r}, 'claude', 100));"
         "print(r.failed)"
     )

@@ -1,6 +1,6 @@
 """The importer's fast path for Claude Code transcript lines agrees with the general one.
 
-``_import_read._fast_row`` builds a ``calls`` row straight from a decoded line, and
+``read_module._fast_row`` builds a ``calls`` row straight from a decoded line, and
 ``Pricer.price_pico`` prices plain counts without a Usage; both fall back to the general
 path (``transcript_call`` + ``Pricer.price``) for anything unusual. These tests read the same
 files both ways and require identical results, down to the types of the values.
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmledger import _import_read
-from llmledger._import_read import FileResult, ReadTask, read_file
+from llmledger.imports import read as read_module
+from llmledger.imports.read import FileResult, ReadTask, read_file
 from llmledger.pricing import Pricer
 from llmledger.store.types import datetime_to_micros, money_to_pico
 from llmledger.usage import MAX_TOKENS, Usage
@@ -139,9 +139,9 @@ def _read(task: ReadTask, *, fast: bool, typed: bool = True) -> str:
     through the general path only."""
     with pytest.MonkeyPatch.context() as mp:
         if not fast:
-            mp.setattr(_import_read, "_fast_row", lambda *args: None)
+            mp.setattr(read_module, "_fast_row", lambda *args: None)
         if not (fast and typed):
-            mp.setattr(_import_read, "_TYPED", False)
+            mp.setattr(read_module, "_TYPED", False)
         try:
             r = read_file(task)
         except Exception as exc:
@@ -168,7 +168,7 @@ def _read(task: ReadTask, *, fast: bool, typed: bool = True) -> str:
 
 def _whole_rows(r: FileResult) -> list[tuple[Any, ...]]:
     """The rows with the columns they leave out (``shared``) put back."""
-    width = len(_import_read.ROW_COLUMNS) - len(r.shared)
+    width = len(read_module.ROW_COLUMNS) - len(r.shared)
     assert all(len(row) == width for row in r.rows)
     return [(*row, *(value for _, value in r.shared)) for row in r.rows]
 
@@ -190,7 +190,7 @@ def test_fast_path_agrees_with_general_path(
     assert _read(task, fast=True) == general
     assert _read(task, fast=True, typed=False) == general
     # A file still being written: its last line is cut off.
-    cut = ReadTask(**{**_import_read._task_dict(task), "size": max(0, task.size - 5)})
+    cut = ReadTask(**{**read_module._task_dict(task), "size": max(0, task.size - 5)})
     assert _read(cut, fast=True) == _read(cut, fast=False)
     assert _read(cut, fast=True, typed=False) == _read(cut, fast=False)
 
@@ -199,9 +199,9 @@ def test_row_columns_are_the_calls_columns_and_workers_need_no_sqlalchemy() -> N
     from llmledger.store.schema import calls
 
     names = [c.name for c in calls.columns if c.name != "id"]
-    assert sorted(names) == sorted(_import_read.ROW_COLUMNS)
-    assert len(set(_import_read.ROW_COLUMNS)) == len(_import_read.ROW_COLUMNS)
-    probe = "import sys, llmledger._import_reading; print('sqlalchemy' in sys.modules)"
+    assert sorted(names) == sorted(read_module.ROW_COLUMNS)
+    assert len(set(read_module.ROW_COLUMNS)) == len(read_module.ROW_COLUMNS)
+    probe = "import sys, llmledger.imports.workers; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -239,8 +239,8 @@ def test_fast_path_takes_the_usual_lines(tmp_path: Path, typed: bool) -> None:
     path.write_bytes(b"\n".join(json.dumps(line).encode() for line in lines) + b"\n")
     task = _task(path, session_id="S", project="P")
     taken: list[bool] = []
-    real = _import_read._build_row
-    real_fast = _import_read._fast_row
+    real = read_module._build_row
+    real_fast = read_module._fast_row
 
     def spy(*args: Any) -> Any:
         row = real(*args)
@@ -252,14 +252,14 @@ def test_fast_path_takes_the_usual_lines(tmp_path: Path, typed: bool) -> None:
         return real_fast(*args)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_import_read, "_build_row", spy)
+        mp.setattr(read_module, "_build_row", spy)
         if typed:
-            mp.setattr(_import_read, "_fast_row", no_fast)
+            mp.setattr(read_module, "_fast_row", no_fast)
         fast = _read(task, fast=True, typed=typed)
     assert taken == [True] * 4
     assert fast == _read(task, fast=False)
     rows = read_file(task).rows
-    assert [row[_import_read.ROW_COLUMNS.index("output_tokens")] for row in rows] == [40] * 4
+    assert [row[read_module.ROW_COLUMNS.index("output_tokens")] for row in rows] == [40] * 4
 
 
 @settings(max_examples=300, deadline=None)
@@ -323,7 +323,7 @@ def test_absurd_values_are_skipped_with_their_line_not_raised(tmp_path: Path) ->
     assert result.skipped == {"invalid usage": 3}
     assert [e.split(": ", 1)[0] for e in result.errors] == [f"{path}:2", f"{path}:3", f"{path}:4"]
     unpriced = result.rows[1]
-    assert unpriced[_import_read.ROW_COLUMNS.index("cost_usd")] is None
+    assert unpriced[read_module.ROW_COLUMNS.index("cost_usd")] is None
 
 
 @pytest.mark.parametrize(
@@ -365,8 +365,8 @@ def test_a_line_only_msgspec_decodes_is_skipped_not_raised(
     def refuse(raw: bytes) -> Any:
         raise orjson.JSONDecodeError("refused", raw.decode(), 0)
 
-    monkeypatch.setattr(_import_read.orjson, "loads", refuse)
-    monkeypatch.setattr(_import_read, "_build_row", lambda *args: None)
+    monkeypatch.setattr(read_module.orjson, "loads", refuse)
+    monkeypatch.setattr(read_module, "_build_row", lambda *args: None)
     line = {
         "sessionId": "s",
         "message": {"id": "m", "model": MODELS[0], "usage": {"input_tokens": 3}},

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmledger import imports
 from llmledger.imports import ImportSummary, discover, import_logs
+from llmledger.imports import dedupe as dedupe_module
 from llmledger.store import Repository, open_repository, rollup
 
 SESSION_A = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -221,16 +221,16 @@ def test_files_of_new_calls_settle_at_once_as_row_by_row(
 ) -> None:
     # _Dedupe.filter takes a file of calls all met for the first time in one step: it must
     # settle every sequence of files exactly as the row-by-row rules do.
-    from llmledger import _import_read
+    from llmledger.imports import read as read_module
 
     def row(mid: str, req: str) -> tuple[Any, ...]:
         values = {"dedupe_key": f"{mid}:{req}" if mid else req, "message_id": mid or None}
-        return tuple(values.get(name) for name in _import_read.ROW_COLUMNS)
+        return tuple(values.get(name) for name in read_module.ROW_COLUMNS)
 
     def settle(bulk: bool) -> list[Any]:
         with pytest.MonkeyPatch.context() as mp, repo.engine.connect() as conn:
-            mp.setattr(imports, "_BULK_FILTER", bulk)
-            dedupe = imports._Dedupe(conn, ["claude_code_transcript"])
+            mp.setattr(dedupe_module, "_BULK_FILTER", bulk)
+            dedupe = dedupe_module.Dedupe(conn, ["claude_code_transcript"])
             out: list[Any] = []
             for file in files:
                 # Keys are unique within a file: the worker keeps one copy of each.
@@ -249,7 +249,7 @@ def test_files_of_new_calls_settle_at_once_as_row_by_row(
 def test_dedupe_holds_across_a_process_pool(
     repo: Repository, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("llmledger._import_reading.POOL_THRESHOLD_BYTES", 0)
+    monkeypatch.setattr("llmledger.imports.workers.POOL_THRESHOLD_BYTES", 0)
     for i in range(6):
         sid = f"{i:08d}-0000-4000-8000-000000000000"
         write(session_file(home, sid), [line("shared", session=sid), line(f"own{i}", "r")])
@@ -263,7 +263,7 @@ def test_each_import_reads_the_price_overrides_as_they_are(
 ) -> None:
     # In a long-lived process, an import's workers must not price with what an earlier import
     # (read in this process) found in the overrides file.
-    monkeypatch.setattr("llmledger._import_reading.POOL_THRESHOLD_BYTES", 0)
+    monkeypatch.setattr("llmledger.imports.workers.POOL_THRESHOLD_BYTES", 0)
     prices = tmp_path / "prices.toml"
     third = "cccccccc-0000-4000-8000-000000000003"
     for rate, sessions, workers in ((1, [SESSION_A], 1), (2, [SESSION_B, third], 2)):
@@ -332,7 +332,7 @@ def test_a_first_import_while_another_connection_is_open_stays_in_wal(
 def test_the_rollup_mirror_takes_the_columns_rows_leave_out_from_fixed() -> None:
     # Rows of a file read by the fast paths leave out their last columns (FileResult.shared);
     # the roll-up they sum to must be that of the whole rows.
-    from llmledger._import_read import ROW_AT, ROW_COLUMNS
+    from llmledger.imports.read import ROW_AT, ROW_COLUMNS
 
     def row(i: int) -> tuple[Any, ...]:
         values = {"started_at": 1_750_000_000_000_000 + i * 10**9, "model": "m", "cost_usd": i,
@@ -362,7 +362,7 @@ def test_a_bulk_load_keeps_the_rollup_exact(
     # (less the copies left out); when a later copy replaced a written call, or a copy was
     # deleted, it rebuilds the roll-up from the calls instead. Either way the roll-up equals
     # one computed from the stored calls.
-    monkeypatch.setattr("llmledger.imports._BATCH_ROWS", 2)
+    monkeypatch.setattr("llmledger.imports.writer._BATCH_ROWS", 2)
     rebuilds: list[int] = []
     rebuild = rollup.rebuild
     monkeypatch.setattr(rollup, "rebuild", lambda conn: rebuilds.append(1) or rebuild(conn))
@@ -387,7 +387,7 @@ def test_a_bulk_load_keeps_the_rollup_exact(
     write(session_file(home, SESSION_A), first)
     write(session_file(home, SESSION_B), later)
     if case == "plain":  # summed as the rows come, not all at the end
-        monkeypatch.setattr(imports, "_HELD_ROWS", 1)
+        monkeypatch.setattr("llmledger.imports.writer._HELD_ROWS", 1)
     assert run(repo, home).calls_added == 8
     query = "SELECT * FROM call_rollup WHERE calls > 0 ORDER BY bucket, source, model"
     with repo.engine.connect() as conn:
@@ -566,7 +566,7 @@ def test_values_every_row_shares_are_written_as_if_bound(
     # its SQL: the calls stored must be those it writes binding every value. A bulk load, a
     # file with a line only the general path reads (then nothing is shared), and a later
     # import whose better copy replaces a stored call (the upsert).
-    from llmledger import _import_read
+    from llmledger.imports import read as read_module
 
     def import_twice() -> tuple[list[dict[str, Any]], set[int]]:
         write(session_file(home, SESSION_A), [line("m1", output=5), line("m2", "r2", cost=0.5)])
@@ -597,7 +597,7 @@ def test_values_every_row_shares_are_written_as_if_bound(
     repo = open_repository(db_url)
     try:
         shared, shared_at = import_twice()
-        monkeypatch.setattr(_import_read, "_SHARE", False)
+        monkeypatch.setattr(read_module, "_SHARE", False)
         bound, bound_at = import_twice()
     finally:
         repo.engine.dispose()

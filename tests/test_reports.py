@@ -252,12 +252,13 @@ def test_a_first_report_reads_the_logs_while_the_ledger_is_created(
     # The ledger does not exist: the import plans without it, starts its worker processes,
     # and only then creates and migrates the ledger (which takes as long as the imports
     # SQLAlchemy needs), so that the two overlap.
-    import llmledger._import_reading as reading
+    import llmledger.imports.pipeline as pipeline
+    import llmledger.imports.workers as workers
     import llmledger.store as store
 
-    monkeypatch.setattr(reading, "POOL_THRESHOLD_BYTES", 0)
+    monkeypatch.setattr(workers, "POOL_THRESHOLD_BYTES", 0)
     started: list[str] = []
-    start_reading, open_repository = reading.start_reading, store.open_repository
+    start_reading, open_repository = pipeline.start_reading, store.open_repository
 
     def spy_start(*args: Any, **kwargs: Any) -> Any:
         started.append("reading")
@@ -267,7 +268,7 @@ def test_a_first_report_reads_the_logs_while_the_ledger_is_created(
         started.append("ledger")
         return open_repository(*args, **kwargs)
 
-    monkeypatch.setattr(reading, "start_reading", spy_start)
+    monkeypatch.setattr(pipeline, "start_reading", spy_start)
     monkeypatch.setattr(store, "open_repository", spy_open)
     assert not (tmp_path / "cli.db").exists()
     result = cli.invoke(_app.app, ["daily", "--json", "--tz", "UTC"])

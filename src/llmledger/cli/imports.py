@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,8 @@ from llmledger.errors import LedgerError, StoreError
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from llmledger.imports import ImportSummary
+
 _CHOICES = ("claude", "codex", "gemini", "all")
 #: Imports reading more than this show a progress bar.
 _PROGRESS_BYTES = 32 * 1024 * 1024
@@ -28,88 +30,19 @@ _PROGRESS_BYTES = 32 * 1024 * 1024
 
 def agents_of(name: str) -> list[str]:
     """The agents an ``import`` / ``--source`` name stands for (``all`` is every one)."""
-    from llmledger.imports import AGENTS
+    from llmledger.imports.logfiles import AGENTS
 
     return list(AGENTS) if name == "all" else [name]
 
 
-def run_import(
-    db: str | None,
-    agents: list[str],
-    paths: list[Path] | None,
-    *,
-    prices: str | None = None,
-    quiet: bool = False,
-    repo: Any | None = None,
-    files: list[Any] | None = None,
-    planned: tuple[list[Any], int] | None = None,
-) -> Any:
-    """Import, with a progress bar when it is big (unless ``quiet``); returns the summary.
-
-    ``files`` are the log files already found (else they are discovered) and ``planned`` what
-    to read of them (else the import state decides). ``repo`` is the ledger: a repository, or
-    a function that opens it (default: open ``db``). It is opened once the reads have started,
-    so that workers read while the ledger is created or migrated."""
-    from llmledger._import_plan import plan_import
-    from llmledger._import_reading import start_reading
-    from llmledger._logfiles import discover
-
-    found = files if files is not None else discover(agents, paths)
-    if planned is None:
-        if repo is None:
-            planned, repo = _plan_before_opening(db, found)
-        else:
-            repo = _opened(repo)
-            planned = plan_import(repo, found)
-    plans, unchanged = planned
-    if not plans:
-        from llmledger.imports import ImportSummary
-
-        return ImportSummary(files=len(found), files_skipped_unchanged=unchanged)
-    if repo is not None and not callable(repo):
-        # Opened to plan (PostgreSQL): the workers forked next must not use its connection.
-        from llmledger.imports import forget_in_children
-
-        forget_in_children(repo.engine)
-    with start_reading(plans, files=len(found), unchanged=unchanged,
-                       overrides_path=prices) as reading:  # fmt: skip
-        from llmledger.store import open_repository
-
-        repo = open_repository(db) if repo is None else _opened(repo)
-        return _run(repo, reading, quiet)
-
-
-def _opened(repo: Any) -> Any:
-    return repo() if callable(repo) else repo
-
-
-def _plan_before_opening(db: str | None, found: list[Any]) -> tuple[tuple[list[Any], int], Any]:
-    """Plan an import without opening the ledger where that is cheap: a SQLite file that does
-    not exist yet holds no import state, and a current one is read through the standard
-    library. Otherwise (PostgreSQL, a ledger to migrate) the opened repository plans, and is
-    returned beside the plan."""
-    from llmledger._import_plan import plan_import
-    from llmledger.store import open_repository
-    from llmledger.store.sqlite_reader import open_reader
-    from llmledger.store.urls import missing_sqlite_file
-
-    if missing_sqlite_file(db):
-        return plan_import(None, found), None
-    reader = open_reader(db)
-    if reader is not None:
-        try:
-            return plan_import(reader, found), None
-        finally:
-            reader.close()
-    repo = open_repository(db)
-    return plan_import(repo, found), repo
-
-
-def _run(repo: Any, reading: Any, quiet: bool) -> Any:
-    from llmledger.imports import import_logs
+def _import(
+    db: str | None, agents: list[str], paths: list[Path] | None, prices: str | None, quiet: bool
+) -> ImportSummary:
+    """Run the import, with a progress bar when it is big (unless ``quiet``)."""
+    from llmledger.imports.pipeline import run_import
 
     if quiet:
-        return import_logs(repo, reading=reading)
+        return run_import(db, agents, paths, prices=prices)
     bar: Progress | None = None
 
     def progress(done: int, total: int) -> None:
@@ -134,13 +67,13 @@ def _run(repo: Any, reading: Any, quiet: bool) -> Any:
         bar.update(bar.task_ids[0], completed=done)
 
     try:
-        return import_logs(repo, progress=progress, reading=reading)
+        return run_import(db, agents, paths, prices=prices, progress=progress)
     finally:
         if bar is not None:
             bar.stop()
 
 
-def _print_summary(summary: Any) -> None:
+def _print_summary(summary: ImportSummary) -> None:
     from rich.console import Console
 
     from llmledger.display import plain_text
@@ -211,7 +144,7 @@ def import_command(
             raise fail(f"{path} does not exist: name a log file or a directory of logs")
     prices = checked_overrides(prices, ignore_overrides)  # a broken file stops it: exit 2
     try:
-        summary = run_import(db, agents_of(agent), paths, prices=prices, quiet=as_json)
+        summary = _import(db, agents_of(agent), paths, prices, quiet=as_json)
     except (StoreError, LedgerError) as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -226,4 +159,4 @@ def import_command(
         _print_summary(summary)
 
 
-__all__ = ["agents_of", "import_command", "run_import"]
+__all__ = ["agents_of", "import_command"]

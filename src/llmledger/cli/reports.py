@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmledger._logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF
 from llmledger.cli._app import (
     DbOption,
     IgnoreOverridesOption,
@@ -23,6 +22,7 @@ from llmledger.cli._app import (
 )
 from llmledger.display import format_money, format_tokens, plain_text, safe_text
 from llmledger.errors import LedgerError
+from llmledger.imports.logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF
 from llmledger.totals import Totals
 
 if TYPE_CHECKING:
@@ -103,8 +103,8 @@ class _Context:
             self._import(log_agents)
 
     def _import(self, agents: list[str]) -> None:
-        from llmledger._import_plan import plan_import
-        from llmledger._logfiles import discover
+        from llmledger.imports.logfiles import discover
+        from llmledger.imports.plan import plan_import
 
         files = discover(agents)
         if not files:
@@ -115,10 +115,17 @@ class _Context:
             # exist yet is created while the import's workers read.
             planned = plan_import(None if self._missing() else self.reader(), files)
             if planned[0]:
-                from llmledger.cli.imports import run_import
+                from llmledger.imports.pipeline import run_import
 
-                run_import(self.db, agents, None, quiet=True, repo=self.repo, files=files,
-                           planned=planned, prices=self._prices)  # fmt: skip
+                run_import(
+                    self.db,
+                    agents,
+                    None,
+                    prices=self._prices,
+                    open_repo=self.repo,
+                    files=files,
+                    planned=planned,
+                )
         except LedgerError as exc:
             typer.secho(f"warning: could not import agent logs first: {plain_text(exc)}", err=True,
                         fg=typer.colors.YELLOW)  # fmt: skip

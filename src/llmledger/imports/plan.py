@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmledger._logfiles import LogFile
+from llmledger.imports.logfiles import LogFile
 from llmledger.store.sqlite_reader import Reader
 
-__all__ = ["HEAD_BYTES", "Plan", "head_sha256", "plan_import"]
+__all__ = ["HEAD_BYTES", "FilePlan", "head_sha256", "plan_import"]
 
 #: Bytes hashed at the start of a file to notice that it was replaced.
 HEAD_BYTES = 4096
@@ -35,7 +35,7 @@ def head_sha256(data: bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Plan:
+class FilePlan:
     """One file to read: from ``offset`` (after ``line_base`` lines), again from the start
     (``reread``) or for the first time."""
 
@@ -67,9 +67,9 @@ def _head_matches(path: str, length: int, expected: str | None) -> bool:
         return False
 
 
-def _decide(file: LogFile, st: os.stat_result, state: dict[str, Any] | None) -> Plan | None:
+def _decide(file: LogFile, st: os.stat_result, state: dict[str, Any] | None) -> FilePlan | None:
     if state is None:
-        return Plan(file, st, 0, 0, False)
+        return FilePlan(file, st, 0, 0, False)
     same_file = state["inode"] in (None, st.st_ino) and state["device"] in (None, st.st_dev)
     if same_file and st.st_size == state["size"] and st.st_mtime_ns == state["mtime_ns"]:
         return None  # unchanged: not even opened
@@ -83,12 +83,12 @@ def _decide(file: LogFile, st: os.stat_result, state: dict[str, Any] | None) -> 
         and stat.S_ISREG(st.st_mode)  # never open a pipe: the read names it instead
         and _head_matches(file.path, min(HEAD_BYTES, offset), state["head_sha256"])
     ):
-        return Plan(file, st, offset, int(state["lines"]), False)
+        return FilePlan(file, st, offset, int(state["lines"]), False)
     # Truncated, replaced, rewritten in place, or a whole-file format: read it all again.
-    return Plan(file, st, 0, 0, True)
+    return FilePlan(file, st, 0, 0, True)
 
 
-def plan_import(reader: Reader | None, files: Sequence[LogFile]) -> tuple[list[Plan], int]:
+def plan_import(reader: Reader | None, files: Sequence[LogFile]) -> tuple[list[FilePlan], int]:
     """Which files need reading (and from where), oldest first, and how many are unchanged.
 
     ``reader`` reads the ledger's import state; None stands for a ledger that does not exist
@@ -100,7 +100,7 @@ def plan_import(reader: Reader | None, files: Sequence[LogFile]) -> tuple[list[P
         except OSError:
             continue
     state = {} if reader is None else _state(reader, [f.path for f, _ in stats])
-    plans: list[Plan] = []
+    plans: list[FilePlan] = []
     unchanged = 0
     for file, st in stats:
         plan = _decide(file, st, state.get(file.path))

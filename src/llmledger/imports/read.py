@@ -1,4 +1,4 @@
-"""Reading one agent log file for :mod:`llmledger.imports` (runs in the worker processes).
+"""Reading one agent log file for an import (runs in the worker processes).
 
 A Claude Code transcript is read from a byte offset up to its last complete newline; every
 record holding the bytes ``"usage"`` is decoded (compact or pretty-printed JSON) and handed to
@@ -26,9 +26,9 @@ from typing import Any
 import msgspec
 import orjson
 
-from llmledger._import_plan import HEAD_BYTES, head_sha256
 from llmledger.call import Call
 from llmledger.errors import LedgerError, ParseError
+from llmledger.imports.plan import HEAD_BYTES, head_sha256
 from llmledger.sources._common import iter_raw_lines
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_counts
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT

@@ -1,6 +1,6 @@
 """Starting an import's reads: a task per planned file, the price data, the worker processes.
 
-Free of SQLAlchemy, like the planning (``_import_plan``): the CLI plans and starts the reads
+Free of SQLAlchemy, like the planning (``plan``): the CLI plans and starts the reads
 first, then opens (creates, migrates) the ledger while the workers read, so the workers fork
 from a small process and the ledger's setup costs no time of its own.
 """
@@ -14,16 +14,23 @@ import signal
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import suppress
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
-from llmledger._import_plan import Plan
-from llmledger._import_read import FileResult, ReadTask, now_micros, read_file, set_pricer
+from llmledger.imports.plan import FilePlan
+from llmledger.imports.read import FileResult, ReadTask, now_micros, read_file, set_pricer
 
-__all__ = ["POOL_THRESHOLD_BYTES", "Reading", "start_reading"]
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.pool import Pool
+
+    from llmledger.pricing import Pricer
+
+__all__ = ["POOL_THRESHOLD_BYTES", "Reading", "forget_in_children", "start_reading"]
 
 #: Above this many bytes to read (and with more than one file), files go to a process pool.
 POOL_THRESHOLD_BYTES = 16 * 1024 * 1024
@@ -34,7 +41,7 @@ class Reading:
     for when there is little to read. Close it (or use it as a context manager) to stop the
     workers: files not yet started are then not read."""
 
-    def __init__(self, plans: list[Plan], tasks: list[ReadTask], *, files: int, unchanged: int,
+    def __init__(self, plans: list[FilePlan], tasks: list[ReadTask], *, files: int, unchanged: int,
                  recorded: int, pool: Executor | None, chunk: int) -> None:  # fmt: skip
         self.plans = plans
         self.tasks = tasks
@@ -67,11 +74,11 @@ class Reading:
 
 
 def start_reading(
-    plans: Sequence[Plan],
+    plans: Sequence[FilePlan],
     *,
     files: int,
     unchanged: int = 0,
-    pricer: Any | None = None,
+    pricer: Pricer | None = None,
     overrides_path: str | None = None,
     workers: int | None = None,
 ) -> Reading:
@@ -161,3 +168,28 @@ def _start_worker(parent: int) -> None:
     # counting frees what it reads, and the few objects in cycles (a Codex rollout's parse
     # leaves some) go when the process exits.
     gc.disable()
+
+
+# -- connections the workers inherit -----------------------------------------------------------
+
+#: Engines whose pooled connections processes forked from this one must leave alone.
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+#: In a forked child: the parent's pools, held so that their connections are never closed
+#: here (closing one would end the parent's PostgreSQL session, or drop SQLite's locks).
+_INHERITED: list[Pool] = []
+
+
+def forget_in_children(engine: Engine) -> None:
+    """Make processes forked from now on (the import's workers) drop ``engine``'s pooled
+    connections, which are the parent's: a child never uses them."""
+    _ENGINES.add(engine)
+
+
+def _forget_connections() -> None:
+    for engine in list(_ENGINES):
+        _INHERITED.append(engine.pool)
+        engine.dispose(close=False)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_connections)
