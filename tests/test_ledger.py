@@ -256,6 +256,41 @@ def test_store_outage_never_raises_into_the_agent(
     assert "File exists" in caplog.text
 
 
+def test_status_events_and_totals_never_raise_on_a_store_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    observer = _Recorder()
+    book = Ledger(f"sqlite:///{blocker}/ledger.db", observers=[observer])
+    with caplog.at_level(logging.WARNING, logger="llmledger"):
+        book.add_status_event("running", task_key="T-1")
+        assert book.totals_or_empty("some-run") == Totals()
+    assert book.totals_or_empty(None) == Totals()  # no run: nothing read, nothing failed
+    assert book.failures == 2
+    assert observer.failures == ["add a status event", "read the totals"]
+    assert "could not add a status event: StoreError" in caplog.text
+    assert "could not read the totals: StoreError" in caplog.text
+
+
+def test_status_events_are_filed_under_the_runs_key_and_agent(ledger: Ledger) -> None:
+    from sqlalchemy import select
+
+    from llmledger.store.schema import task_status_events
+
+    with ledger.run("task", key="T-2", agent="coder") as task:
+        ledger.add_status_event("running", run=task, from_status="pending", metadata={"a": 1})
+    ledger.add_status_event("skipped", task_key="T-3")
+    with ledger.repository.engine.connect() as conn:
+        rows = conn.execute(select(task_status_events).order_by(task_status_events.c.id)).all()
+    got = [(r.run_id, r.task_key, r.agent_id, r.from_status, r.to_status) for r in rows]
+    assert got == [
+        (task.id, "T-2", "coder", "pending", "running"),
+        (None, "T-3", None, None, "skipped"),
+    ]
+    assert ledger.totals_or_empty(task.id) == ledger.totals(task.id)
+
+
 def test_bad_payload_is_logged_counted_and_returns(
     ledger: Ledger, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger("llmledger")
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 _current: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
     "llmledger_current_run", default=None
 )
@@ -516,6 +518,32 @@ class Ledger:
             prices = apportion_reported(list(zip(calls, prices, strict=True)), reported_by_model)
         return prices
 
+    # -- task status events --------------------------------------------------------------
+
+    def add_status_event(
+        self,
+        to_status: str,
+        *,
+        run: Run | None = None,
+        task_key: str | None = None,
+        from_status: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Add a task status event (``task_status_events``) for ``run`` (its key and agent) or
+        for ``task_key``. Like :meth:`record`, it never raises: a store failure is logged,
+        counted and reported."""
+        self._guard(
+            "add a status event",
+            lambda: self.repository.add_status_event(
+                to_status,
+                run_id=run.id if run is not None else None,
+                task_key=task_key or (run.key if run is not None else None),
+                from_status=from_status,
+                agent_id=run.agent if run is not None else None,
+                metadata=metadata,
+            ),
+        )
+
     # -- reading -------------------------------------------------------------------------
 
     def totals(self, run_id: str, *, inclusive: bool = True) -> Totals:
@@ -524,11 +552,28 @@ class Ledger:
         by_model = self.repository.run_usage(run_id, inclusive=inclusive)
         return Totals.total(by_model.values())
 
+    def totals_or_empty(self, run_id: str | None) -> Totals:
+        """:meth:`totals` of a run's subtree; empty totals when there is no run or the store
+        cannot be read (logged, counted and reported: it never raises)."""
+        if run_id is None:
+            return Totals()
+        totals = self._guard("read the totals", self.totals, run_id)
+        return totals if totals is not None else Totals()
+
     # -- failure handling ----------------------------------------------------------------
 
-    def _guard(self, what: str, action: Callable[..., Any], *args: Any) -> Any:
+    def _guard(
+        self, what: str, action: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T | None:
+        """``action(*args, **kwargs)``, or None if it raises: the one place that keeps the rule
+        that llmledger never raises into the user's code.
+
+        The error is logged as "llmledger could not <what>", counted in :attr:`failures` and
+        reported to the observers (:meth:`_failed`). Internal to the package; the runner, the
+        plan orchestrator and the integrations use it too.
+        """
         try:
-            return action(*args)
+            return action(*args, **kwargs)
         except Exception as exc:
             self._failed(what, exc)
             return None
@@ -536,8 +581,10 @@ class Ledger:
     def _failed(self, what: str, exc: Exception) -> None:
         """Log, count and report a failure (to observers, unless an observer failed)."""
         self.failures += 1
-        _log.warning("llmledger could not %s: %s: %s", what, type(exc).__name__, exc,
-                     exc_info=_log.isEnabledFor(logging.DEBUG))  # fmt: skip
+        debug = _log.isEnabledFor(logging.DEBUG)
+        _log.warning(
+            "llmledger could not %s: %s: %s", what, type(exc).__name__, exc, exc_info=debug
+        )
         if what != "observer":
             for observer in self.observers:
                 try:

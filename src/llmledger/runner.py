@@ -41,8 +41,6 @@ __all__ = [
     "AgentResult",
     "Completed",
     "attempt_metadata",
-    "read_totals",
-    "record_status_event",
     "run_agent",
     "run_attempt",
     "run_command",
@@ -534,21 +532,20 @@ def run_agent(
                     "task", label, key=task, agent=agent, parent=flow or parent, metadata=meta
                 )
             )
-            record_status_event(ledger, "running", run=task_run, metadata={"attempt": 1})
+            ledger.add_status_event("running", run=task_run, metadata={"attempt": 1})
             with task_run.attempt(metadata=meta) as attempt:
                 result = run_attempt(attempt, command, model=model, format=format, **options)
             task_run.set_status(result.status)
             if flow is not None:
                 flow.set_status(result.status)
             result.task_run_id = task_run.id
-            record_status_event(
-                ledger,
+            ledger.add_status_event(
                 result.status,
                 run=task_run,
                 from_status="running",
                 metadata=attempt_metadata(result),
             )
-        result.totals = read_totals(ledger, result.run_id)
+        result.totals = ledger.totals_or_empty(result.run_id)
     finally:
         if own:
             ledger.close()
@@ -568,39 +565,3 @@ def attempt_metadata(result: AgentResult) -> dict[str, Any]:
     if result.warnings:
         meta["warnings"] = result.warnings
     return meta
-
-
-def record_status_event(
-    ledger: Ledger,
-    to_status: str,
-    *,
-    run: Run | None = None,
-    task_key: str | None = None,
-    from_status: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
-) -> None:
-    """Add a task status event (``task_status_events``); like ``record()``, a store failure is
-    logged and counted, never raised into the caller."""
-    try:
-        ledger.repository.add_status_event(
-            to_status,
-            run_id=run.id if run is not None else None,
-            task_key=task_key or (run.key if run is not None else None),
-            from_status=from_status,
-            agent_id=run.agent if run is not None else None,
-            metadata=metadata,
-        )
-    except Exception as exc:
-        ledger.failures += 1
-        _log.warning("llmledger could not add a status event: %s: %s", type(exc).__name__, exc)
-
-
-def read_totals(ledger: Ledger, run_id: str | None) -> Totals:
-    """``ledger.totals(run_id)``, or empty totals (logged) when the store cannot be read."""
-    if run_id is None:
-        return Totals()
-    try:
-        return ledger.totals(run_id)
-    except Exception as exc:
-        _log.warning("llmledger could not read the totals: %s: %s", type(exc).__name__, exc)
-        return Totals()

@@ -33,13 +33,7 @@ from llmledger._private import make_private_dirs, open_private
 from llmledger.ledger import Ledger, Run
 from llmledger.plans.model import Plan, Task
 from llmledger.plans.report import format_task_line, format_usage_line, write_task_log
-from llmledger.runner import (
-    AgentResult,
-    attempt_metadata,
-    read_totals,
-    record_status_event,
-    run_attempt,
-)
+from llmledger.runner import AgentResult, attempt_metadata, run_attempt
 from llmledger.totals import Totals
 
 __all__ = [
@@ -234,9 +228,9 @@ class _PlanRun:
                 out.status, out.reason = self._plan_status()
                 plan_run.set_status(out.status)
         out.finished_at = datetime.now(UTC)
-        out.totals = read_totals(self.ledger, plan_run.id)
+        out.totals = self.ledger.totals_or_empty(plan_run.id)
         for sid, rid in out.section_run_ids.items():
-            out.section_totals[sid] = read_totals(self.ledger, rid)
+            out.section_totals[sid] = self.ledger.totals_or_empty(rid)
         return out
 
     def _set_limits(self, plan_run: Run) -> None:
@@ -309,7 +303,7 @@ class _PlanRun:
 
     def _over_budget(self) -> bool:
         for limit in self.limits:
-            spent = read_totals(self.ledger, limit.run_id).cost_usd or Decimal(0)
+            spent = self.ledger.totals_or_empty(limit.run_id).cost_usd or Decimal(0)
             if spent >= limit.amount:
                 self.stop = "budget"
                 self.budget_note = (
@@ -345,8 +339,7 @@ class _PlanRun:
     def _skip(self, task: Task, reason: str) -> None:
         out = self.outcome.tasks[task.id]
         out.status, out.reason = "skipped", reason
-        record_status_event(
-            self.ledger,
+        self.ledger.add_status_event(
             "skipped",
             task_key=task.id,
             from_status="pending",
@@ -383,22 +376,24 @@ class _PlanRun:
                 "task", task.name, key=task.id, parent=section, agent=task.agent, metadata=meta
             ) as task_run:
                 out.run_id = task_run.id
-                record_status_event(
-                    ledger, "running", run=task_run, from_status="pending", metadata={"attempt": 1}
+                ledger.add_status_event(
+                    "running", run=task_run, from_status="pending", metadata={"attempt": 1}
                 )
                 with open_private(part_path, "ab") as sink:  # agent output: owner only
                     self._attempts(task, task_run, command, sink)
                 out.status = out.attempts[-1].status if out.attempts else "cancelled"
                 task_run.set_status(out.status)
             last = attempt_metadata(out.attempts[-1]) if out.attempts else {}
-            record_status_event(
-                ledger, out.status, run=task_run, from_status="running",
+            ledger.add_status_event(
+                out.status,
+                run=task_run,
+                from_status="running",
                 metadata={**last, "attempts": len(out.attempts)},
-            )  # fmt: skip
+            )
         finally:
             out.finished_at = datetime.now(UTC)
             if out.run_id is not None:
-                out.totals = read_totals(ledger, out.run_id)
+                out.totals = ledger.totals_or_empty(out.run_id)
             write_task_log(log_path, part_path, out, self.plan)
 
     def _attempts(self, task: Task, task_run: Run, command: list[str], sink: Any) -> None:
@@ -410,10 +405,12 @@ class _PlanRun:
                 if self._over_budget():
                     out.reason = f"no retry: {self.budget_note}"
                     return
-                record_status_event(
-                    self.ledger, "running", run=task_run, from_status="retrying",
+                self.ledger.add_status_event(
+                    "running",
+                    run=task_run,
+                    from_status="retrying",
                     metadata={"attempt": number},
-                )  # fmt: skip
+                )
             sink.write(f"===== attempt {number}: {shlex.join(command)}\n".encode())
             sink.flush()
             if self.options.verbose:
@@ -430,16 +427,18 @@ class _PlanRun:
                     cancel=self.options.cancel,
                     kill_grace=self.options.kill_grace,
                 )
-            result.totals = read_totals(self.ledger, run.id)
+            result.totals = self.ledger.totals_or_empty(run.id)
             out.attempts.append(result)
             self._attempt_footer(task, number, result, sink)
             if result.status in ("succeeded", "cancelled"):
                 return
             if number < task.max_attempts:
-                record_status_event(
-                    self.ledger, "retrying", run=task_run, from_status="running",
+                self.ledger.add_status_event(
+                    "retrying",
+                    run=task_run,
+                    from_status="running",
                     metadata=attempt_metadata(result),
-                )  # fmt: skip
+                )
 
     def _attempt_footer(self, task: Task, number: int, result: AgentResult, sink: Any) -> None:
         lines = [f"\n===== attempt {number}: {result.status} (exit {result.exit_code})"]
@@ -478,7 +477,7 @@ class _PlanRun:
         if out.status not in ("succeeded", "cancelled") and stop_on_failure:
             self.stop = "failure"
             self.failed_note = f"task {task.id} {out.status} and on_failure is stop"
-        plan_total = read_totals(self.ledger, self.plan_run.id) if self.plan_run else Totals()
+        plan_total = self.ledger.totals_or_empty(self.plan_run.id) if self.plan_run else Totals()
         self.options.echo(format_task_line(out, plan_total))
         self._maybe_close_section(task.section_id)
 
@@ -561,7 +560,7 @@ def run_session(
                 if options.cancel.is_set():
                     stop = "cancelled"
                     break
-                spent = read_totals(ledger, session_run.id).cost_usd or Decimal(0)
+                spent = ledger.totals_or_empty(session_run.id).cost_usd or Decimal(0)
                 if options.max_cost_usd is not None and spent >= options.max_cost_usd:
                     stop = "budget"
                     session.reason = (
@@ -590,7 +589,7 @@ def run_session(
                 session.reason = "cancelled (Ctrl-C)"
             session_run.set_status(session.status)
     session.finished_at = datetime.now(UTC)
-    session.totals = read_totals(ledger, session_run.id)
+    session.totals = ledger.totals_or_empty(session_run.id)
     return session
 
 
