@@ -301,3 +301,32 @@ def test_copies_are_instrumented_and_reinstrumenting_does_not_double_record(
         oai.responses.create(model="gpt-5", input="x")
         assert len(rows(other)) == 1
     assert len(rows(ledger)) == 1
+
+
+def test_a_stream_whose_recording_fails_is_read_whole_and_the_failure_counted(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llmledger.integrations._common import instrument_stream
+
+    class Watch:
+        def see(self, item: Any) -> bool:
+            return True
+
+        def finish(self, error: BaseException | None, ended: str) -> None:
+            raise RuntimeError("watch broke")
+
+    class Stream:
+        def __init__(self) -> None:
+            self._iterator = iter([1, 2, 3])
+
+        def __iter__(self) -> Iterator[Any]:
+            return self._iterator
+
+        def close(self) -> None:
+            pass
+
+    stream = instrument_stream(Stream(), Watch(), ledger)
+    with caplog.at_level("WARNING", logger="llmledger"):
+        assert list(stream) == [1, 2, 3]  # the caller's loop is untouched
+    assert ledger.failures == 1
+    assert "could not record a stream: RuntimeError: watch broke" in caplog.text

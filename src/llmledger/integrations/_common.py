@@ -115,12 +115,14 @@ class Recorder:
         if is_sdk_stream(target):
             # Instrumented in place: the raw wrapper hands the caller this very stream.
             if is_async:
-                instrument_async_stream(target, watch())
+                instrument_async_stream(target, watch(), self.ledger)
             else:
-                instrument_stream(target, watch())
+                instrument_stream(target, watch(), self.ledger)
             return result
         if hasattr(target, "usage") and hasattr(target, "id"):
-            guarded(f"record {what}", lambda: self.record(dump(target, fields), fmt, timer, model))
+            self.ledger._guard(
+                f"record {what}", lambda: self.record(dump(target, fields), fmt, timer, model)
+            )
         return result
 
 
@@ -191,14 +193,6 @@ def dump(obj: Any, include: set[str] | None = None) -> Any:
     return obj
 
 
-def guarded(what: str, action: Callable[[], object]) -> None:
-    """Run ``action``; log (never raise) what goes wrong, so the caller's call is untouched."""
-    try:
-        action()
-    except Exception as exc:  # recording must never break the instrumented call
-        _log.warning("llmledger could not %s: %s: %s", what, type(exc).__name__, exc)
-
-
 class StreamWatch(Protocol):
     """What an integration keeps while a stream is read."""
 
@@ -215,19 +209,22 @@ class StreamWatch(Protocol):
 
 
 class _Once:
-    """Calls ``watch.finish`` once, whichever of the generator or ``close()`` gets there."""
+    """Calls ``watch.finish`` once, whichever of the generator or ``close()`` gets there;
+    what goes wrong is the ledger's to log and count (:meth:`Ledger._guard`), never raised
+    into the caller's loop."""
 
-    __slots__ = ("done", "watch")
+    __slots__ = ("done", "ledger", "watch")
 
-    def __init__(self, watch: StreamWatch) -> None:
+    def __init__(self, watch: StreamWatch, ledger: Ledger) -> None:
         self.watch = watch
+        self.ledger = ledger
         self.done = False
 
     def finish(self, error: BaseException | None, ended: str) -> None:
         if self.done:
             return
         self.done = True
-        guarded("record a stream", lambda: self.watch.finish(error, ended))
+        self.ledger._guard("record a stream", self.watch.finish, error, ended)
 
 
 def _ended_by(exc: BaseException) -> str:
@@ -250,7 +247,7 @@ def _watched(inner: Iterator[Any], once: _Once) -> Generator[Any, None, None]:
         if ended != COMPLETE:
             close = getattr(inner, "close", None)
             if close is not None:
-                guarded("close the stream", close)
+                once.ledger._guard("close the stream", close)
         once.finish(error if isinstance(error, Exception) else None, ended)
 
 
@@ -273,13 +270,13 @@ async def _awatched(inner: AsyncIterator[Any], once: _Once) -> AsyncGenerator[An
                 try:
                     await aclose()
                 except Exception as exc:
-                    _log.warning("llmledger could not close the stream: %r", exc)
+                    once.ledger._failed("close the stream", exc)
         once.finish(error if isinstance(error, Exception) else None, ended)
 
 
-def instrument_stream(stream: Any, watch: StreamWatch) -> Any:
-    """Watch a sync SDK stream in place; returns the same object."""
-    once = _Once(watch)
+def instrument_stream(stream: Any, watch: StreamWatch, ledger: Ledger) -> Any:
+    """Watch a sync SDK stream in place (failures go to ``ledger``); returns the same object."""
+    once = _Once(watch, ledger)
     gen = _watched(stream._iterator, once)
     stream._iterator = gen
     # A weak reference: the stream holding a closure that holds the stream would be a cycle,
@@ -303,9 +300,10 @@ def instrument_stream(stream: Any, watch: StreamWatch) -> Any:
     return stream
 
 
-def instrument_async_stream(stream: Any, watch: StreamWatch) -> Any:
-    """Watch an async SDK stream in place; returns the same object."""
-    once = _Once(watch)
+def instrument_async_stream(stream: Any, watch: StreamWatch, ledger: Ledger) -> Any:
+    """Watch an async SDK stream in place (failures go to ``ledger``); returns the same
+    object."""
+    once = _Once(watch, ledger)
     gen = _awatched(stream._iterator, once)
     stream._iterator = gen
     ref = weakref.ref(stream)

@@ -129,7 +129,9 @@ class _StreamManager:
         message_stream = self._manager.__enter__()
         raw = getattr(message_stream, "_raw_stream", None)
         if raw is not None and hasattr(raw, "_iterator"):
-            instrument_stream(raw, _StreamWatch(self._recorder, timer, self._model))
+            instrument_stream(
+                raw, _StreamWatch(self._recorder, timer, self._model), self._recorder.ledger
+            )
         return message_stream
 
     def __exit__(
@@ -145,7 +147,9 @@ class _StreamManager:
         message_stream = await self._manager.__aenter__()
         raw = getattr(message_stream, "_raw_stream", None)
         if raw is not None and hasattr(raw, "_iterator"):
-            instrument_async_stream(raw, _StreamWatch(self._recorder, timer, self._model))
+            instrument_async_stream(
+                raw, _StreamWatch(self._recorder, timer, self._model), self._recorder.ledger
+            )
         return message_stream
 
     async def __aexit__(

@@ -20,7 +20,6 @@ from its price map, not a cost the provider reported, and the ledger prices the 
 from __future__ import annotations
 
 import importlib.util
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -41,7 +40,6 @@ elif importlib.util.find_spec("litellm") is not None:
 else:
     _Base = object
 
-_log = logging.getLogger("llmledger")
 _RESPONSE_FIELDS = {"id", "object", "model", "created", "usage", "service_tier"}
 #: What a ``litellm.responses()`` result (``ResponsesAPIResponse``) is read for.
 _RESPONSES_API_FIELDS = {
@@ -142,13 +140,16 @@ class LedgerLiteLLMCallback(_Base):
         *,
         failed: bool,
     ) -> None:
-        try:
-            self._record_unguarded(kwargs, response_obj, start_time, end_time, failed=failed)
-        except Exception as exc:  # LiteLLM swallows callback errors too; count ours
-            self.ledger.failures += 1
-            _log.warning(
-                "llmledger could not record a LiteLLM call: %s: %s", type(exc).__name__, exc
-            )
+        # LiteLLM swallows callback errors too; the ledger logs and counts ours.
+        self.ledger._guard(
+            "record a LiteLLM call",
+            self._record_unguarded,
+            kwargs,
+            response_obj,
+            start_time,
+            end_time,
+            failed=failed,
+        )
 
     def _record_unguarded(
         self,
