@@ -29,13 +29,8 @@ from llmledger.errors import StoreError
 from llmledger.ledger import Ledger
 from llmledger.plans.estimate import estimate_plan
 from llmledger.plans.model import Plan, PlanError, load_plan
-from llmledger.plans.orchestrator import (
-    PlanOptions,
-    PlanOutcome,
-    agent_command,
-    run_plan,
-    run_session,
-)
+from llmledger.plans.orchestrator import PlanOptions, agent_command, run_plan, run_session
+from llmledger.plans.outcome import PlanOutcome
 from llmledger.plans.report import (
     SESSION_REPORT,
     format_usage_line,

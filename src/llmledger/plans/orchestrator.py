@@ -32,6 +32,7 @@ from typing import Any
 from llmledger._private import make_private_dirs, open_private
 from llmledger.ledger import Ledger, Run
 from llmledger.plans.model import Plan, Task
+from llmledger.plans.outcome import PlanOutcome, SessionOutcome, TaskOutcome
 from llmledger.plans.report import format_task_line, format_usage_line, write_task_log
 from llmledger.runner import AgentResult, attempt_metadata, run_attempt
 from llmledger.totals import Totals
@@ -39,9 +40,6 @@ from llmledger.totals import Totals
 __all__ = [
     "BIN_ENV",
     "PlanOptions",
-    "PlanOutcome",
-    "SessionOutcome",
-    "TaskOutcome",
     "agent_command",
     "run_plan",
     "run_session",
@@ -100,76 +98,6 @@ class PlanOptions:
     log_dir: Path | None = None
     echo: Callable[[str], None] = print
     cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(slots=True)
-class TaskOutcome:
-    """What happened to one task (filled as it runs)."""
-
-    task: Task
-    status: str = "pending"
-    attempts: list[AgentResult] = field(default_factory=list)
-    run_id: str | None = None
-    reason: str | None = None
-    log_path: Path | None = None
-    totals: Totals = field(default_factory=Totals)
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    @property
-    def num_turns(self) -> int | None:
-        """Agent turns over all attempts (from the agents' own result summaries)."""
-        return _sum_summary(self.attempts, "num_turns")
-
-    @property
-    def duration_api_ms(self) -> int | None:
-        """Time spent in API calls over all attempts, as the agents report it."""
-        return _sum_summary(self.attempts, "duration_api_ms")
-
-
-def _sum_summary(attempts: Sequence[AgentResult], name: str) -> int | None:
-    values = [getattr(a.summary, name) for a in attempts if a.summary is not None]
-    known = [v for v in values if v is not None]
-    return sum(known) if known else None
-
-
-@dataclass(slots=True)
-class PlanOutcome:
-    """A finished (or stopped) plan run: statuses, run ids and ledger totals."""
-
-    plan: Plan
-    status: str = "running"
-    reason: str | None = None
-    run_id: str | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-    tasks: dict[str, TaskOutcome] = field(default_factory=dict)
-    section_run_ids: dict[str, str] = field(default_factory=dict)
-    section_statuses: dict[str, str] = field(default_factory=dict)
-    section_totals: dict[str, Totals] = field(default_factory=dict)
-    totals: Totals = field(default_factory=Totals)
-    report_path: Path | None = None
-
-    def sum_tasks(self, name: str) -> int | None:
-        """Sum a per-task agent figure (``num_turns``, ``duration_api_ms``) over the plan."""
-        known = [v for t in self.tasks.values() if (v := getattr(t, name)) is not None]
-        return sum(known) if known else None
-
-
-@dataclass(slots=True)
-class SessionOutcome:
-    """A pipeline session over several plans (work items)."""
-
-    name: str
-    status: str = "running"
-    reason: str | None = None
-    run_id: str | None = None
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    finished_at: datetime | None = None
-    plans: list[Plan] = field(default_factory=list)
-    outcomes: list[PlanOutcome] = field(default_factory=list)
-    work_item_run_ids: list[str] = field(default_factory=list)
-    totals: Totals = field(default_factory=Totals)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from llmledger.totals import Totals
 
 if TYPE_CHECKING:
     from llmledger.plans.model import Plan
-    from llmledger.plans.orchestrator import PlanOutcome, SessionOutcome, TaskOutcome
+    from llmledger.plans.outcome import PlanOutcome, SessionOutcome, TaskOutcome
 
 __all__ = [
     "PLAN_REPORT",
