@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from llmledger.periods import Filters, period_report
+from llmledger.reports.filters import Filters
+from llmledger.reports.periods import period_report
 from llmledger.store import Repository, open_repository
 from llmledger.store.schema import calls
 from llmledger.store.sqlite_reader import SqliteReader, open_reader

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from llmledger.cli import _app
 from llmledger.cli.reports import report_json
 from llmledger.imports import import_logs
-from llmledger.queries import Filters, blocks, group_tokens, period_report, sessions_report
+from llmledger.reports import Filters, blocks, group_tokens, period_report, sessions_report
 from llmledger.store import Repository, open_repository
 from llmledger.store.schema import calls
 
@@ -376,7 +376,7 @@ def test_local_dates_follow_the_zone_across_dst(
 
     from llmledger import Usage
     from llmledger.ledger import Ledger
-    from llmledger.queries import period_report
+    from llmledger.reports import period_report
 
     with Ledger(f"sqlite:///{tmp_path / 'tz.db'}") as ledger:
         for instant in instants:

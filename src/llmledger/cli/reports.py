@@ -77,7 +77,7 @@ class _Context:
                  source: list[str] | None, project: list[str] | None, model: list[str] | None,
                  agent: list[str] | None, cost: str, no_import: bool,
                  ignore_overrides: bool = False) -> None:  # fmt: skip
-        from llmledger.periods import COST_MODES, Filters
+        from llmledger.reports.filters import COST_MODES, Filters
         from llmledger.timespec import parse_range, parse_tz
 
         if cost not in COST_MODES:
@@ -265,7 +265,7 @@ def _print_rows(title: str, rows: list[Any], *, breakdown: bool, sessions: bool,
 
 
 def _period_command(kind: str, ctx: _Context, as_json: bool, breakdown: bool) -> None:
-    from llmledger.periods import period_report
+    from llmledger.reports.periods import period_report
 
     try:
         rows = period_report(ctx.reader(), kind, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
@@ -341,7 +341,7 @@ def sessions_command(
 
       llmledger sessions --json --tz UTC
     """
-    from llmledger.sessions import sessions_report
+    from llmledger.reports.sessions import sessions_report
 
     ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
                    ignore_overrides)  # fmt: skip
@@ -404,7 +404,7 @@ def blocks_command(
 
       llmledger blocks --active --json
     """
-    from llmledger.blocks import blocks
+    from llmledger.reports.blocks import blocks
 
     if not _MIN_HOURS <= hours <= _MAX_HOURS:  # NaN too
         raise fail(f"--hours {hours:g}: a block lasts from {_MIN_HOURS:g} to {_MAX_HOURS:g} "
@@ -476,7 +476,7 @@ def tokens_command(
 
       llmledger tokens -g day,agent --json
     """
-    from llmledger.queries import DIMENSIONS, group_tokens
+    from llmledger.reports.groups import DIMENSIONS, group_tokens
 
     dims = [d.strip() for d in group_by.split(",") if d.strip()]
     unknown = [d for d in dims if d not in DIMENSIONS]

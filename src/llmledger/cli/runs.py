@@ -13,7 +13,7 @@ from rich.tree import Tree
 from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.display import format_cost, format_tokens, plain_text, safe_text
 from llmledger.errors import StoreError
-from llmledger.run_tree import RunNode, find_run, load_tree, recent_runs
+from llmledger.reports.run_tree import RunNode, find_run, load_tree, recent_runs
 from llmledger.store import open_repository
 from llmledger.timespec import parse_range, parse_tz
 

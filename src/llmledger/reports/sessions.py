@@ -2,7 +2,7 @@
 
 One query groups ``calls`` by (session, model); the rows are added up per session as raw SQL
 sums, and turned into :class:`~llmledger.totals.Totals` once per session and per model. Like
-:mod:`llmledger.periods` it reads through the :class:`~llmledger.store.sqlite_reader.Reader`
+:mod:`llmledger.reports.periods` it reads through the :class:`~llmledger.store.sqlite_reader.Reader`
 protocol and does not import SQLAlchemy, so that ``llmledger sessions`` on a current SQLite
 ledger starts quickly.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from llmledger.periods import Filters, ReportRow, add_sums, calls_sums, calls_where, sums_to_totals
+from llmledger.reports.filters import Filters, calls_where
+from llmledger.reports.sums import ReportRow, add_sums, calls_sums, sums_to_totals
 from llmledger.store.sqlite_reader import Reader
 from llmledger.values import datetime_to_micros, micros_to_datetime
 

@@ -18,73 +18,22 @@ current SQLite ledger starts quickly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any, Literal
+from typing import Any
 
-from llmledger.store.rollup import BUCKET_MICROS, COST_COLUMNS, NO_TIME, SUMMED, cost_expressions
+from llmledger.reports.filters import COST_MODES, Filters, calls_where, in_values
+from llmledger.reports.sums import ReportRow, add_sums, calls_sums, sums_to_totals
+from llmledger.store.rollup import BUCKET_MICROS, COST_COLUMNS, NO_TIME, SUMMED
 from llmledger.store.sqlite_reader import Reader
-from llmledger.totals import Totals
-from llmledger.usage import Usage
-from llmledger.values import datetime_to_micros, money_from_pico
+from llmledger.values import datetime_to_micros
 
-__all__ = [
-    "COST_MODES",
-    "PERIODS",
-    "CostMode",
-    "Filters",
-    "ReportRow",
-    "add_sums",
-    "calls_sums",
-    "calls_where",
-    "local_day_sql",
-    "offset_segments",
-    "period_report",
-    "sums_to_totals",
-]
+__all__ = ["PERIODS", "local_day_sql", "offset_segments", "period_report"]
 
-CostMode = Literal["auto", "calculate", "reported"]
-COST_MODES: tuple[str, ...] = ("auto", "calculate", "reported")
 PERIODS: tuple[str, ...] = ("daily", "weekly", "monthly")
 
 _DAY_MICROS = 86_400 * 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DATE = date(1970, 1, 1)
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """Which calls a report covers: a time range (inclusive) and value filters (any of)."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    sources: tuple[str, ...] = ()
-    projects: tuple[str, ...] = ()
-    models: tuple[str, ...] = ()
-    agents: tuple[str, ...] = ()
-
-
-@dataclass(slots=True)
-class ReportRow:
-    """One row of a report: its period (or session), totals, and totals per model."""
-
-    period: str | None
-    totals: Totals = field(default_factory=Totals)
-    breakdown: dict[str | None, Totals] = field(default_factory=dict)
-    session_id: str | None = None
-    project: str | None = None
-    first_at: datetime | None = None
-    last_at: datetime | None = None
-
-    @property
-    def models(self) -> list[str]:
-        """The models used, by name (Claude Code's ``<synthetic>`` error placeholder left out)."""
-        return sorted(m for m in self.breakdown if m is not None and m != "<synthetic>")
-
-    def add(self, model: str | None, totals: Totals) -> None:
-        """Add a model's totals to the row and its breakdown."""
-        self.totals = self.totals + totals
-        self.breakdown[model] = self.breakdown.get(model, Totals()) + totals
 
 
 def offset_segments(tz: tzinfo, first: int, last: int) -> list[tuple[int | None, int]]:
@@ -127,42 +76,6 @@ def _offset_sql(segments: Sequence[tuple[int | None, int]], at: str) -> str:
     return f"CASE {whens} ELSE {segments[-1][1]} END"
 
 
-def _in(column: str, values: Sequence[str], where: list[str], params: list[Any]) -> None:
-    if values:
-        where.append(f"{column} IN ({', '.join('?' * len(values))})")
-        params.extend(values)
-
-
-def calls_where(filters: Filters, since: int | None, until: int | None) -> tuple[str, list[Any]]:
-    """The ``WHERE`` clause ('' for none) and its parameters that select the calls
-    ``filters`` names by source, project, model and agent, with ``since <= started_at <=
-    until`` (epoch microseconds, None for no bound)."""
-    where: list[str] = []
-    params: list[Any] = []
-    if since is not None:
-        where.append("started_at >= ?")
-        params.append(since)
-    if until is not None:
-        where.append("started_at <= ?")
-        params.append(until)
-    _in("source", filters.sources, where, params)
-    _in("project", filters.projects, where, params)
-    _in("model", filters.models, where, params)
-    _in("agent_id", filters.agents, where, params)
-    return ("WHERE " + " AND ".join(where) if where else ""), params
-
-
-def calls_sums(reader: Reader, cost: str) -> list[str]:
-    """SQL for the sums reports read from ``calls``, in the order :func:`sums_to_totals`
-    takes them."""
-    if cost not in COST_MODES:
-        raise ValueError(f"unknown cost mode {cost!r}: one of {', '.join(COST_MODES)}")
-    money = cost_expressions("calls", reader.dialect)[cost]
-    sums = [f"SUM({n})" for n in SUMMED]
-    return [*sums, f"SUM({money})", f"SUM(CASE WHEN ({money}) IS NULL THEN 1 ELSE 0 END)",
-            "COUNT(*)"]  # fmt: skip
-
-
 def _from_rollup(reader: Reader, segments: Sequence[tuple[int | None, int]], filters: Filters,
                  cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
     """(day, model, *sums) over the roll-up buckets ``lo <= bucket < hi``."""
@@ -180,8 +93,8 @@ def _from_rollup(reader: Reader, segments: Sequence[tuple[int | None, int]], fil
     if hi is not None:
         where.append("bucket < ?")
         params.append(hi)
-    _in("source", filters.sources, where, params)
-    _in("model", filters.models, where, params)
+    in_values("source", filters.sources, where, params)
+    in_values("model", filters.models, where, params)
     sql = (
         f"SELECT {day} AS day, NULLIF(model, '') AS model_name, {', '.join(sums)} "
         f"FROM call_rollup {'WHERE ' + ' AND '.join(where) if where else ''} "
@@ -250,28 +163,6 @@ def _period_of(kind: str) -> Callable[[date], str]:
     if kind == "monthly":
         return lambda d: f"{d.year:04d}-{d.month:02d}"
     raise ValueError(f"unknown period {kind!r}: one of {', '.join(PERIODS)}")
-
-
-def add_sums(slot: list[Any], values: Sequence[Any]) -> None:
-    """Add SQL sums ``values`` into ``slot`` element-wise, where None is unknown (not 0)."""
-    for i, value in enumerate(values):
-        if value is not None:
-            current = slot[i]
-            slot[i] = value if current is None else current + value
-
-
-def sums_to_totals(values: Sequence[Any]) -> Totals:
-    """Totals from SQL sums in the order reports select them: input, cache read, cache
-    write, output and reasoning tokens, cost in pico-dollars, unpriced calls, calls."""
-    *tokens, cost, unpriced, count = values
-    return Totals(
-        usage=Usage.of_sums(
-            **{n: None if v is None else int(v) for n, v in zip(SUMMED, tokens, strict=True)}
-        ),
-        cost_usd=money_from_pico(cost),
-        unpriced_calls=int(unpriced or 0),
-        calls=int(count),
-    )
 
 
 def period_report(

@@ -3,7 +3,7 @@
 A block starts at its first call's time floored to the hour; a call more than 5 hours after the
 block's start or after the previous call starts a new one, and a gap block marks a long idle
 stretch. The active block carries its burn rate and a projection to its end. Like
-:mod:`llmledger.periods` it reads through the :class:`~llmledger.store.sqlite_reader.Reader`
+:mod:`llmledger.reports.periods` it reads through the :class:`~llmledger.store.sqlite_reader.Reader`
 protocol and does not import SQLAlchemy.
 """
 
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from llmledger.periods import Filters, add_sums, calls_sums, calls_where, sums_to_totals
+from llmledger.reports.filters import Filters, calls_where
+from llmledger.reports.sums import add_sums, calls_sums, sums_to_totals
 from llmledger.store.sqlite_reader import Reader
 from llmledger.totals import Totals
 from llmledger.values import datetime_to_micros, micros_to_datetime
