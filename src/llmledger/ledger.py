@@ -37,7 +37,7 @@ from llmledger.errors import ParseError, UsageError
 from llmledger.pricing import Price, Pricer
 from llmledger.store import Repository, open_repository
 from llmledger.store.engine import READ_ONLY
-from llmledger.store.schema import runs
+from llmledger.store.schema import RunStatus, TerminalRunStatus, runs
 from llmledger.totals import Totals
 from llmledger.usage import Usage
 from llmledger.values import EARLIEST, LATEST, MAX_USD
@@ -46,6 +46,8 @@ __all__ = [
     "Ledger",
     "LedgerObserver",
     "Run",
+    "RunStatus",
+    "TerminalRunStatus",
     "current_run",
     "repair_stale_runs",
     "status_for_exception",
@@ -64,7 +66,7 @@ def current_run() -> Run | None:
     return _current.get()
 
 
-def status_for_exception(exc: BaseException | None) -> str:
+def status_for_exception(exc: BaseException | None) -> TerminalRunStatus:
     """The terminal status for a run that ended with ``exc`` (None: it succeeded)."""
     if exc is None:
         return "succeeded"
@@ -87,7 +89,7 @@ class LedgerObserver(Protocol):
 
     def on_record(self, call: Call, price: Price, run: Run | None) -> None: ...
 
-    def on_finalize(self, run: Run, status: str, totals: Totals | None) -> None: ...
+    def on_finalize(self, run: Run, status: TerminalRunStatus, totals: Totals | None) -> None: ...
 
     def on_failure(self, error: BaseException, what: str) -> None: ...
 
@@ -109,8 +111,8 @@ class Run:
     parent: Run | None = None
     agent: str | None = None
     attempt_number: int | None = None
-    status: str = "running"
-    _forced_status: str | None = field(default=None, repr=False)
+    status: RunStatus = "running"
+    _forced_status: TerminalRunStatus | None = field(default=None, repr=False)
     _metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     _attempts: int = field(default=0, repr=False)
     _token: contextvars.Token[Run | None] | None = field(default=None, repr=False)
@@ -130,7 +132,7 @@ class Run:
         """Add to the run's metadata; written with its terminal status when the run ends."""
         self._metadata.update(metadata)
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: TerminalRunStatus) -> None:
         """Use ``status`` instead of the automatic one when the run ends (e.g. "skipped")."""
         self._forced_status = status
 
@@ -300,7 +302,7 @@ class Ledger:
         # to_thread copies the context, so the current run is seen as the parent.
         run = await asyncio.to_thread(self._open_run, kind, **scope._kwargs)
         token = _current.set(run)
-        status = "succeeded"
+        status: TerminalRunStatus = "succeeded"
         try:
             if timeout is None:
                 yield run
@@ -362,7 +364,7 @@ class Ledger:
         )
         return run
 
-    def _finalize(self, run: Run, status: str) -> None:
+    def _finalize(self, run: Run, status: TerminalRunStatus) -> None:
         self.flush()
         totals = self._guard(
             f"finalize {run.kind} run {run.id}",

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from llmledger.call import Call
 from llmledger.errors import ParseError
-from llmledger.ledger import Ledger, Run
+from llmledger.ledger import Ledger, Run, TerminalRunStatus
 from llmledger.sources import Parsed, Summary, parse
 from llmledger.totals import Totals
 
@@ -86,7 +86,7 @@ class AgentResult:
     """
 
     command: tuple[str, ...]
-    status: str
+    status: TerminalRunStatus
     returncode: int | None
     duration_ms: int
     timed_out: bool = False
@@ -357,7 +357,7 @@ def run_command(
 # -- recording ----------------------------------------------------------------------------------
 
 
-def _status_of(done: Completed, summary: Summary | None) -> str:
+def _status_of(done: Completed, summary: Summary | None) -> TerminalRunStatus:
     if done.timed_out:
         return "timed_out"
     if done.cancelled:

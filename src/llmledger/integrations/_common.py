@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from llmledger.call import CallStatus
     from llmledger.ledger import Ledger
 
 __all__ = [
@@ -72,7 +73,7 @@ class Recorder:
         timer: Timer,
         model: Any,
         *,
-        status: Any = None,
+        status: CallStatus | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Record ``payload`` (parsed as ``fmt``) with the measured start and duration."""

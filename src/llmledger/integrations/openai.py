@@ -118,9 +118,9 @@ class _Handler(Protocol):
     ) -> Any: ...
 
 
-def _prepare(handle: Any, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+def _prepare(handle: _Handler, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Ask a chat stream for its usage chunk; True when the caller did not (so hide it)."""
-    if not getattr(handle, "chat_stream", False) or kwargs.get("stream") is not True:
+    if not handle.chat_stream or kwargs.get("stream") is not True:
         return kwargs, False
     options = kwargs.get("stream_options")
     options = dict(options) if isinstance(options, Mapping) else {}

@@ -13,6 +13,7 @@ Per task, in order of preference:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from statistics import median
@@ -107,7 +108,7 @@ def _f(value: Decimal | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _sum(values: Any) -> Decimal | None:
+def _sum(values: Iterable[Decimal | None]) -> Decimal | None:
     known = [v for v in values if v is not None]
     return sum(known, Decimal(0)) if known else None
 

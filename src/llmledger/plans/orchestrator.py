@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from llmledger._private import make_private_dirs, open_private
-from llmledger.ledger import Ledger, Run
+from llmledger.ledger import Ledger, Run, TerminalRunStatus
 from llmledger.plans.model import Plan, Task
 from llmledger.plans.outcome import PlanOutcome, SessionOutcome, TaskOutcome
 from llmledger.plans.report import format_task_line, format_usage_line, write_task_log
@@ -324,7 +324,7 @@ class _PlanRun:
                 out.totals = ledger.totals_or_empty(out.run_id)
             write_task_log(log_path, part_path, out, self.plan)
 
-    def _attempts(self, task: Task, task_run: Run, command: list[str], sink: Any) -> None:
+    def _attempts(self, task: Task, task_run: Run, command: list[str], sink: IO[bytes]) -> None:
         out = self.outcome.tasks[task.id]
         for number in range(1, task.max_attempts + 1):
             if number > 1:
@@ -368,7 +368,9 @@ class _PlanRun:
                     metadata=attempt_metadata(result),
                 )
 
-    def _attempt_footer(self, task: Task, number: int, result: AgentResult, sink: Any) -> None:
+    def _attempt_footer(
+        self, task: Task, number: int, result: AgentResult, sink: IO[bytes]
+    ) -> None:
         lines = [f"\n===== attempt {number}: {result.status} (exit {result.exit_code})"]
         lines += [f"===== warning: {w}" for w in result.warnings]
         sink.write(("\n".join(lines) + "\n").encode())
@@ -419,6 +421,7 @@ class _PlanRun:
     def _close_section(self, sid: str) -> None:
         scope, run = self.sections.pop(sid)
         statuses = [self.outcome.tasks[t.id].status for t in self.plan.section(sid).tasks]
+        status: TerminalRunStatus
         if "cancelled" in statuses or self.stop == "cancelled":
             status = "cancelled"
         elif all(s == "succeeded" for s in statuses):
@@ -431,7 +434,7 @@ class _PlanRun:
         run.set_status(status)
         scope.__exit__(None, None, None)
 
-    def _plan_status(self) -> tuple[str, str | None]:
+    def _plan_status(self) -> tuple[TerminalRunStatus, str | None]:
         tasks = self.outcome.tasks.values()
         not_started = [t.task.id for t in tasks if t.status == "not_started"]
         left = f"; not started: {', '.join(not_started)}" if not_started else ""
@@ -501,7 +504,8 @@ def run_session(
                 ) as item:
                     session.work_item_run_ids.append(item.id)
                     outcome = run_plan(plan, ledger, options, parent=item, budget_scope=session_run)
-                    item.set_status(outcome.status)
+                    if outcome.status != "running":  # always: run_plan returns it finished
+                        item.set_status(outcome.status)
                 session.outcomes.append(outcome)
                 if on_plan_done is not None:
                     on_plan_done(outcome)
@@ -521,7 +525,7 @@ def run_session(
     return session
 
 
-def _session_status(session: SessionOutcome, stop: str | None) -> str:
+def _session_status(session: SessionOutcome, stop: str | None) -> TerminalRunStatus:
     statuses = [o.status for o in session.outcomes]
     if stop == "cancelled" or "cancelled" in statuses:
         return "cancelled"

@@ -11,13 +11,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from llmledger.totals import Totals
 
 if TYPE_CHECKING:
     from llmledger.plans.model import Plan, Task
     from llmledger.runner import AgentResult
+    from llmledger.store.schema import RunStatus, TerminalRunStatus
+
+    #: A task in a plan run: not started yet, running, never started (the plan stopped
+    #: first), or ended as a run ends.
+    TaskStatus = Literal["pending", "running", "not_started", TerminalRunStatus]
 
 __all__ = ["PlanOutcome", "SessionOutcome", "TaskOutcome"]
 
@@ -27,7 +32,7 @@ class TaskOutcome:
     """What happened to one task (filled as it runs)."""
 
     task: Task
-    status: str = "pending"
+    status: TaskStatus = "pending"
     attempts: list[AgentResult] = field(default_factory=list)
     run_id: str | None = None
     reason: str | None = None
@@ -58,14 +63,14 @@ class PlanOutcome:
     """A finished (or stopped) plan run: statuses, run ids and ledger totals."""
 
     plan: Plan
-    status: str = "running"
+    status: RunStatus = "running"
     reason: str | None = None
     run_id: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     tasks: dict[str, TaskOutcome] = field(default_factory=dict)
     section_run_ids: dict[str, str] = field(default_factory=dict)
-    section_statuses: dict[str, str] = field(default_factory=dict)
+    section_statuses: dict[str, TerminalRunStatus] = field(default_factory=dict)
     section_totals: dict[str, Totals] = field(default_factory=dict)
     totals: Totals = field(default_factory=Totals)
     report_path: Path | None = None
@@ -81,7 +86,7 @@ class SessionOutcome:
     """A pipeline session over several plans (work items)."""
 
     name: str
-    status: str = "running"
+    status: RunStatus = "running"
     reason: str | None = None
     run_id: str | None = None
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))

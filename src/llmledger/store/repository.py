@@ -35,6 +35,8 @@ from llmledger.store.schema import (
     TERMINAL_RUN_STATUSES,
     TOKEN_COLUMNS,
     TOKEN_PROVENANCES,
+    RunStatus,
+    TerminalRunStatus,
     calls,
     import_state,
     runs,
@@ -223,7 +225,7 @@ class Repository:
     def finalize_run(
         self,
         run_id: str,
-        status: str,
+        status: TerminalRunStatus,
         *,
         finished_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -283,7 +285,7 @@ class Repository:
             row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
             return dict(row) if row is not None else None
 
-    def set_run_status(self, run_id: str, status: str) -> None:
+    def set_run_status(self, run_id: str, status: RunStatus) -> None:
         """Change a run's status without finalizing it (e.g. back to running on resume)."""
         if status not in RUN_STATUSES:
             raise UsageError("status", f"unknown status {status!r}; one of {sorted(RUN_STATUSES)}")

@@ -7,6 +7,8 @@ column list so the two cannot drift apart.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -30,6 +32,8 @@ __all__ = [
     "TERMINAL_RUN_STATUSES",
     "TOKEN_COLUMNS",
     "TOKEN_PROVENANCES",
+    "RunStatus",
+    "TerminalRunStatus",
     "call_rollup",
     "calls",
     "import_state",
@@ -47,11 +51,14 @@ metadata = MetaData(
     }
 )
 
+#: How a run ended: the statuses a run is finalized with.
+TerminalRunStatus = Literal[
+    "succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped", "paused_budget"
+]
 #: A run that has not ended is "running"; every other status is terminal.
-TERMINAL_RUN_STATUSES = frozenset(
-    {"succeeded", "failed", "timed_out", "cancelled", "interrupted", "skipped", "paused_budget"}
-)
-RUN_STATUSES = frozenset({"running"}) | TERMINAL_RUN_STATUSES
+RunStatus = Literal["running", TerminalRunStatus]
+TERMINAL_RUN_STATUSES: frozenset[str] = frozenset(get_args(TerminalRunStatus))
+RUN_STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
 CALL_STATUSES = frozenset({"ok", "error"})
 COST_STATUSES = frozenset({"reported", "computed", "included", "unpriced"})
 TOKEN_PROVENANCES = frozenset({"reported", "estimated"})
