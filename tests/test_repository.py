@@ -58,10 +58,13 @@ def test_three_level_tree_own_and_inclusive_usage(repo: Repository) -> None:
     attempt1 = repo.create_run("attempt", parent_id=task, attempt=1)
     attempt2 = repo.create_run("attempt", parent_id=task, attempt=2)
     repo.add_calls(
-        [dataclasses.replace(_call("a1", input_tokens=100, output_tokens=10),
-                             reported_cost_usd=Decimal("0.25"))],
+        [
+            dataclasses.replace(
+                _call("a1", input_tokens=100, output_tokens=10), reported_cost_usd=Decimal("0.25")
+            )
+        ],
         run_id=attempt1,
-    )  # fmt: skip
+    )
     repo.add_calls([_call("a2", input_tokens=50, cache_read_tokens=0)], run_id=attempt2)
     repo.add_calls([_call("t", output_tokens=7)], run_id=task)
 

@@ -242,12 +242,18 @@ def test_transcripts_imported_during_the_run_are_superseded_by_its_record(
     project.mkdir(parents=True)
     now = datetime.now(UTC).isoformat()
     lines = [
-        json.dumps({"type": "assistant", "sessionId": session,
-                    "requestId": "req_" + event["message"]["id"], "timestamp": now,
-                    "message": event["message"]})
+        json.dumps(
+            {
+                "type": "assistant",
+                "sessionId": session,
+                "requestId": "req_" + event["message"]["id"],
+                "timestamp": now,
+                "message": event["message"],
+            }
+        )
         for event in (json.loads(raw) for raw in stream.read_text().splitlines())
         if event.get("type") == "assistant"
-    ]  # fmt: skip
+    ]
     (project / f"{session}.jsonl").write_text("\n".join(lines) + "\n")
     with Ledger(sqlite_url) as ledger:
         imported = import_logs(ledger.repository, ["claude"], [tmp_path / "projects"])

@@ -334,8 +334,14 @@ def plan_estimate(
 
     table = Table("task", "name", "basis", "expected", "p90 / high", "note")
     for t in result.tasks:
-        table.add_row(safe_text(t.task_id), safe_text(t.name), safe_text(t.basis),
-                      _usd(t.expected_usd), _usd(t.p90_usd), safe_text(t.note or ""))  # fmt: skip
+        table.add_row(
+            safe_text(t.task_id),
+            safe_text(t.name),
+            safe_text(t.basis),
+            _usd(t.expected_usd),
+            _usd(t.p90_usd),
+            safe_text(t.note or ""),
+        )
     console = Console()
     console.print(table)
     unknown = f" ({result.unknown} task(s) unknown)" if result.unknown else ""

@@ -82,8 +82,10 @@ def run_command(
     warning on stderr (after the command's own output).
     """
     if timeout is not None and not 0 < timeout <= _MAX_TIMEOUT:  # NaN too
-        raise fail(f"--timeout {timeout:g}: give seconds above 0 and at most {_MAX_TIMEOUT:,.0f} "
-                   "(30 days), or leave it out for no timeout")  # fmt: skip
+        raise fail(
+            f"--timeout {timeout:g}: give seconds above 0 and at most {_MAX_TIMEOUT:,.0f} "
+            "(30 days), or leave it out for no timeout"
+        )
     # A broken prices overrides file stops it before the command starts, not after it ran.
     with Ledger(db, pricer=load_pricer(None, ignore_overrides)) as ledger:
         try:  # nothing could be recorded: stop before the agent starts

@@ -62,9 +62,13 @@ def runs_command(
         raise fail(str(exc)) from None
     try:
         nodes = recent_runs(
-            open_repository(db), kind=kind, since=since_at, status=status, top_level=top,
+            open_repository(db),
+            kind=kind,
+            since=since_at,
+            status=status,
+            top_level=top,
             limit=limit,
-        )  # fmt: skip
+        )
     except StoreError as exc:
         raise fail(str(exc)) from None
     if as_json:

@@ -48,8 +48,13 @@ BUCKET_MICROS = 900_000_000
 NO_TIME = -1
 KEY_COLUMNS = ("bucket", "source", "model")
 #: Token columns summed by reports (each with a ``<name>_known`` count in the roll-up).
-SUMMED = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
-          "reasoning_tokens")  # fmt: skip
+SUMMED = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 #: The calls columns :func:`partial` reads.
 READ_COLUMNS = ("started_at", "source", "model", *SUMMED, "cost_usd", "cost_status", "metadata")
 #: Per cost mode: (sum column, priced-calls column).
@@ -87,8 +92,10 @@ def cost_expressions(row: str, dialect: str) -> dict[str, str]:
 
 def _contribution(row: str, dialect: str) -> dict[str, str]:
     """Column -> SQL for one call's contribution to its roll-up row (keys and measures)."""
-    bucket = f"CASE WHEN {row}.started_at IS NULL THEN {NO_TIME} " \
-             f"ELSE {row}.started_at / {BUCKET_MICROS} END"  # fmt: skip
+    bucket = (
+        f"CASE WHEN {row}.started_at IS NULL THEN {NO_TIME} "
+        f"ELSE {row}.started_at / {BUCKET_MICROS} END"
+    )
     out = {
         "bucket": bucket,
         "source": f"{row}.source",
@@ -198,8 +205,9 @@ def partial(
     slots = [1 + 2 * i for i, name in enumerate(SUMMED) if name not in fixed]
     if any(type(fixed.get(name)) not in (int, type(None)) for name in SUMMED):
         return None
-    fixed_counts = [(1 + 2 * i, fixed[name]) for i, name in enumerate(SUMMED)
-                    if fixed.get(name) is not None]  # fmt: skip
+    fixed_counts = [
+        (1 + 2 * i, fixed[name]) for i, name in enumerate(SUMMED) if fixed.get(name) is not None
+    ]
     cost_at, status_at, meta_at = at["cost_usd"], at["cost_status"], at["metadata"]
     first_cost = 1 + 2 * len(SUMMED)
     measures = len(MEASURE_COLUMNS)

@@ -68,14 +68,17 @@ def check_url(url: str | None = None) -> None:
     try:
         port = urlsplit(resolved).port
     except ValueError as exc:  # "Port could not be cast ...", "Invalid IPv6 URL"
-        reason = ("the port must be a number from 1 to 65535" if "Port" in str(exc)
-                  else "an IPv6 host needs both brackets, as in [::1]" if "IPv6" in str(exc)
-                  else str(exc))  # fmt: skip
+        reason = (
+            "the port must be a number from 1 to 65535"
+            if "Port" in str(exc)
+            else "an IPv6 host needs both brackets, as in [::1]"
+            if "IPv6" in str(exc)
+            else str(exc)
+        )
     else:
         if port is None or port > 0:
             return
         reason = "the port must be a number from 1 to 65535"
     raise ValueError(
-        f"--db {_hide_password(resolved)}: {reason} "
-        "(e.g. postgresql+psycopg://USER@HOST:5432/DB)"
+        f"--db {_hide_password(resolved)}: {reason} (e.g. postgresql+psycopg://USER@HOST:5432/DB)"
     )
