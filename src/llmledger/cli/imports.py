@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from llmledger.agents import AGENTS, BY_NAME
 from llmledger.cli._app import (
     DbOption,
     IgnoreOverridesOption,
@@ -23,15 +24,13 @@ if TYPE_CHECKING:
 
     from llmledger.imports import ImportSummary
 
-_CHOICES = ("claude", "codex", "gemini", "all")
+_CHOICES = (*AGENTS, "all")
 #: Imports reading more than this show a progress bar.
 _PROGRESS_BYTES = 32 * 1024 * 1024
 
 
 def agents_of(name: str) -> list[str]:
     """The agents an ``import`` / ``--source`` name stands for (``all`` is every one)."""
-    from llmledger.imports.logfiles import AGENTS
-
     return list(AGENTS) if name == "all" else [name]
 
 
@@ -152,8 +151,9 @@ def import_command(
     else:
         if summary.files == 0:
             typer.echo(
-                "no agent logs found: pass a path, or set CLAUDE_CONFIG_DIR / CODEX_HOME / "
-                "GEMINI_DATA_DIR to where they are"
+                "no agent logs found: pass a path, or set "
+                + " / ".join(agent.roots_env for agent in BY_NAME.values())
+                + " to where they are"
             )
             return
         _print_summary(summary)

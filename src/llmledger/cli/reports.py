@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmledger.agents import AGENT_SOURCES, AGENTS, SOURCE_OF
 from llmledger.cli._app import (
     DbOption,
     IgnoreOverridesOption,
@@ -22,7 +23,6 @@ from llmledger.cli._app import (
 )
 from llmledger.display import format_money, format_tokens, plain_text, safe_text
 from llmledger.errors import LedgerError
-from llmledger.imports.logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF
 from llmledger.totals import Totals
 
 if TYPE_CHECKING:

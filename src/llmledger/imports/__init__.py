@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING
 from llmledger._lazy import lazy_getattr
 
 if TYPE_CHECKING:
+    from llmledger.agents import AGENT_SOURCES, AGENTS, SOURCE_OF
     from llmledger.imports.dedupe import drop_imported_copies
-    from llmledger.imports.logfiles import AGENT_SOURCES, AGENTS, SOURCE_OF, LogFile, discover
+    from llmledger.imports.logfiles import LogFile, discover
     from llmledger.imports.pipeline import import_logs, run_import
     from llmledger.imports.plan import FilePlan, plan_import
     from llmledger.imports.summary import ImportSummary
@@ -54,9 +55,9 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AGENTS": "llmledger.imports.logfiles",
-    "AGENT_SOURCES": "llmledger.imports.logfiles",
-    "SOURCE_OF": "llmledger.imports.logfiles",
+    "AGENTS": "llmledger.agents",
+    "AGENT_SOURCES": "llmledger.agents",
+    "SOURCE_OF": "llmledger.agents",
     "LogFile": "llmledger.imports.logfiles",
     "discover": "llmledger.imports.logfiles",
     "FilePlan": "llmledger.imports.plan",

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, or_, select
 
-from llmledger.imports.logfiles import AGENT_SOURCES, SOURCE_OF
+from llmledger.agents import BY_NAME, CODEX, LIVE_SOURCES
 from llmledger.imports.read import DEDUPE_KEY, MESSAGE_ID, SESSION_ID, STARTED_AT
 from llmledger.store.repository import Repository
 from llmledger.store.schema import calls, runs
@@ -28,7 +28,7 @@ _IN_CHUNK = 500
 
 #: Sources that ``llmledger run`` records from an agent CLI's own output: the same API calls
 #: the agent also writes to the logs that imports read.
-_LIVE = tuple(source for sources in AGENT_SOURCES.values() for source in sources[1:])
+_LIVE = LIVE_SOURCES
 
 
 def drop_imported_copies(
@@ -45,7 +45,7 @@ def drop_imported_copies(
     import's rule, for logs imported while the run went on: calls with one of
     ``message_ids``, or calls of ``session_id`` between ``since`` and ``until``. Returns how
     many were deleted (0 for a source no agent log also holds)."""
-    logs = [s[0] for s in AGENT_SOURCES.values() if live_source in s[1:]]
+    logs = [a.log_source for a in BY_NAME.values() if live_source in a.live_sources]
     if not logs:
         return 0
     ids = sorted(set(message_ids))
@@ -227,7 +227,7 @@ def legacy_codex_keys(conn: Connection, sessions: set[str]) -> list[str]:
     wanted = sorted(s for s in sessions if "\x00" not in s)  # none such is stored
     for i in range(0, len(wanted), _IN_CHUNK):
         query = select(calls.c.dedupe_key, calls.c.session_id).where(
-            calls.c.source == SOURCE_OF["codex"], calls.c.session_id.in_(wanted[i : i + _IN_CHUNK])
+            calls.c.source == CODEX.log_source, calls.c.session_id.in_(wanted[i : i + _IN_CHUNK])
         )
         for key, sid in conn.execute(query).all():
             if key.startswith(f"{sid}:turn") and key[len(sid) + 5 :].isdigit():

@@ -15,32 +15,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmledger.agents import CLAUDE, CODEX, GEMINI
+
 __all__ = [
-    "AGENTS",
-    "AGENT_SOURCES",
-    "SOURCE_OF",
     "LogFile",
     "claude_roots",
     "codex_roots",
     "discover",
     "gemini_roots",
 ]
-
-#: The agents ``llmledger import`` knows, and the ``calls.source`` of the calls imported from
-#: each one's logs.
-SOURCE_OF: dict[str, str] = {
-    "claude": "claude_code_transcript",
-    "codex": "codex_rollout",
-    "gemini": "gemini_cli_chat",
-}
-AGENTS: tuple[str, ...] = tuple(SOURCE_OF)
-#: Every source an agent's calls can come from: its logs (first), then what ``llmledger run``
-#: records from the agent's own output. The same call can reach the ledger both ways.
-AGENT_SOURCES: dict[str, tuple[str, ...]] = {
-    "claude": ("claude_code_transcript", "claude_code_stream_json", "claude_code_result"),
-    "codex": ("codex_rollout", "codex_exec_json"),
-    "gemini": ("gemini_cli_chat", "gemini_cli_json", "gemini_cli_stream_json"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +51,12 @@ def claude_roots(env: Mapping[str, str] | None = None, home: Path | None = None)
     """
     env = os.environ if env is None else env
     home = home or Path.home()
-    configured = _split_env(env.get("CLAUDE_CONFIG_DIR"))
+    configured = _split_env(env.get(CLAUDE.roots_env))
     if not configured:
+        xdg_default, dot_claude = CLAUDE.default_roots
         xdg = env.get("XDG_CONFIG_HOME")
-        configured = [Path(xdg) / "claude" if xdg else home / ".config" / "claude"]
-        configured.append(home / ".claude")
+        configured = [Path(xdg) / "claude" if xdg else home / xdg_default]
+        configured.append(home / dot_claude)
     out: list[Path] = []
     for root in configured:
         projects = root if root.name == "projects" else root / "projects"
@@ -85,7 +69,9 @@ def codex_roots(env: Mapping[str, str] | None = None, home: Path | None = None) 
     """``sessions/`` and ``archived_sessions/`` of ``$CODEX_HOME`` (comma-separated) or
     ``~/.codex``; only those that exist."""
     env = os.environ if env is None else env
-    homes = _split_env(env.get("CODEX_HOME")) or [(home or Path.home()) / ".codex"]
+    homes = _split_env(env.get(CODEX.roots_env)) or [
+        (home or Path.home()) / root for root in CODEX.default_roots
+    ]
     return [
         h / sub for h in homes for sub in ("sessions", "archived_sessions") if (h / sub).is_dir()
     ]
@@ -94,7 +80,9 @@ def codex_roots(env: Mapping[str, str] | None = None, home: Path | None = None) 
 def gemini_roots(env: Mapping[str, str] | None = None, home: Path | None = None) -> list[Path]:
     """``$GEMINI_DATA_DIR`` (comma-separated) or ``~/.gemini/tmp``; only those that exist."""
     env = os.environ if env is None else env
-    roots = _split_env(env.get("GEMINI_DATA_DIR")) or [(home or Path.home()) / ".gemini" / "tmp"]
+    roots = _split_env(env.get(GEMINI.roots_env)) or [
+        (home or Path.home()) / root for root in GEMINI.default_roots
+    ]
     return [r for r in roots if r.is_dir()]
 
 
@@ -176,7 +164,7 @@ def discover(
     env: Mapping[str, str] | None = None,
     home: Path | None = None,
 ) -> list[LogFile]:
-    """The log files of ``agents`` (names from :data:`AGENTS`), each path once.
+    """The log files of ``agents`` (names from :data:`llmledger.agents.AGENTS`), each path once.
 
     With ``paths``, only those files and directories are read (a Claude config dir or its
     ``projects/``, a directory of logs, or single files); with several agents, a file's agent

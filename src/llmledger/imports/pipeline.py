@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from llmledger.imports.logfiles import AGENTS, SOURCE_OF, LogFile, discover
+from llmledger.agents import AGENTS, BY_NAME, SOURCE_OF
+from llmledger.imports.logfiles import LogFile, discover
 from llmledger.imports.plan import FilePlan, plan_import
 from llmledger.imports.read import MESSAGE_ID, SESSION_ID, FileResult
 from llmledger.imports.summary import MAX_ERRORS, ImportSummary
@@ -45,11 +46,11 @@ def import_logs(
 ) -> ImportSummary:
     """Import what is new in the agents' logs into the ledger and say what was done.
 
-    ``agents`` are names from :data:`AGENTS`; ``paths`` restricts the import to those files or
-    directories (default: where each agent writes). ``pricer`` prices calls read in this
-    process (worker processes build their own from ``overrides_path``). ``progress`` is called
-    with (bytes read, bytes to read) as files complete. Bad lines never abort the import: they
-    are counted in ``skipped`` and the first few reported in ``errors``.
+    ``agents`` are names from :data:`llmledger.agents.AGENTS`; ``paths`` restricts the import
+    to those files or directories (default: where each agent writes). ``pricer`` prices calls
+    read in this process (worker processes build their own from ``overrides_path``).
+    ``progress`` is called with (bytes read, bytes to read) as files complete. Bad lines never
+    abort the import: they are counted in ``skipped`` and the first few reported in ``errors``.
 
     ``reading`` is the reads of an import already planned and started (see
     :func:`~llmledger.imports.workers.start_reading`); the other arguments then do nothing.
@@ -189,7 +190,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
                 "project": plan.file.project,
                 "cwd": result.cwd,
                 "source": SOURCE_OF[plan.file.agent],
-                "agent": _AGENT_IDS[plan.file.agent],
+                "agent": BY_NAME[plan.file.agent].agent_id,
             }
             if plan.file.agent == "codex" and dedupe.check_store:
                 codex_sessions.update(r[SESSION_ID] for r in result.rows if r[SESSION_ID])
@@ -227,9 +228,6 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
     summary.duplicates = max(0, summary.calls_seen - summary.calls_added - summary.calls_updated)
     summary.skipped = dict(skipped)
     return summary
-
-
-_AGENT_IDS = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
 
 
 @contextmanager

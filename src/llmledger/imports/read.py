@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from llmledger.agents import BY_NAME, CODEX
 from llmledger.call import Call
 from llmledger.errors import LedgerError, ParseError
 from llmledger.imports.plan import HEAD_BYTES, head_sha256
@@ -63,7 +64,7 @@ MESSAGE_ID = ROW_COLUMNS.index("message_id")
 PROJECT = ROW_COLUMNS.index("project")
 SESSION_ID = ROW_COLUMNS.index("session_id")
 STARTED_AT = ROW_COLUMNS.index("started_at")
-_AGENT_NAMES = {"claude": "claude-code", "codex": "codex", "gemini": "gemini-cli"}
+_AGENT_IDS = {name: agent.agent_id for name, agent in BY_NAME.items()}
 _MAX_ERRORS = 5
 _SYNTHETIC = "<synthetic>"
 _SHAPE_ERRORS = (LedgerError, ValueError, TypeError, KeyError, AttributeError, ArithmeticError)
@@ -204,7 +205,7 @@ def _row(call: Call, task: ReadTask, pricer: Any) -> tuple[Any, ...]:
         call.request_id,
         call.session_id,
         call.project,
-        call.agent_id or _AGENT_NAMES.get(task.agent),
+        call.agent_id or _AGENT_IDS.get(task.agent),
         _micros(call.started_at),
         u.input_tokens,
         u.cache_read_tokens,
@@ -462,7 +463,7 @@ def _build_row(
         request_id,
         session_id,
         task.project or cwd,
-        agent_id or _AGENT_NAMES.get(task.agent),
+        agent_id or _AGENT_IDS.get(task.agent),
         at,
         inp,
         read,
@@ -775,7 +776,7 @@ def _read_transcript(
 def _read_whole(task: ReadTask, data: bytes, result: FileResult) -> None:
     from llmledger import sources
 
-    fmt = "codex_rollout" if task.agent == "codex" else None
+    fmt = CODEX.log_source if task.agent == CODEX.name else None
     try:
         parsed = sources.parse(data, format=fmt, path=task.path)
     except _SHAPE_ERRORS as exc:

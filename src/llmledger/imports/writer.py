@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Index, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from llmledger.imports.logfiles import SOURCE_OF
+from llmledger.agents import SOURCE_OF
 from llmledger.imports.plan import FilePlan
 from llmledger.imports.read import (
     DEDUPE_KEY,

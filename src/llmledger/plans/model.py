@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from llmledger.agents import AGENTS  # each has a standard command line (agent_command)
 from llmledger.errors import LedgerError
 
 __all__ = [
@@ -30,8 +31,6 @@ __all__ = [
     "plan_from_dict",
 ]
 
-#: Agents with a standard non-interactive command line (see ``orchestrator.agent_command``).
-AGENTS: tuple[str, ...] = ("claude", "codex", "gemini")
 ON_FAILURE = ("stop", "continue")
 
 _PLAN_KEYS = ("name", "budget", "defaults", "sections")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from llmledger._private import make_private_dirs, open_private
+from llmledger.agents import BY_NAME
 from llmledger.ledger import Ledger, Run, TerminalRunStatus
 from llmledger.plans.model import Plan, Task
 from llmledger.plans.outcome import PlanOutcome, SessionOutcome, TaskOutcome
@@ -46,11 +47,7 @@ __all__ = [
 ]
 
 #: Environment variables that override where each agent's executable is.
-BIN_ENV = {
-    "claude": "LLMLEDGER_CLAUDE_BIN",
-    "codex": "LLMLEDGER_CODEX_BIN",
-    "gemini": "LLMLEDGER_GEMINI_BIN",
-}
+BIN_ENV = {name: agent.bin_env for name, agent in BY_NAME.items()}
 #: Task statuses that let a dependent task start.
 _DONE_OK = "succeeded"
 _TERMINAL = frozenset({"succeeded", "failed", "timed_out", "cancelled", "skipped", "not_started"})
