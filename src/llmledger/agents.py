@@ -21,6 +21,7 @@ __all__ = [
     "LIVE_SOURCES",
     "SOURCE_OF",
     "Agent",
+    "log_source_of",
 ]
 
 
@@ -92,3 +93,9 @@ SOURCE_OF: dict[str, str] = {name: agent.log_source for name, agent in BY_NAME.i
 AGENT_SOURCES: dict[str, tuple[str, ...]] = {name: agent.sources for name, agent in BY_NAME.items()}
 #: Every source that ``llmledger run`` records from an agent's own output.
 LIVE_SOURCES: tuple[str, ...] = tuple(s for agent in BY_NAME.values() for s in agent.live_sources)
+
+
+def log_source_of(live_source: str) -> str | None:
+    """The log source of the agent whose own output ``live_source`` is (the same calls reach
+    the ledger both ways), or None for a source no agent log also holds."""
+    return next((a.log_source for a in BY_NAME.values() if live_source in a.live_sources), None)

@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from llmledger.agents import log_source_of
 from llmledger.call import Call
 from llmledger.errors import ParseError
 from llmledger.ledger import Ledger, Run, TerminalRunStatus
@@ -448,15 +449,15 @@ def _record_output(
 def _drop_imported_copies(run: Run, parsed: Parsed, started_at: datetime) -> None:
     # Agent logs imported while the agent ran hold the same calls: the live record, filed
     # under its task and attempt, is the one kept (the importer skips them from now on).
-    from llmledger.imports import drop_imported_copies
-
+    log_source = log_source_of(parsed.format)
+    if log_source is None:
+        return
     sessions = {c.session_id for c in parsed.calls if c.session_id}
     if parsed.summary is not None and parsed.summary.session_id:
         sessions.add(parsed.summary.session_id)
     try:
-        drop_imported_copies(
-            run.ledger.repository,
-            parsed.format,
+        run.ledger.repository.delete_imported_copies(
+            log_source,
             message_ids=[c.message_id for c in parsed.calls if c.message_id],
             session_id=next(iter(sessions)) if len(sessions) == 1 else None,
             since=started_at,

@@ -13,9 +13,9 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, or_, select
+from sqlalchemy import Connection, select
 
-from llmledger.agents import BY_NAME, CODEX, LIVE_SOURCES
+from llmledger.agents import CODEX, LIVE_SOURCES, log_source_of
 from llmledger.imports.read import DEDUPE_KEY, MESSAGE_ID, SESSION_ID, STARTED_AT
 from llmledger.store.repository import Repository
 from llmledger.store.schema import calls, runs
@@ -24,11 +24,6 @@ from llmledger.store.types import datetime_to_micros
 __all__ = ["Dedupe", "drop_imported_copies", "legacy_codex_keys"]
 
 _IN_CHUNK = 500
-
-
-#: Sources that ``llmledger run`` records from an agent CLI's own output: the same API calls
-#: the agent also writes to the logs that imports read.
-_LIVE = LIVE_SOURCES
 
 
 def drop_imported_copies(
@@ -44,29 +39,14 @@ def drop_imported_copies(
     parsing the agent's own output as ``live_source``) supersedes — the mirror of the
     import's rule, for logs imported while the run went on: calls with one of
     ``message_ids``, or calls of ``session_id`` between ``since`` and ``until``. Returns how
-    many were deleted (0 for a source no agent log also holds)."""
-    logs = [a.log_source for a in BY_NAME.values() if live_source in a.live_sources]
-    if not logs:
+    many were deleted (0 for a source no agent log also holds). See
+    :meth:`Repository.delete_imported_copies`."""
+    log_source = log_source_of(live_source)
+    if log_source is None:
         return 0
-    ids = sorted(set(message_ids))
-    matches: list[ColumnElement[bool]] = []
-    for i in range(0, len(ids), _IN_CHUNK):
-        matches.append(calls.c.message_id.in_(ids[i : i + _IN_CHUNK]))
-    if session_id is not None:
-        matches.append(
-            and_(
-                calls.c.session_id == session_id,
-                calls.c.started_at >= since,
-                calls.c.started_at <= until,
-            )
-        )
-    if not matches:
-        return 0
-    with repo.engine.begin() as conn:
-        deleted = conn.execute(
-            calls.delete().where(calls.c.source == logs[0], or_(*matches))
-        ).rowcount
-    return max(int(deleted), 0)
+    return repo.delete_imported_copies(
+        log_source, message_ids=message_ids, session_id=session_id, since=since, until=until
+    )
 
 
 class Dedupe:
@@ -77,7 +57,7 @@ class Dedupe:
 
     def __init__(self, conn: Connection, sources: Sequence[str]) -> None:
         self.conn = conn
-        watched = [*sources, *_LIVE]
+        watched = [*sources, *LIVE_SOURCES]
         self.check_store = (
             conn.execute(select(calls.c.id).where(calls.c.source.in_(watched)).limit(1)).first()
             is not None
@@ -90,7 +70,7 @@ class Dedupe:
             query = (
                 select(calls.c.session_id, runs.c.started_at, runs.c.finished_at)
                 .join(runs, runs.c.id == calls.c.run_id)
-                .where(calls.c.source.in_(_LIVE), calls.c.session_id.is_not(None))
+                .where(calls.c.source.in_(LIVE_SOURCES), calls.c.session_id.is_not(None))
                 .distinct()
             )
             for sid, start, end in conn.execute(query).all():
@@ -117,7 +97,7 @@ class Dedupe:
             ).where(calls.c.message_id.in_(wanted[i : i + _IN_CHUNK]))
             for mid, key, meta, source in self.conn.execute(query).all():
                 side = bool(meta and meta.get("is_sidechain") is True)
-                stored.setdefault(mid, []).append((key, side, source in _LIVE))
+                stored.setdefault(mid, []).append((key, side, source in LIVE_SOURCES))
                 # A stored copy of the same key is settled by the upsert itself.
         self.by_message.update(stored)
 

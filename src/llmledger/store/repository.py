@@ -17,10 +17,12 @@ from sqlalchemy import (
     Connection,
     Engine,
     Select,
+    and_,
     bindparam,
     case,
     func,
     literal,
+    or_,
     select,
     update,
 )
@@ -95,6 +97,9 @@ _REPLACED_ON_LARGER_COPY = (
 
 
 _TOTAL_COLUMNS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+
+#: Values per ``IN (...)`` of a query.
+_IN_CHUNK = 500
 
 
 def _token_total(table: Any) -> ColumnElement[int]:
@@ -361,6 +366,38 @@ class Repository:
         with self.engine.connect().execution_options(**READ_ONLY) as conn:
             rows = conn.execute(self._usage_query(run_id, inclusive)).mappings().all()
         return {row["model"]: _totals_from_row(row) for row in rows}
+
+    def delete_imported_copies(
+        self,
+        log_source: str,
+        *,
+        message_ids: Iterable[str],
+        session_id: str | None,
+        since: datetime,
+        until: datetime,
+    ) -> int:
+        """Delete calls imported from agent logs (``log_source``) that a live record of the
+        same calls supersedes: calls with one of ``message_ids``, or calls of ``session_id``
+        between ``since`` and ``until``. Returns how many were deleted."""
+        ids = sorted(set(message_ids))
+        matches: list[ColumnElement[bool]] = []
+        for i in range(0, len(ids), _IN_CHUNK):
+            matches.append(calls.c.message_id.in_(ids[i : i + _IN_CHUNK]))
+        if session_id is not None:
+            matches.append(
+                and_(
+                    calls.c.session_id == session_id,
+                    calls.c.started_at >= since,
+                    calls.c.started_at <= until,
+                )
+            )
+        if not matches:
+            return 0
+        with self.engine.begin() as conn:
+            deleted = conn.execute(
+                calls.delete().where(calls.c.source == log_source, or_(*matches))
+            ).rowcount
+        return max(int(deleted), 0)
 
     def counts(self) -> dict[str, int]:
         """Row counts of the ledger's tables."""
