@@ -140,10 +140,8 @@ def _read(task: ReadTask, *, fast: bool, typed: bool = True) -> str:
     with pytest.MonkeyPatch.context() as mp:
         if not fast:
             mp.setattr(read_module, "_fast_row", lambda *args: None)
-        if not (fast and typed):
-            mp.setattr(read_module, "_TYPED", False)
         try:
-            r = read_file(task)
+            r = read_file(task, _typed=fast and typed)
         except Exception as exc:
             # Should a line still escape read_file, the fast path must fail on it exactly as
             # the general one does.

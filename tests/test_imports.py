@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmledger.imports import ImportSummary, discover, import_logs
-from llmledger.imports import dedupe as dedupe_module
+from llmledger.imports.dedupe import Dedupe
 from llmledger.store import Repository, open_repository, rollup
 
 SESSION_A = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -228,9 +228,8 @@ def test_files_of_new_calls_settle_at_once_as_row_by_row(
         return tuple(values.get(name) for name in read_module.ROW_COLUMNS)
 
     def settle(bulk: bool) -> list[Any]:
-        with pytest.MonkeyPatch.context() as mp, repo.engine.connect() as conn:
-            mp.setattr(dedupe_module, "_BULK_FILTER", bulk)
-            dedupe = dedupe_module.Dedupe(conn, ["claude_code_transcript"])
+        with repo.engine.connect() as conn:
+            dedupe = Dedupe(conn, ["claude_code_transcript"], _bulk_filter=bulk)
             out: list[Any] = []
             for file in files:
                 # Keys are unique within a file: the worker keeps one copy of each.
@@ -559,30 +558,39 @@ def test_calls_join_a_session_run_created_under_another_id(db_url: str, home: Pa
     assert sessions == 2
 
 
-def test_values_every_row_shares_are_written_as_if_bound(
-    db_url: str, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_values_every_row_shares_are_written_as_if_bound(db_url: str, home: Path) -> None:
     # Rows read by the fast paths hold constants in some columns, which the writer puts in
     # its SQL: the calls stored must be those it writes binding every value. A bulk load, a
     # file with a line only the general path reads (then nothing is shared), and a later
     # import whose better copy replaces a stored call (the upsert).
-    from llmledger.imports import read as read_module
+    from llmledger.imports.plan import plan_import
+    from llmledger.imports.workers import start_reading
 
-    def import_twice() -> tuple[list[dict[str, Any]], set[int]]:
+    def run_bound(repo: Repository, home: Path) -> ImportSummary:
+        # Every row holds every column.
+        found = discover(["claude"], [home])
+        plans, unchanged = plan_import(repo, found)
+        reading = start_reading(
+            plans, files=len(found), unchanged=unchanged, workers=1, _share=False
+        )
+        return import_logs(repo, reading=reading)
+
+    def import_twice(share: bool) -> tuple[list[dict[str, Any]], set[int]]:
+        run_import = run if share else run_bound
         write(session_file(home, SESSION_A), [line("m1", output=5), line("m2", "r2", cost=0.5)])
         write(
             session_file(home, SESSION_B),
             [line("m3", "r3", session=SESSION_B), line("m4", "r4", model="no-such-model")],
         )
         before = int(datetime.now(UTC).timestamp() * 1e6)
-        run(repo, home)
+        run_import(repo, home)
         with repo.engine.connect() as conn:
             # Every call of an import is recorded when the import started, as its files are.
             assert {*conn.exec_driver_sql("SELECT DISTINCT recorded_at FROM calls")} == {
                 *conn.exec_driver_sql("SELECT DISTINCT updated_at FROM import_state")
             }
         write(session_file(home, SESSION_A), [line("m1", output=50)], mode="ab")
-        run(repo, home)
+        run_import(repo, home)
         after = int(datetime.now(UTC).timestamp() * 1e6)
         with repo.engine.begin() as conn:
             rows = conn.exec_driver_sql("SELECT * FROM calls ORDER BY dedupe_key").mappings().all()
@@ -596,9 +604,8 @@ def test_values_every_row_shares_are_written_as_if_bound(
 
     repo = open_repository(db_url)
     try:
-        shared, shared_at = import_twice()
-        monkeypatch.setattr(read_module, "_SHARE", False)
-        bound, bound_at = import_twice()
+        shared, shared_at = import_twice(True)
+        bound, bound_at = import_twice(False)
     finally:
         repo.engine.dispose()
     facts = ("dedupe_key", "source", "provider", "currency", "token_provenance", "output_tokens")

@@ -55,8 +55,13 @@ class Dedupe:
     so that running Claude Code through llmledger and importing its transcripts never counts a
     call twice."""
 
-    def __init__(self, conn: Connection, sources: Sequence[str]) -> None:
+    def __init__(
+        self, conn: Connection, sources: Sequence[str], *, _bulk_filter: bool = True
+    ) -> None:
         self.conn = conn
+        #: Whether :meth:`filter` settles a file of calls all met for the first time at once
+        #: (the tests turn it off to compare).
+        self.bulk_filter = _bulk_filter
         watched = [*sources, *LIVE_SOURCES]
         self.check_store = (
             conn.execute(select(calls.c.id).where(calls.c.source.in_(watched)).limit(1)).first()
@@ -110,7 +115,7 @@ class Dedupe:
         kept: list[tuple[Any, ...]] = []
         replacing: list[tuple[Any, ...]] = []
         live = bool(self.live_sessions)
-        if _BULK_FILTER and not live and rows:
+        if self.bulk_filter and not live and rows:
             # The common case, at C speed: every row a call met for the first time (new keys
             # and message ids, none twice, no sidechain copy). Each message id then maps to
             # its bare key.
@@ -182,9 +187,6 @@ class Dedupe:
         return True
 
 
-#: Whether filter() settles a file of calls all met for the first time at once (the tests
-#: turn it off to compare).
-_BULK_FILTER = True
 _KEY_OF = itemgetter(DEDUPE_KEY)
 _MESSAGE_OF = itemgetter(MESSAGE_ID)
 _SIDECHAIN_OF = itemgetter(3)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
@@ -35,6 +35,9 @@ from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
 from llmledger.values import EARLIEST, LATEST, MAX_USD, datetime_to_micros, money_to_pico
+
+if TYPE_CHECKING:
+    from llmledger.pricing import Pricer
 
 __all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file", "session_run_id"]
 
@@ -84,6 +87,9 @@ class ReadTask:
     project: str | None = None
     overrides_path: str | None = None
     recorded_at: int = 0
+    #: Whether rows the fast paths build leave out the columns they share (see
+    #: ``FileResult.shared``); the tests turn it off to compare.
+    share_columns: bool = True
 
 
 @dataclass(slots=True)
@@ -117,10 +123,10 @@ class FileResult:
 
 # -- pricing ---------------------------------------------------------------------------------
 
-_PRICERS: dict[str | None, Any] = {}
+_PRICERS: dict[str | None, Pricer] = {}
 
 
-def _pricer(overrides_path: str | None) -> Any:
+def _pricer(overrides_path: str | None) -> Pricer:
     pricer = _PRICERS.get(overrides_path)
     if pricer is None:
         from llmledger.pricing import Pricer
@@ -129,7 +135,7 @@ def _pricer(overrides_path: str | None) -> Any:
     return pricer
 
 
-def set_pricer(pricer: Any | None, overrides_path: str | None) -> None:
+def set_pricer(pricer: Pricer | None, overrides_path: str | None) -> None:
     """Use ``pricer`` in this process (the importer's own, when it reads files itself); None
     forgets the one in use, so that the next price builds a new one."""
     if pricer is None:
@@ -138,7 +144,7 @@ def set_pricer(pricer: Any | None, overrides_path: str | None) -> None:
         _PRICERS[overrides_path] = pricer
 
 
-def _price(call: Call, pricer: Any) -> tuple[int | None, str, str | None, int | None]:
+def _price(call: Call, pricer: Pricer) -> tuple[int | None, str, str | None, int | None]:
     """(cost pico, status, price version, computed-from-tokens pico for a reported cost)."""
     if call.model == _SYNTHETIC:
         # Claude Code's placeholder for an error it made up locally: no API call, no cost.
@@ -191,7 +197,7 @@ def _info(call: Call) -> tuple[int, int, bool, bool]:
     )
 
 
-def _row(call: Call, task: ReadTask, pricer: Any) -> tuple[Any, ...]:
+def _row(call: Call, task: ReadTask, pricer: Pricer) -> tuple[Any, ...]:
     cost, status, version, computed = _price(call, pricer)
     meta = dict(call.metadata)
     if computed is not None:
@@ -328,7 +334,7 @@ def _decode(raw: bytes) -> list[Any]:
         return [orjson.loads(part) for part in raw.split(b"\n") if part.strip()]
 
 
-def _rank(obj: dict[str, Any], u: dict[str, Any]) -> tuple[int, Any, bool] | None:
+def _rank(obj: dict[str, Any], u: dict[str, Any]) -> tuple[int, float, bool] | None:
     """The parser's copy ranking (token total, cost, speed) read straight from a line, or None
     when the usage is not plain counts (then every copy goes through the parser)."""
     split = u.get("cache_creation")
@@ -352,7 +358,7 @@ def _ranked(
     split: bool,
     cost: Any,
     speed: bool,
-) -> tuple[int, Any, bool] | None:
+) -> tuple[int, float, bool] | None:
     """Copies rank as ccusage v20 ranks them: token total (the cache writes at least their
     5m + 1h ``split``), then cost, then whether ``speed`` is reported, so that the larger of
     two ranks (as tuples) is the better copy. None when the values do not add up."""
@@ -369,7 +375,7 @@ def _ranked(
 _Fast = tuple[str, tuple[Any, ...], tuple[int, int, bool, bool]]
 
 
-def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
+def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Pricer) -> _Fast | None:
     """(dedupe key, row, info) of an assistant line with a message id and plain counts, as
     ``transcript_call`` + ``_row`` would build them but without the Call, Usage and Decimal
     objects; None for anything else (or anything that could fail or log), which then takes
@@ -406,7 +412,7 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Any) -> _Fast | None:
 
 def _build_row(
     task: ReadTask,
-    pricer: Any,
+    pricer: Pricer,
     msg_id: str,
     request_id: str | None,
     model: str | None,
@@ -482,9 +488,6 @@ def _build_row(
 
 
 _NO_COUNTS = (None,) * 6
-#: Whether files read wholly by the fast paths hand their rows on without the shared columns
-#: (the tests turn it off to compare).
-_SHARE = True
 
 
 def _fast_shared(task: ReadTask) -> tuple[Any, ...]:
@@ -580,8 +583,6 @@ _decode_line = msgspec.json.Decoder(_TLine).decode
 # msgspec recurses once per nesting level: a line nested deeper than Python's recursion limit
 # (orjson reads up to 1024 levels) goes to the dict path.
 _TYPED_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
-#: Whether lines are decoded into the structs first (the tests turn it off to compare).
-_TYPED = True
 
 
 def _typed(raw: bytes) -> tuple[_TLine, _TMessage, _TUsage] | None:
@@ -601,7 +602,7 @@ def _typed(raw: bytes) -> tuple[_TLine, _TMessage, _TUsage] | None:
     return line, msg, msg.usage
 
 
-def _typed_rank(line: _TLine, u: _TUsage) -> tuple[int, Any, bool] | None:
+def _typed_rank(line: _TLine, u: _TUsage) -> tuple[int, float, bool] | None:
     """:func:`_rank` of a decoded line."""
     split = u.cache_creation
     return _ranked(
@@ -628,7 +629,7 @@ def _typed_counts(u: _TUsage) -> tuple[int | None, ...] | None:
 
 
 def _typed_row(
-    line: _TLine, msg: _TMessage, u: _TUsage, task: ReadTask, pricer: Any
+    line: _TLine, msg: _TMessage, u: _TUsage, task: ReadTask, pricer: Pricer
 ) -> _Fast | None:
     """:func:`_fast_row` of a decoded line."""
     counts = _typed_counts(u)
@@ -644,7 +645,7 @@ def _typed_row(
 
 
 def _read_transcript(
-    task: ReadTask, lines: list[bytes], result: FileResult, *, final: bool
+    task: ReadTask, lines: list[bytes], result: FileResult, *, final: bool, typed_first: bool
 ) -> None:
     collector = _Collector(task, result)
     pricer = collector.pricer
@@ -716,10 +717,9 @@ def _read_transcript(
     best: dict[str, Any] | None = None
     best_typed: tuple[_TLine, _TMessage, _TUsage] | None = None
     best_raw = b""
-    best_rank: tuple[int, Any, bool] | None = None
+    best_rank: tuple[int, float, bool] | None = None
     best_line = seen = 0
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    typed_first = _TYPED
     for start, raw in iter_raw_lines(lines):
         # From the end: an assistant record holds its usage after the content blocks.
         if raw.rfind(_USAGE) < 0:
@@ -834,11 +834,13 @@ def _read_bytes(task: ReadTask) -> tuple[bytes, bytes]:
         return head, fh.read(max(0, task.size - task.offset))
 
 
-def read_file(task: ReadTask) -> FileResult:
+def read_file(task: ReadTask, *, _typed: bool = True) -> FileResult:
     """Read ``task.path`` from its offset and return its rows; never raises.
 
     An unreadable file (or one that is not a regular file) comes back with ``failed`` set
-    and nothing read; a line that fails is skipped and named, whatever went wrong.
+    and nothing read; a line that fails is skipped and named, whatever went wrong. Lines are
+    decoded into typed structs first unless ``_typed`` is off (the tests turn it off to
+    compare the paths).
     """
     result = FileResult(task.path, offset=task.offset, lines=0)
     try:
@@ -851,7 +853,7 @@ def read_file(task: ReadTask) -> FileResult:
         result.failed = f"{task.path}: cannot read ({exc.strerror})"
         return result
     try:
-        _read_data(task, head, data, result)
+        _read_data(task, head, data, result, typed=_typed)
     except Exception as exc:  # a file no check foresaw: the other files still go in
         failed = FileResult(task.path, offset=task.offset, lines=0)
         failed.failed = f"{task.path}: cannot read ({_failure(exc)})"
@@ -859,7 +861,9 @@ def read_file(task: ReadTask) -> FileResult:
     return result
 
 
-def _read_data(task: ReadTask, head: bytes, data: bytes, result: FileResult) -> None:
+def _read_data(
+    task: ReadTask, head: bytes, data: bytes, result: FileResult, *, typed: bool
+) -> None:
     if task.agent != "claude":
         result.offset = task.offset + len(data)
         result.lines = data.count(b"\n")
@@ -873,14 +877,14 @@ def _read_data(task: ReadTask, head: bytes, data: bytes, result: FileResult) -> 
     result.lines = len(lines)
     start = head if task.offset else data
     result.head_sha256 = head_sha256(start[: min(HEAD_BYTES, result.offset)])
-    _read_transcript(task, lines, result, final=False)
+    _read_transcript(task, lines, result, final=False, typed_first=typed)
     if tail.strip():
         # The file does not end in a newline yet: take the last record if it is complete,
         # without moving the offset past it (its key makes reading it again harmless).
         tail_task = ReadTask(**{**_task_dict(task), "line_base": task.line_base + result.lines})
-        _read_transcript(tail_task, [tail], result, final=True)
+        _read_transcript(tail_task, [tail], result, final=True, typed_first=typed)
     shared = _fast_shared(task)
-    if result.general or not _SHARE:
+    if result.general or not task.share_columns:
         # Rows built from Calls hold every column: so must the others.
         result.rows = [row if len(row) > _NARROW else row + shared for row in result.rows]
     else:

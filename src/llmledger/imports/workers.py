@@ -81,12 +81,14 @@ def start_reading(
     pricer: Pricer | None = None,
     overrides_path: str | None = None,
     workers: int | None = None,
+    _share: bool = True,
 ) -> Reading:
     """Start reading the files ``plans`` name (``files`` were found, ``unchanged`` of them
     needed no reading): with more than :data:`POOL_THRESHOLD_BYTES` to read, in ``workers``
     processes (default: up to two, one per core). ``pricer`` prices the calls read in this
     process; worker processes build their own from ``overrides_path`` (forked ones start
-    from a copy of ``pricer``, when given)."""
+    from a copy of ``pricer``, when given). ``_share=False`` makes every row hold every
+    column (see ``ReadTask.share_columns``)."""
     recorded = now_micros()
     tasks = [
         ReadTask(
@@ -99,6 +101,7 @@ def start_reading(
             project=p.file.project,
             overrides_path=overrides_path,
             recorded_at=recorded,
+            share_columns=_share,
         )
         for p in plans
     ]
