@@ -112,8 +112,9 @@ def _walk(root: Path, suffixes: tuple[str, ...]) -> Iterator[tuple[str, str]]:
                     if not link:
                         stack.append(entry.path)
                 elif entry.name.endswith(suffixes):
-                    real = os.path.realpath(entry.path) if link else \
-                        real_top + entry.path[len(top):]  # fmt: skip
+                    real = (
+                        os.path.realpath(entry.path) if link else real_top + entry.path[len(top) :]
+                    )
                     yield entry.path, real
 
 

@@ -61,8 +61,14 @@ def import_logs(
         plans, unchanged = plan_import(repo, found)
         if not plans:
             return ImportSummary(files=len(found), files_skipped_unchanged=unchanged)
-        reading = start_reading(plans, files=len(found), unchanged=unchanged, pricer=pricer,
-                                overrides_path=overrides_path, workers=workers)  # fmt: skip
+        reading = start_reading(
+            plans,
+            files=len(found),
+            unchanged=unchanged,
+            pricer=pricer,
+            overrides_path=overrides_path,
+            workers=workers,
+        )
     with reading:
         return _import(repo, reading, progress)
 

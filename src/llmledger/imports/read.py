@@ -44,17 +44,40 @@ __all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file", "sess
 #: The columns the fast paths fill with the same value on every row: a row built by them
 #: leaves these out (see ``FileResult.shared``), so they come last.
 _FAST_SHARED = (
-    "source", "provider", "finished_at", "duration_ms", "reasoning_tokens", "currency",
-    "token_provenance", "recorded_at",
-)  # fmt: skip
+    "source",
+    "provider",
+    "finished_at",
+    "duration_ms",
+    "reasoning_tokens",
+    "currency",
+    "token_provenance",
+    "recorded_at",
+)
 #: Columns of a row as the worker builds it: the ``calls`` table's, less the id (spelled out,
 #: so that workers need no SQLAlchemy; a test holds it to the schema).
 ROW_COLUMNS: tuple[str, ...] = (
-    "dedupe_key", "run_id", "model", "message_id", "request_id", "session_id", "project",
-    "agent_id", "started_at", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-    "cache_write_5m_tokens", "cache_write_1h_tokens", "output_tokens", "cost_usd",
-    "cost_status", "price_version", "status", "metadata", *_FAST_SHARED,
-)  # fmt: skip
+    "dedupe_key",
+    "run_id",
+    "model",
+    "message_id",
+    "request_id",
+    "session_id",
+    "project",
+    "agent_id",
+    "started_at",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_status",
+    "price_version",
+    "status",
+    "metadata",
+    *_FAST_SHARED,
+)
 #: The length of a row the fast paths build.
 _NARROW = len(ROW_COLUMNS) - len(_FAST_SHARED)
 #: Where each column is in a row.
@@ -340,12 +363,16 @@ def _rank(obj: dict[str, Any], u: dict[str, Any]) -> tuple[int, float, bool] | N
     split = u.get("cache_creation")
     split = split if type(split) is dict else None
     return _ranked(
-        u.get("input_tokens"), u.get("output_tokens"), u.get("cache_read_input_tokens"),
+        u.get("input_tokens"),
+        u.get("output_tokens"),
+        u.get("cache_read_input_tokens"),
         u.get("cache_creation_input_tokens"),
         None if split is None else split.get("ephemeral_5m_input_tokens"),
         None if split is None else split.get("ephemeral_1h_input_tokens"),
-        split is not None, obj.get("costUSD"), "speed" in u,
-    )  # fmt: skip
+        split is not None,
+        obj.get("costUSD"),
+        "speed" in u,
+    )
 
 
 def _ranked(
@@ -404,10 +431,21 @@ def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Pricer) -> _Fast | No
     if counts is None or counts == _NO_COUNTS:
         return None
     return _build_row(
-        task, pricer, msg_id, request_id, model, session_id, cwd, agent_id, counts,
-        obj.get("costUSD"), obj.get("timestamp"), obj.get("isSidechain") is True,
-        u.get("speed"), obj.get("isApiErrorMessage") is True,
-    )  # fmt: skip
+        task,
+        pricer,
+        msg_id,
+        request_id,
+        model,
+        session_id,
+        cwd,
+        agent_id,
+        counts,
+        obj.get("costUSD"),
+        obj.get("timestamp"),
+        obj.get("isSidechain") is True,
+        u.get("speed"),
+        obj.get("isApiErrorMessage") is True,
+    )
 
 
 def _build_row(
@@ -606,12 +644,16 @@ def _typed_rank(line: _TLine, u: _TUsage) -> tuple[int, float, bool] | None:
     """:func:`_rank` of a decoded line."""
     split = u.cache_creation
     return _ranked(
-        u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_input_tokens,
         u.cache_creation_input_tokens,
         None if split is None else split.ephemeral_5m_input_tokens,
         None if split is None else split.ephemeral_1h_input_tokens,
-        split is not None, line.costUSD, u.speed is not msgspec.UNSET,
-    )  # fmt: skip
+        split is not None,
+        line.costUSD,
+        u.speed is not msgspec.UNSET,
+    )
 
 
 def _typed_counts(u: _TUsage) -> tuple[int | None, ...] | None:
@@ -623,9 +665,13 @@ def _typed_counts(u: _TUsage) -> tuple[int | None, ...] | None:
     if split is not None:
         five, one = split.ephemeral_5m_input_tokens, split.ephemeral_1h_input_tokens
     return plain_counts(
-        u.input_tokens, u.output_tokens, u.cache_read_input_tokens,
-        u.cache_creation_input_tokens, five, one,
-    )  # fmt: skip
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_input_tokens,
+        u.cache_creation_input_tokens,
+        five,
+        one,
+    )
 
 
 def _typed_row(
@@ -638,10 +684,21 @@ def _typed_row(
     assert msg.id is not None
     speed = None if u.speed is msgspec.UNSET else u.speed
     return _build_row(
-        task, pricer, msg.id, line.requestId, msg.model, line.sessionId, line.cwd, line.agentId,
-        counts, line.costUSD, line.timestamp, line.isSidechain is True, speed,
+        task,
+        pricer,
+        msg.id,
+        line.requestId,
+        msg.model,
+        line.sessionId,
+        line.cwd,
+        line.agentId,
+        counts,
+        line.costUSD,
+        line.timestamp,
+        line.isSidechain is True,
+        speed,
         line.isApiErrorMessage is True,
-    )  # fmt: skip
+    )
 
 
 def _read_transcript(
@@ -651,8 +708,9 @@ def _read_transcript(
     pricer = collector.pricer
     path, base = task.path, task.line_base
 
-    def parse_typed(typed: tuple[_TLine, _TMessage, _TUsage], raw: bytes, line: int,
-                    copies: int) -> None:  # fmt: skip
+    def parse_typed(
+        typed: tuple[_TLine, _TMessage, _TUsage], raw: bytes, line: int, copies: int
+    ) -> None:
         try:
             read_typed(typed, raw, line, copies)
         except Exception as exc:  # whatever one line does, the others still go in
@@ -664,8 +722,9 @@ def _read_transcript(
         except Exception as exc:
             _skip(result, path, line, "unreadable line", _failure(exc))
 
-    def read_typed(typed: tuple[_TLine, _TMessage, _TUsage], raw: bytes, line: int,
-                   copies: int) -> None:  # fmt: skip
+    def read_typed(
+        typed: tuple[_TLine, _TMessage, _TUsage], raw: bytes, line: int, copies: int
+    ) -> None:
         fast = _typed_row(*typed, task, pricer)
         if fast is None:
             try:
@@ -799,9 +858,12 @@ def _read_whole(task: ReadTask, data: bytes, result: FileResult) -> None:
 
 
 _NOT_REGULAR = (
-    (stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "directory"),
-    (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-)  # fmt: skip
+    (stat.S_ISFIFO, "named pipe"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
 
 
 def not_regular(mode: int) -> str | None:

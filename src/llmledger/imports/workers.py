@@ -41,8 +41,17 @@ class Reading:
     for when there is little to read. Close it (or use it as a context manager) to stop the
     workers: files not yet started are then not read."""
 
-    def __init__(self, plans: list[FilePlan], tasks: list[ReadTask], *, files: int, unchanged: int,
-                 recorded: int, pool: Executor | None, chunk: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        plans: list[FilePlan],
+        tasks: list[ReadTask],
+        *,
+        files: int,
+        unchanged: int,
+        recorded: int,
+        pool: Executor | None,
+        chunk: int,
+    ) -> None:
         self.plans = plans
         self.tasks = tasks
         #: Log files found, and how many of them had not changed since the last import.
@@ -68,8 +77,12 @@ class Reading:
     def __enter__(self) -> Reading:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -126,8 +139,15 @@ def start_reading(
         )
         # Files go out in order and come back in order; chunks keep the pickling cost low.
         chunk = max(1, min(16, len(tasks) // (count * 8)))
-    return Reading(list(plans), tasks, files=files, unchanged=unchanged, recorded=recorded,
-                   pool=pool, chunk=chunk)  # fmt: skip
+    return Reading(
+        list(plans),
+        tasks,
+        files=files,
+        unchanged=unchanged,
+        recorded=recorded,
+        pool=pool,
+        chunk=chunk,
+    )
 
 
 #: prctl(2) option: the signal the kernel sends a process when its parent dies.

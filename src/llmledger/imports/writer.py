@@ -277,8 +277,12 @@ def count_calls(conn: Connection) -> int:
     return int(conn.exec_driver_sql("SELECT COUNT(*) FROM calls").scalar_one())
 
 
-def save_state(conn: Connection, plans: Sequence[FilePlan], results: Mapping[str, FileResult],
-                recorded: datetime) -> None:  # fmt: skip
+def save_state(
+    conn: Connection,
+    plans: Sequence[FilePlan],
+    results: Mapping[str, FileResult],
+    recorded: datetime,
+) -> None:
     done = [p for p in plans if p.file.path in results and results[p.file.path].failed is None]
     if not done:
         return
