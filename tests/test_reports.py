@@ -20,9 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from llmledger.cli import _app
-from llmledger.cli.reports import report_json
 from llmledger.imports import import_logs
 from llmledger.reports import Filters, blocks, group_tokens, period_report, sessions_report
+from llmledger.reports.documents import report_json
 from llmledger.store import Repository, open_repository
 from llmledger.store.schema import calls
 

@@ -104,3 +104,21 @@ def test_totals_keep_unknown_cost_distinct_from_zero() -> None:
     assert total.unpriced_calls == 1
     assert Totals.total([unpriced]).cost_usd is None
     assert total.to_dict()["calls"] == 2
+
+
+def test_totals_json_takes_the_fields_each_surface_names_in_order() -> None:
+    from decimal import Decimal
+
+    from llmledger.totals import JSON_FIELDS, PLAN_FIELDS, RUN_FIELDS
+
+    totals = Totals(Usage(input_tokens=5, cache_read_tokens=15), Decimal("0.25"), 1, 3)
+    assert list(totals.to_dict(JSON_FIELDS)) == list(JSON_FIELDS)
+    assert totals.to_dict() == totals.to_dict(RUN_FIELDS)
+    assert list(totals.to_dict()) == [*Usage().to_dict(), "cost_usd", "unpriced_calls", "calls"]
+    plan = totals.to_dict(PLAN_FIELDS)
+    assert plan["cache_hit_rate"] == 0.75
+    assert plan["cost_usd"] == 0.25
+    assert "calls" not in plan
+    assert Totals().to_dict(JSON_FIELDS)["cost_usd"] is None
+    with pytest.raises(ValueError, match="unknown totals field"):
+        totals.to_dict(["cost"])

@@ -1,15 +1,52 @@
-"""Totals: usage plus cost over a set of calls, with the unpriced calls counted, never hidden."""
+"""Totals: usage plus cost over a set of calls, with the unpriced calls counted, never hidden;
+and their JSON shape, written once (:meth:`Totals.to_dict`) for every surface.
+
+:data:`JSON_FIELDS` is the shape every ``--json`` report (and the HTTP service, which returns the
+CLI's JSON) gives totals. Two older surfaces keep the fields they have always printed, named
+here so that each is a choice of fields rather than a shape of its own: :data:`RUN_FIELDS`
+(``show``/``runs --json``, ``llmledger run``'s result: every stored bucket, in storage order,
+with the cache-write split) and :data:`PLAN_FIELDS` (the plan reports: the cache hit rate, no
+reasoning tokens or call count).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from llmledger.usage import Usage
+from llmledger.usage import BUCKETS, Usage
 
-__all__ = ["Totals", "add_money"]
+__all__ = ["JSON_FIELDS", "PLAN_FIELDS", "RUN_FIELDS", "Totals", "add_money"]
+
+#: The totals fields of every ``--json`` report and of the HTTP service: the one shape.
+JSON_FIELDS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_write_tokens",
+    "cache_read_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_usd",
+    "unpriced_calls",
+    "calls",
+)
+#: The fields of ``show``/``runs --json`` and ``llmledger run``'s result (``to_dict()``'s
+#: default): every stored bucket in storage order, with the cache-write split.
+RUN_FIELDS: tuple[str, ...] = (*BUCKETS, "total_tokens", "cost_usd", "unpriced_calls", "calls")
+#: The fields of the plan reports (``usage-report.json``, the task log's usage line), to which
+#: they add the agents' ``num_turns`` and ``duration_api_ms``.
+PLAN_FIELDS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "total_tokens",
+    "cost_usd",
+    "unpriced_calls",
+    "cache_hit_rate",
+)
 
 
 def add_money(a: Decimal | None, b: Decimal | None) -> Decimal | None:
@@ -50,11 +87,25 @@ class Totals:
             result = result + item
         return result
 
-    def to_dict(self) -> dict[str, Any]:
-        """Canonical usage fields, then ``cost_usd`` (a float, or None), ``unpriced_calls`` and
-        ``calls`` — the shape every ``--json`` report uses."""
-        out: dict[str, Any] = self.usage.to_dict()
-        out["cost_usd"] = None if self.cost_usd is None else float(self.cost_usd)
-        out["unpriced_calls"] = self.unpriced_calls
-        out["calls"] = self.calls
+    def to_dict(self, fields: Sequence[str] = RUN_FIELDS) -> dict[str, Any]:
+        """The JSON object of these totals: ``fields`` in that order (:data:`JSON_FIELDS` for
+        reports). A token field is None where no call reported it; ``cost_usd`` is a float, or
+        None when no call had a known cost; ``cache_hit_rate`` (cache reads over prompt tokens)
+        is rounded to 4 places."""
+        usage = self.usage
+        out: dict[str, Any] = {}
+        for name in fields:
+            if name == "cost_usd":
+                out[name] = None if self.cost_usd is None else float(self.cost_usd)
+            elif name == "unpriced_calls":
+                out[name] = self.unpriced_calls
+            elif name == "calls":
+                out[name] = self.calls
+            elif name == "cache_hit_rate":
+                rate = usage.cache_hit_rate
+                out[name] = None if rate is None else round(rate, 4)
+            elif name == "total_tokens" or name in BUCKETS:
+                out[name] = getattr(usage, name)
+            else:
+                raise ValueError(f"unknown totals field {name!r}")
         return out

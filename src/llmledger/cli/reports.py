@@ -23,6 +23,7 @@ from llmledger.cli._app import (
 )
 from llmledger.display import format_money, format_tokens, plain_text, safe_text
 from llmledger.errors import LedgerError
+from llmledger.reports.documents import block_json, iso_in, report_json, tokens_json
 from llmledger.totals import Totals
 
 if TYPE_CHECKING:
@@ -159,45 +160,6 @@ class _Context:
         return self._reader
 
 
-def fields(totals: Totals) -> dict[str, Any]:
-    """The JSON fields of a totals row (None where no call reported a value)."""
-    u = totals.usage
-    return {
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_write_tokens": u.cache_write_tokens,
-        "cache_read_tokens": u.cache_read_tokens,
-        "reasoning_tokens": u.reasoning_tokens,
-        "total_tokens": u.total_tokens,
-        "cost_usd": None if totals.cost_usd is None else float(totals.cost_usd),
-        "unpriced_calls": totals.unpriced_calls,
-        "calls": totals.calls,
-    }
-
-
-def _iso(at: datetime | None, tz: tzinfo) -> str | None:
-    return None if at is None else at.astimezone(tz).isoformat()
-
-
-def report_json(rows: list[Any], *, sessions: bool = False, tz: tzinfo = UTC) -> dict[str, Any]:
-    """The ``--json`` document of a period or sessions report."""
-    out = []
-    for row in rows:
-        item: dict[str, Any] = {"period": row.period, **fields(row.totals)}
-        item["models"] = row.models
-        item["breakdown"] = [
-            {"model": model, **fields(t)}
-            for model, t in sorted(row.breakdown.items(), key=lambda kv: str(kv[0]))
-        ]
-        if sessions:
-            item["session_id"] = row.session_id
-            item["project"] = row.project
-            item["first_at"] = _iso(row.first_at, tz)
-            item["last_at"] = _iso(row.last_at, tz)
-        out.append(item)
-    return {"rows": out, "totals": fields(Totals.total(r.totals for r in rows))}
-
-
 def _cells(totals: Totals) -> list[str]:
     u = totals.usage
     return [
@@ -244,7 +206,7 @@ def _print_rows(title: str, rows: list[Any], *, breakdown: bool, sessions: bool,
     for row in rows:
         lead = (
             [safe_text(row.session_id), safe_text(row.project),
-             _iso(row.last_at, tz) or "-"]
+             iso_in(row.last_at, tz) or "-"]
             if sessions else [safe_text(row.period or "(no time)")]
         )  # fmt: skip
         table.add_row(*lead, safe_text(", ".join(map(short_model, row.models))),
@@ -359,22 +321,6 @@ def sessions_command(
 _MIN_HOURS, _MAX_HOURS = 0.1, 8760.0
 
 
-def _block_json(block: Any, now: datetime, tz: tzinfo) -> dict[str, Any]:
-    return {
-        "start": _iso(block.start, tz),
-        "end": _iso(block.end, tz),
-        "first_at": _iso(block.first_at, tz),
-        "last_at": _iso(block.last_at, tz),
-        "is_gap": block.is_gap,
-        "is_active": block.is_active,
-        "entries": block.entries,
-        "models": block.models,
-        **fields(block.totals),
-        "burn_rate": block.burn_rate(),
-        "projection": block.projection(now),
-    }
-
-
 @app.command("blocks")
 def blocks_command(
     db: DbOption = None,
@@ -416,7 +362,7 @@ def blocks_command(
     if active:
         found = [b for b in found if b.is_active]
     if as_json:
-        echo_json({"blocks": [_block_json(b, now, ctx.tz) for b in found]})
+        echo_json({"blocks": [block_json(b, now, ctx.tz) for b in found]})
         return
     if not found:
         typer.echo("no active block" if active else "no calls in the ledger for this selection")
@@ -427,19 +373,19 @@ def blocks_command(
     for b in found:
         if b.is_gap:
             hours_idle = (b.end - b.start).total_seconds() / 3600
-            table.add_row(_iso(b.start, ctx.tz) or "", f"gap ({hours_idle:.1f}h)", "",
+            table.add_row(iso_in(b.start, ctx.tz) or "", f"gap ({hours_idle:.1f}h)", "",
                           *[""] * len(_TOKEN_HEADERS), style="dim")  # fmt: skip
             continue
         status = "ACTIVE" if b.is_active else "done"
         models = safe_text(", ".join(map(short_model, b.models)))
-        table.add_row(_iso(b.start, ctx.tz) or "", status, models, *_cells(b.totals))
+        table.add_row(iso_in(b.start, ctx.tz) or "", status, models, *_cells(b.totals))
     Console().print(table)
     for b in found:
         rate, projection = b.burn_rate(), b.projection(now)
         if rate and projection:
             Console().print(
                 f"active block: {rate['tokens_per_minute']:,.0f} tokens/min, "
-                f"${rate['cost_per_hour']:.2f}/h; projected by {_iso(b.end, ctx.tz)}: "
+                f"${rate['cost_per_hour']:.2f}/h; projected by {iso_in(b.end, ctx.tz)}: "
                 f"{projection['total_tokens']:,.0f} tokens, ${projection['cost_usd']:.2f}"
             )
 
@@ -487,12 +433,7 @@ def tokens_command(
                    ignore_overrides)  # fmt: skip
     rows = group_tokens(ctx.repo(), dims, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
     if as_json:
-        doc = {
-            "group_by": dims,
-            "rows": [{**r.key, **fields(r.totals), "duration_ms": r.duration_ms} for r in rows],
-            "totals": fields(Totals.total(r.totals for r in rows)),
-        }
-        echo_json(doc)
+        echo_json(tokens_json(dims, rows))
         return
     from rich.console import Console
 
@@ -503,4 +444,4 @@ def tokens_command(
     Console().print(table)
 
 
-__all__ = ["blocks_command", "fields", "report_json", "sessions_command", "tokens_command"]
+__all__ = ["blocks_command", "sessions_command", "tokens_command"]

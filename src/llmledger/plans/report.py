@@ -13,13 +13,12 @@ import os
 import shutil
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmledger._private import open_private
 from llmledger.display import format_cost, format_tokens
-from llmledger.totals import Totals
+from llmledger.totals import PLAN_FIELDS, Totals
 
 if TYPE_CHECKING:
     from llmledger.plans.model import Plan
@@ -52,25 +51,14 @@ def report_path_for(plan_path: Path, *, shared_dir: bool = False) -> Path:
 def totals_fields(
     totals: Totals, *, num_turns: int | None = None, duration_api_ms: int | None = None
 ) -> dict[str, Any]:
-    """The usage fields every report entry carries (None: never reported, as in the ledger)."""
-    u = totals.usage
-    rate = u.cache_hit_rate
+    """The usage fields every plan report entry carries: the totals' :data:`PLAN_FIELDS`
+    (None: never reported, as in the ledger), then the agents' own ``num_turns`` and
+    ``duration_api_ms``, which the ledger does not store per call."""
     return {
-        "input_tokens": u.input_tokens,
-        "output_tokens": u.output_tokens,
-        "cache_read_tokens": u.cache_read_tokens,
-        "cache_write_tokens": u.cache_write_tokens,
-        "total_tokens": u.total_tokens,
-        "cost_usd": _money(totals.cost_usd),
-        "unpriced_calls": totals.unpriced_calls,
-        "cache_hit_rate": None if rate is None else round(rate, 4),
+        **totals.to_dict(PLAN_FIELDS),
         "num_turns": num_turns,
         "duration_api_ms": duration_api_ms,
     }
-
-
-def _money(value: Decimal | None) -> float | None:
-    return None if value is None else float(value)
 
 
 def _iso(value: datetime | None) -> str | None:
