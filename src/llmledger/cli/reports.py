@@ -6,6 +6,9 @@ then prints a Rich table or, with ``--json``, the shapes documented in docs/repo
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +32,8 @@ from llmledger.totals import Totals
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from llmledger.reports.sums import ReportRow
+    from llmledger.store import Repository
     from llmledger.store.sqlite_reader import Reader
 
 SinceOption = Annotated[
@@ -45,9 +50,12 @@ TzOption = Annotated[
 BreakdownOption = Annotated[bool, typer.Option("--breakdown", "-b", help="A row per model.")]
 SourceOption = Annotated[
     list[str] | None,
-    typer.Option("--source", help="Only calls from this source: claude, codex, gemini, or a "
-                 "source name such as openai_chat_completions. Repeatable."),
-]  # fmt: skip
+    typer.Option(
+        "--source",
+        help="Only calls from this source: claude, codex, gemini, or a source name such as "
+        "openai_chat_completions. Repeatable.",
+    ),
+]
 ProjectOption = Annotated[
     list[str] | None, typer.Option("--project", help="Only this project. Repeatable.")
 ]
@@ -71,36 +79,99 @@ NoImportOption = Annotated[
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class ReportOptions:
+    """The options every report takes, as given on the command line; :func:`_report` adds
+    them to each report command, which declares only its own."""
+
+    db: str | None = None
+    as_json: bool = False
+    since: str | None = None
+    until: str | None = None
+    tz: str | None = None
+    source: list[str] | None = None
+    project: list[str] | None = None
+    model: list[str] | None = None
+    agent: list[str] | None = None
+    cost: str = "auto"
+    no_import: bool = False
+    ignore_overrides: bool = False
+
+
+#: The command-line option of each :class:`ReportOptions` field.
+_OPTIONS: dict[str, object] = {
+    "db": DbOption,
+    "as_json": JsonOption,
+    "since": SinceOption,
+    "until": UntilOption,
+    "tz": TzOption,
+    "source": SourceOption,
+    "project": ProjectOption,
+    "model": ModelOption,
+    "agent": AgentOption,
+    "cost": CostOption,
+    "no_import": NoImportOption,
+    "ignore_overrides": IgnoreOverridesOption,
+}
+
+
+def _report(
+    name: str, doc: str | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register ``run(options, **own)`` as the report command ``name``: ``--help`` lists
+    ``run``'s own options (its parameters after the first) and then every shared option, and
+    ``run`` gets the shared ones as one :class:`ReportOptions`. ``doc`` is the help text
+    (default: ``run``'s docstring)."""
+
+    def register(run: Callable[..., None]) -> Callable[..., None]:
+        kw = inspect.Parameter.KEYWORD_ONLY
+        own = list(inspect.signature(run, eval_str=True).parameters.values())[1:]
+        shared = [
+            p.replace(kind=kw, annotation=_OPTIONS[p.name])
+            for p in inspect.signature(ReportOptions).parameters.values()
+        ]
+
+        def command(**values: Any) -> None:
+            run(ReportOptions(**{n: values.pop(n) for n in _OPTIONS}), **values)
+
+        signature = inspect.Signature([*(p.replace(kind=kw) for p in own), *shared])
+        command.__signature__ = signature  # type: ignore[attr-defined]
+        command.__doc__ = doc or run.__doc__
+        command.__name__ = run.__name__
+        app.command(name)(command)
+        return run
+
+    return register
+
+
 class _Context:
     """The options every report shares, parsed and checked."""
 
-    def __init__(self, db: str | None, since: str | None, until: str | None, tz: str | None,
-                 source: list[str] | None, project: list[str] | None, model: list[str] | None,
-                 agent: list[str] | None, cost: str, no_import: bool,
-                 ignore_overrides: bool = False) -> None:  # fmt: skip
+    def __init__(self, options: ReportOptions) -> None:
         from llmledger.reports.filters import COST_MODES, Filters
         from llmledger.timespec import parse_range, parse_tz
 
+        cost = options.cost
         if cost not in COST_MODES:
             raise fail(f"unknown --cost {cost!r}: use one of {', '.join(COST_MODES)}")
         try:
-            self.tz: tzinfo = parse_tz(tz)
-            start, end = parse_range(since, until, tz=self.tz)
+            self.tz: tzinfo = parse_tz(options.tz)
+            start, end = parse_range(options.since, options.until, tz=self.tz)
         except ValueError as exc:
             raise fail(str(exc)) from None
         # An agent's name stands for every source its calls come from (logs and live runs).
-        sources = tuple(n for s in source or () for n in AGENT_SOURCES.get(s, (s,)))
-        self.filters = Filters(start, end, sources, tuple(project or ()), tuple(model or ()),
-                               tuple(agent or ()))  # fmt: skip
+        sources = tuple(n for s in options.source or () for n in AGENT_SOURCES.get(s, (s,)))
+        projects, models = tuple(options.project or ()), tuple(options.model or ())
+        self.filters = Filters(start, end, sources, projects, models, tuple(options.agent or ()))
         self.cost = cost
-        self.db = db
-        self._repo: Any | None = None
+        self.db = options.db
+        self._repo: Repository | None = None
         self._reader: Reader | None = None
         self._prices: str | None = None
         log_agents = [a for a in AGENTS if not sources or SOURCE_OF[a] in sources]
-        if not no_import and log_agents:
+        if not options.no_import and log_agents:
             # A broken overrides file stops the report before it imports (and prices) a line.
-            self._prices = checked_overrides(None, ignore_overrides)
+            self._prices = checked_overrides(None, options.ignore_overrides)
             self._import(log_agents)
 
     def _import(self, agents: list[str]) -> None:
@@ -128,8 +199,8 @@ class _Context:
                     planned=planned,
                 )
         except LedgerError as exc:
-            typer.secho(f"warning: could not import agent logs first: {plain_text(exc)}", err=True,
-                        fg=typer.colors.YELLOW)  # fmt: skip
+            warning = f"warning: could not import agent logs first: {plain_text(exc)}"
+            typer.secho(warning, err=True, fg=typer.colors.YELLOW)
 
     def _missing(self) -> bool:
         """Whether the ledger is a SQLite file that does not exist yet."""
@@ -137,7 +208,7 @@ class _Context:
 
         return self._repo is None and missing_sqlite_file(self.db)
 
-    def repo(self) -> Any:
+    def repo(self) -> Repository:
         """The ledger, opened (and migrated if needed) once per command."""
         from llmledger.store import open_repository
 
@@ -173,8 +244,15 @@ def _cells(totals: Totals) -> list[str]:
     ]
 
 
-_TOKEN_HEADERS = ("Input", "Output", "Cache write", "Cache read", "Total tokens", "Cost (USD)",
-                  "Unpriced calls")  # fmt: skip
+_TOKEN_HEADERS = (
+    "Input",
+    "Output",
+    "Cache write",
+    "Cache read",
+    "Total tokens",
+    "Cost (USD)",
+    "Unpriced calls",
+)
 
 
 def _table(title: str, first: list[str]) -> Table:
@@ -197,20 +275,21 @@ def short_model(model: str | None) -> str:
     return head if tail.isdigit() and len(tail) == 8 else name
 
 
-def _print_rows(title: str, rows: list[Any], *, breakdown: bool, sessions: bool,
-                tz: tzinfo) -> None:  # fmt: skip
+def _print_rows(
+    title: str, rows: Sequence[ReportRow], *, breakdown: bool, sessions: bool, tz: tzinfo
+) -> None:
     from rich.console import Console
 
     first = ["Session", "Project", "Last activity", "Models"] if sessions else ["Period", "Models"]
     table = _table(title, first)
     for row in rows:
         lead = (
-            [safe_text(row.session_id), safe_text(row.project),
-             iso_in(row.last_at, tz) or "-"]
-            if sessions else [safe_text(row.period or "(no time)")]
-        )  # fmt: skip
-        table.add_row(*lead, safe_text(", ".join(map(short_model, row.models))),
-                      *_cells(row.totals))  # fmt: skip
+            [safe_text(row.session_id), safe_text(row.project), iso_in(row.last_at, tz) or "-"]
+            if sessions
+            else [safe_text(row.period or "(no time)")]
+        )
+        models = safe_text(", ".join(map(short_model, row.models)))
+        table.add_row(*lead, models, *_cells(row.totals))
         if breakdown:
             for model, t in sorted(row.breakdown.items(), key=lambda kv: str(kv[0])):
                 pad = [""] * (len(first) - 1)
@@ -240,61 +319,31 @@ def _period_command(kind: str, ctx: _Context, as_json: bool, breakdown: bool) ->
             "no calls in the ledger for this selection (import logs with `llmledger import`)"
         )
     else:
-        _print_rows(f"{kind.capitalize()} usage", rows, breakdown=breakdown, sessions=False,
-                    tz=ctx.tz)  # fmt: skip
+        title = f"{kind.capitalize()} usage"
+        _print_rows(title, rows, breakdown=breakdown, sessions=False, tz=ctx.tz)
 
 
 def _make(kind: str) -> None:
-    def command(
-        db: DbOption = None,
-        as_json: JsonOption = False,
-        since: SinceOption = None,
-        until: UntilOption = None,
-        tz: TzOption = None,
-        breakdown: BreakdownOption = False,
-        source: SourceOption = None,
-        project: ProjectOption = None,
-        model: ModelOption = None,
-        agent: AgentOption = None,
-        cost: CostOption = "auto",
-        no_import: NoImportOption = False,
-        ignore_overrides: IgnoreOverridesOption = False,
-    ) -> None:
-        ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
-                       ignore_overrides)  # fmt: skip
-        _period_command(kind, ctx, as_json, breakdown)
+    def run(options: ReportOptions, breakdown: BreakdownOption = False) -> None:
+        _period_command(kind, _Context(options), options.as_json, breakdown)
 
     unit = {"daily": "day", "weekly": "week (Monday to Sunday)", "monthly": "month"}[kind]
-    command.__doc__ = (
+    doc = (
         f"Tokens and cost per {unit}, per model with --breakdown.\n\n"
         "Imports what is new in the agents' logs first (--no-import skips it).\n\n"
         f"Examples:\n\n  llmledger {kind} --since 7d\n\n"
         f"  llmledger {kind} --tz UTC --json\n\n"
         f"  llmledger {kind} --source claude --project=-home-dev-alpha --breakdown"
     )
-    app.command(kind)(command)
+    _report(kind, doc)(run)
 
 
 for _kind in ("daily", "weekly", "monthly"):
     _make(_kind)
 
 
-@app.command("sessions")
-def sessions_command(
-    db: DbOption = None,
-    as_json: JsonOption = False,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    tz: TzOption = None,
-    breakdown: BreakdownOption = False,
-    source: SourceOption = None,
-    project: ProjectOption = None,
-    model: ModelOption = None,
-    agent: AgentOption = None,
-    cost: CostOption = "auto",
-    no_import: NoImportOption = False,
-    ignore_overrides: IgnoreOverridesOption = False,
-) -> None:
+@_report("sessions")
+def sessions_command(options: ReportOptions, breakdown: BreakdownOption = False) -> None:
     """Tokens and cost per agent session, with its project and first / last activity.
 
     Examples:
@@ -305,10 +354,9 @@ def sessions_command(
     """
     from llmledger.reports.sessions import sessions_report
 
-    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
-                   ignore_overrides)  # fmt: skip
+    ctx = _Context(options)
     rows = sessions_report(ctx.reader(), filters=ctx.filters, cost=ctx.cost)
-    if as_json:
+    if options.as_json:
         echo_json(report_json(rows, sessions=True, tz=ctx.tz))
     elif not rows:
         typer.echo("no sessions in the ledger for this selection")
@@ -321,25 +369,14 @@ def sessions_command(
 _MIN_HOURS, _MAX_HOURS = 0.1, 8760.0
 
 
-@app.command("blocks")
+@_report("blocks")
 def blocks_command(
-    db: DbOption = None,
-    as_json: JsonOption = False,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    tz: TzOption = None,
-    source: SourceOption = None,
-    project: ProjectOption = None,
-    model: ModelOption = None,
-    agent: AgentOption = None,
-    cost: CostOption = "auto",
+    options: ReportOptions,
     active: Annotated[bool, typer.Option("--active", help="Only the active block.")] = False,
     hours: Annotated[
         float,
         typer.Option("--hours", help=f"Block length in hours, {_MIN_HOURS:g} to {_MAX_HOURS:g}."),
     ] = 5,
-    no_import: NoImportOption = False,
-    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """5-hour usage windows as ccusage defines them, with the active block's burn rate and
     its projection to the end of the window.
@@ -353,15 +390,16 @@ def blocks_command(
     from llmledger.reports.blocks import blocks
 
     if not _MIN_HOURS <= hours <= _MAX_HOURS:  # NaN too
-        raise fail(f"--hours {hours:g}: a block lasts from {_MIN_HOURS:g} to {_MAX_HOURS:g} "
-                   "hours (six minutes to a year); ccusage's blocks last 5")  # fmt: skip
-    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
-                   ignore_overrides)  # fmt: skip
+        raise fail(
+            f"--hours {hours:g}: a block lasts from {_MIN_HOURS:g} to {_MAX_HOURS:g} "
+            "hours (six minutes to a year); ccusage's blocks last 5"
+        )
+    ctx = _Context(options)
     now = datetime.now(UTC)
     found = blocks(ctx.reader(), filters=ctx.filters, cost=ctx.cost, hours=hours, now=now)
     if active:
         found = [b for b in found if b.is_active]
-    if as_json:
+    if options.as_json:
         echo_json({"blocks": [block_json(b, now, ctx.tz) for b in found]})
         return
     if not found:
@@ -373,8 +411,9 @@ def blocks_command(
     for b in found:
         if b.is_gap:
             hours_idle = (b.end - b.start).total_seconds() / 3600
-            table.add_row(iso_in(b.start, ctx.tz) or "", f"gap ({hours_idle:.1f}h)", "",
-                          *[""] * len(_TOKEN_HEADERS), style="dim")  # fmt: skip
+            gap = f"gap ({hours_idle:.1f}h)"
+            blank = [""] * len(_TOKEN_HEADERS)
+            table.add_row(iso_in(b.start, ctx.tz) or "", gap, "", *blank, style="dim")
             continue
         status = "ACTIVE" if b.is_active else "done"
         models = safe_text(", ".join(map(short_model, b.models)))
@@ -390,8 +429,9 @@ def blocks_command(
             )
 
 
-@app.command("tokens")
+@_report("tokens")
 def tokens_command(
+    options: ReportOptions,
     group_by: Annotated[
         str,
         typer.Option(
@@ -400,18 +440,6 @@ def tokens_command(
             help="Comma-separated: project, agent, command, day, model, job, action, provider.",
         ),
     ] = "model",
-    db: DbOption = None,
-    as_json: JsonOption = False,
-    since: SinceOption = None,
-    until: UntilOption = None,
-    tz: TzOption = None,
-    source: SourceOption = None,
-    project: ProjectOption = None,
-    model: ModelOption = None,
-    agent: AgentOption = None,
-    cost: CostOption = "auto",
-    no_import: NoImportOption = False,
-    ignore_overrides: IgnoreOverridesOption = False,
 ) -> None:
     """Calls, tokens (in / out / cache read / cache write), duration and cost grouped by any
     dimensions; command, action and job are those of the run each call belongs to.
@@ -427,21 +455,21 @@ def tokens_command(
     dims = [d.strip() for d in group_by.split(",") if d.strip()]
     unknown = [d for d in dims if d not in DIMENSIONS]
     if not dims or unknown:
-        raise fail(f"unknown --group-by {', '.join(unknown) or '(empty)'}: use any of "
-                    f"{', '.join(DIMENSIONS)}, comma-separated")  # fmt: skip
-    ctx = _Context(db, since, until, tz, source, project, model, agent, cost, no_import,
-                   ignore_overrides)  # fmt: skip
+        raise fail(
+            f"unknown --group-by {', '.join(unknown) or '(empty)'}: use any of "
+            f"{', '.join(DIMENSIONS)}, comma-separated"
+        )
+    ctx = _Context(options)
     rows = group_tokens(ctx.repo(), dims, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
-    if as_json:
+    if options.as_json:
         echo_json(tokens_json(dims, rows))
         return
     from rich.console import Console
 
     table = _table("Tokens by " + ", ".join(dims), [d.capitalize() for d in dims])
     for r in rows:
-        table.add_row(*[safe_text(v) for v in r.key.values()],
-                      *_cells(r.totals))  # fmt: skip
+        table.add_row(*[safe_text(v) for v in r.key.values()], *_cells(r.totals))
     Console().print(table)
 
 
-__all__ = ["blocks_command", "sessions_command", "tokens_command"]
+__all__ = ["ReportOptions", "blocks_command", "sessions_command", "tokens_command"]
