@@ -121,9 +121,17 @@ def blocks(
         if previous is not None and begin > previous + length:
             out.append(Block(previous + length, begin, is_gap=True))
         totals = sums_to_totals(sums)
-        out.append(Block(begin, begin + length, first_at=micros_to_datetime(first),
-                         last_at=micros_to_datetime(last), totals=totals, models=models,
-                         entries=totals.calls))  # fmt: skip
+        out.append(
+            Block(
+                begin,
+                begin + length,
+                first_at=micros_to_datetime(first),
+                last_at=micros_to_datetime(last),
+                totals=totals,
+                models=models,
+                entries=totals.calls,
+            )
+        )
     current = out[-1] if out else None
     if current is not None and current.last_at is not None:
         current.is_active = now - current.last_at < length and now < current.end

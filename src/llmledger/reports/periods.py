@@ -76,15 +76,24 @@ def _offset_sql(segments: Sequence[tuple[int | None, int]], at: str) -> str:
     return f"CASE {whens} ELSE {segments[-1][1]} END"
 
 
-def _from_rollup(reader: Reader, segments: Sequence[tuple[int | None, int]], filters: Filters,
-                 cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
+def _from_rollup(
+    reader: Reader,
+    segments: Sequence[tuple[int | None, int]],
+    filters: Filters,
+    cost: str,
+    lo: int | None,
+    hi: int | None,
+) -> list[tuple[Any, ...]]:
     """(day, model, *sums) over the roll-up buckets ``lo <= bucket < hi``."""
     start = f"bucket * {BUCKET_MICROS}"
     day = f"CASE WHEN bucket < 0 THEN NULL ELSE {local_day_sql(segments, start)} END"
     total, priced = COST_COLUMNS[cost]
     sums = [f"CASE WHEN SUM({n}_known) > 0 THEN SUM({n}) END" for n in SUMMED]
-    sums += [f"CASE WHEN SUM({priced}) > 0 THEN SUM({total}) END",
-             f"SUM(calls) - SUM({priced})", "SUM(calls)"]  # fmt: skip
+    sums += [
+        f"CASE WHEN SUM({priced}) > 0 THEN SUM({total}) END",
+        f"SUM(calls) - SUM({priced})",
+        "SUM(calls)",
+    ]
     where: list[str] = []
     params: list[Any] = []
     if lo is not None or hi is not None:
@@ -103,8 +112,14 @@ def _from_rollup(reader: Reader, segments: Sequence[tuple[int | None, int]], fil
     return reader.fetch(sql, params)
 
 
-def _from_calls(reader: Reader, segments: Sequence[tuple[int | None, int]], filters: Filters,
-                cost: str, lo: int | None, hi: int | None) -> list[tuple[Any, ...]]:  # fmt: skip
+def _from_calls(
+    reader: Reader,
+    segments: Sequence[tuple[int | None, int]],
+    filters: Filters,
+    cost: str,
+    lo: int | None,
+    hi: int | None,
+) -> list[tuple[Any, ...]]:
     """(day, model, *sums) over the calls with ``lo <= started_at <= hi``."""
     day = local_day_sql(segments, "started_at")
     where, params = calls_where(filters, lo, hi)
@@ -123,8 +138,9 @@ def _on_grid(segments: Sequence[tuple[int | None, int]]) -> bool:
     )
 
 
-def _day_totals(reader: Reader, *, tz: tzinfo = UTC, filters: Filters = Filters(),
-               cost: str = "auto") -> list[tuple[Any, ...]]:  # fmt: skip
+def _day_totals(
+    reader: Reader, *, tz: tzinfo = UTC, filters: Filters = Filters(), cost: str = "auto"
+) -> list[tuple[Any, ...]]:
     """(local day number or None, model, *sums) rows, several per (day, model) possibly;
     the sums are the input, cache read, cache write, output and reasoning tokens, the cost in
     pico-dollars, the unpriced calls and the calls."""
