@@ -15,7 +15,6 @@ orchestrator uses it).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -61,7 +60,6 @@ USAGE_MARKERS: tuple[bytes, ...] = (
 #: Exit status after a timeout, as coreutils ``timeout`` reports it.
 TIMEOUT_EXIT = 124
 _POLL_SECONDS = 0.1
-_log = logging.getLogger("llmledger")
 _PUMP_JOIN_SECONDS = 5.0
 _CHUNK = 65536
 
@@ -455,16 +453,17 @@ def _drop_imported_copies(run: Run, parsed: Parsed, started_at: datetime) -> Non
     sessions = {c.session_id for c in parsed.calls if c.session_id}
     if parsed.summary is not None and parsed.summary.session_id:
         sessions.add(parsed.summary.session_id)
-    try:
-        run.ledger.repository.delete_imported_copies(
+    ledger = run.ledger
+    ledger._guard(  # like record(): never raised into the caller
+        "drop imported copies",
+        lambda: ledger.repository.delete_imported_copies(
             log_source,
             message_ids=[c.message_id for c in parsed.calls if c.message_id],
             session_id=next(iter(sessions)) if len(sessions) == 1 else None,
             since=started_at,
             until=datetime.now(UTC),
-        )
-    except Exception as exc:  # like record(): never raised into the caller
-        _log.warning("llmledger could not drop imported copies: %s: %s", type(exc).__name__, exc)
+        ),
+    )
 
 
 def _parse_output(output: bytes, format: str | None) -> Parsed:
