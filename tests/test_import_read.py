@@ -1,6 +1,6 @@
 """The importer's fast path for Claude Code transcript lines agrees with the general one.
 
-``read_module._fast_row`` builds a ``calls`` row straight from a decoded line, and
+``fastpath.fast_row`` builds a ``calls`` row straight from a decoded line, and
 ``Pricer.price_pico`` prices plain counts without a Usage; both fall back to the general
 path (``transcript_call`` + ``Pricer.price``) for anything unusual. These tests read the same
 files both ways and require identical results, down to the types of the values.
@@ -20,8 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llmledger.imports import fastpath
 from llmledger.imports import read as read_module
 from llmledger.imports.read import FileResult, ReadTask, read_file
+from llmledger.imports.rows import ROW_COLUMNS
 from llmledger.pricing import Pricer
 from llmledger.store.types import datetime_to_micros, money_to_pico
 from llmledger.usage import MAX_TOKENS, Usage
@@ -139,7 +141,7 @@ def _read(task: ReadTask, *, fast: bool, typed: bool = True) -> str:
     through the general path only."""
     with pytest.MonkeyPatch.context() as mp:
         if not fast:
-            mp.setattr(read_module, "_fast_row", lambda *args: None)
+            mp.setattr(read_module, "fast_row", lambda *args: None)
         try:
             r = read_file(task, _typed=fast and typed)
         except Exception as exc:
@@ -166,7 +168,7 @@ def _read(task: ReadTask, *, fast: bool, typed: bool = True) -> str:
 
 def _whole_rows(r: FileResult) -> list[tuple[Any, ...]]:
     """The rows with the columns they leave out (``shared``) put back."""
-    width = len(read_module.ROW_COLUMNS) - len(r.shared)
+    width = len(ROW_COLUMNS) - len(r.shared)
     assert all(len(row) == width for row in r.rows)
     return [(*row, *(value for _, value in r.shared)) for row in r.rows]
 
@@ -197,8 +199,8 @@ def test_row_columns_are_the_calls_columns_and_workers_need_no_sqlalchemy() -> N
     from llmledger.store.schema import calls
 
     names = [c.name for c in calls.columns if c.name != "id"]
-    assert sorted(names) == sorted(read_module.ROW_COLUMNS)
-    assert len(set(read_module.ROW_COLUMNS)) == len(read_module.ROW_COLUMNS)
+    assert sorted(names) == sorted(ROW_COLUMNS)
+    assert len(set(ROW_COLUMNS)) == len(ROW_COLUMNS)
     probe = "import sys, llmledger.imports.workers; print('sqlalchemy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -237,8 +239,8 @@ def test_fast_path_takes_the_usual_lines(tmp_path: Path, typed: bool) -> None:
     path.write_bytes(b"\n".join(json.dumps(line).encode() for line in lines) + b"\n")
     task = _task(path, session_id="S", project="P")
     taken: list[bool] = []
-    real = read_module._build_row
-    real_fast = read_module._fast_row
+    real = fastpath._build_row
+    real_fast = read_module.fast_row
 
     def spy(*args: Any) -> Any:
         row = real(*args)
@@ -250,14 +252,14 @@ def test_fast_path_takes_the_usual_lines(tmp_path: Path, typed: bool) -> None:
         return real_fast(*args)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(read_module, "_build_row", spy)
+        mp.setattr(fastpath, "_build_row", spy)
         if typed:
-            mp.setattr(read_module, "_fast_row", no_fast)
+            mp.setattr(read_module, "fast_row", no_fast)
         fast = _read(task, fast=True, typed=typed)
     assert taken == [True] * 4
     assert fast == _read(task, fast=False)
     rows = read_file(task).rows
-    assert [row[read_module.ROW_COLUMNS.index("output_tokens")] for row in rows] == [40] * 4
+    assert [row[ROW_COLUMNS.index("output_tokens")] for row in rows] == [40] * 4
 
 
 @settings(max_examples=300, deadline=None)
@@ -321,7 +323,7 @@ def test_absurd_values_are_skipped_with_their_line_not_raised(tmp_path: Path) ->
     assert result.skipped == {"invalid usage": 3}
     assert [e.split(": ", 1)[0] for e in result.errors] == [f"{path}:2", f"{path}:3", f"{path}:4"]
     unpriced = result.rows[1]
-    assert unpriced[read_module.ROW_COLUMNS.index("cost_usd")] is None
+    assert unpriced[ROW_COLUMNS.index("cost_usd")] is None
 
 
 @pytest.mark.parametrize(
@@ -364,7 +366,7 @@ def test_a_line_only_msgspec_decodes_is_skipped_not_raised(
         raise orjson.JSONDecodeError("refused", raw.decode(), 0)
 
     monkeypatch.setattr(read_module.orjson, "loads", refuse)
-    monkeypatch.setattr(read_module, "_build_row", lambda *args: None)
+    monkeypatch.setattr(fastpath, "_build_row", lambda *args: None)
     line = {
         "sessionId": "s",
         "message": {"id": "m", "model": MODELS[0], "usage": {"input_tokens": 3}},

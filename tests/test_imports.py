@@ -221,11 +221,11 @@ def test_files_of_new_calls_settle_at_once_as_row_by_row(
 ) -> None:
     # _Dedupe.filter takes a file of calls all met for the first time in one step: it must
     # settle every sequence of files exactly as the row-by-row rules do.
-    from llmledger.imports import read as read_module
+    from llmledger.imports.rows import ROW_COLUMNS
 
     def row(mid: str, req: str) -> tuple[Any, ...]:
         values = {"dedupe_key": f"{mid}:{req}" if mid else req, "message_id": mid or None}
-        return tuple(values.get(name) for name in read_module.ROW_COLUMNS)
+        return tuple(values.get(name) for name in ROW_COLUMNS)
 
     def settle(bulk: bool) -> list[Any]:
         with repo.engine.connect() as conn:
@@ -331,7 +331,7 @@ def test_a_first_import_while_another_connection_is_open_stays_in_wal(
 def test_the_rollup_mirror_takes_the_columns_rows_leave_out_from_fixed() -> None:
     # Rows of a file read by the fast paths leave out their last columns (FileResult.shared);
     # the roll-up they sum to must be that of the whole rows.
-    from llmledger.imports.read import ROW_AT, ROW_COLUMNS
+    from llmledger.imports.rows import ROW_AT, ROW_COLUMNS
 
     def row(i: int) -> tuple[Any, ...]:
         values = {"started_at": 1_750_000_000_000_000 + i * 10**9, "model": "m", "cost_usd": i,

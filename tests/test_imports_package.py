@@ -24,6 +24,8 @@ def test_every_public_name_resolves() -> None:
         "llmledger.imports",
         "llmledger.imports.logfiles",
         "llmledger.imports.plan",
+        "llmledger.imports.rows",
+        "llmledger.imports.fastpath",
         "llmledger.imports.read",
         "llmledger.imports.workers",
         "llmledger.imports.pipeline",

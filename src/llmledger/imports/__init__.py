@@ -19,9 +19,9 @@ transaction, so an interrupted import leaves the ledger as it was.
 
 The modules, in the order an import runs them: ``logfiles`` (where the logs are), ``plan``
 (what is new in them), ``workers`` (starting the reads), ``read`` (reading one file, in a
-worker), ``dedupe`` (settling copies), ``writer`` (writing the rows), ``pipeline`` (all of
-it, in order). The names below load their modules on first use: the planning and the reads
-load no SQLAlchemy.
+worker, into ``rows``; ``fastpath`` for the usual line), ``dedupe`` (settling copies),
+``writer`` (writing the rows), ``pipeline`` (all of it, in order). The names below load
+their modules on first use: the planning and the reads load no SQLAlchemy.
 """
 
 from __future__ import annotations

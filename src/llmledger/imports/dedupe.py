@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from llmledger.agents import CODEX, LIVE_SOURCES, log_source_of
-from llmledger.imports.read import DEDUPE_KEY, MESSAGE_ID, SESSION_ID, STARTED_AT
+from llmledger.imports.rows import DEDUPE_KEY, MESSAGE_ID, SESSION_ID, STARTED_AT
 from llmledger.store.repository import Repository
 from llmledger.store.schema import calls, runs
 from llmledger.store.types import datetime_to_micros

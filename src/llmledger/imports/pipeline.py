@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 from llmledger.agents import AGENTS, BY_NAME, SOURCE_OF
 from llmledger.imports.logfiles import LogFile, discover
 from llmledger.imports.plan import FilePlan, plan_import
-from llmledger.imports.read import MESSAGE_ID, SESSION_ID, FileResult
+from llmledger.imports.read import FileResult
+from llmledger.imports.rows import MESSAGE_ID, SESSION_ID
 from llmledger.imports.summary import MAX_ERRORS, ImportSummary
 from llmledger.imports.workers import Reading, forget_in_children, start_reading
 

@@ -4,18 +4,15 @@ A Claude Code transcript is read from a byte offset up to its last complete newl
 record holding the bytes ``"usage"`` is decoded (compact or pretty-printed JSON) and handed to
 the sources' ``transcript_call``. Copies of a message inside the file are settled here (larger
 token total wins, as ccusage v20); copies across files are settled by the importer. Each kept
-call is priced and turned into a ready-to-write row of the ``calls`` table, filed under its
-session's run (``session_run_id``). A line of the usual shape (a message id, plain counts, a
-priced model) goes straight to its row without building a Call: decoded by msgspec into typed
-structs (``_typed_row``), or, when its fields have other types, by orjson into a dict
-(``_fast_row``). tests/test_import_read.py holds the three paths to the same results.
+call is priced and turned into a ready-to-write row of the ``calls`` table (``rows``), filed
+under its session's run. A line of the usual shape goes straight to its row without building a
+Call (``fastpath``). Codex rollouts and Gemini CLI chats are parsed whole by ``sources``.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,76 +20,38 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import orjson
 
-from llmledger.agents import BY_NAME, CODEX
+from llmledger.agents import CODEX
 from llmledger.call import Call
 from llmledger.errors import LedgerError, ParseError
+from llmledger.imports.fastpath import (
+    decode_typed,
+    fast_row,
+    fast_shared,
+    line_rank,
+    typed_rank,
+    typed_row,
+)
 from llmledger.imports.plan import HEAD_BYTES, head_sha256
+from llmledger.imports.rows import (
+    AGENT_IDS,
+    NARROW,
+    SHARED_COLUMNS,
+    SYNTHETIC,
+    run_of,
+)
 from llmledger.sources._common import iter_raw_lines
-from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_counts
-from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.sources.claude_transcript import transcript_call
-from llmledger.values import EARLIEST, LATEST, MAX_USD, datetime_to_micros, money_to_pico
+from llmledger.values import datetime_to_micros, money_to_pico
 
 if TYPE_CHECKING:
+    from llmledger.imports.fastpath import Typed
     from llmledger.pricing import Pricer
 
-__all__ = ["ROW_AT", "ROW_COLUMNS", "FileResult", "ReadTask", "read_file", "session_run_id"]
+__all__ = ["FileResult", "ReadTask", "not_regular", "now_micros", "read_file", "set_pricer"]
 
-#: The columns the fast paths fill with the same value on every row: a row built by them
-#: leaves these out (see ``FileResult.shared``), so they come last.
-_FAST_SHARED = (
-    "source",
-    "provider",
-    "finished_at",
-    "duration_ms",
-    "reasoning_tokens",
-    "currency",
-    "token_provenance",
-    "recorded_at",
-)
-#: Columns of a row as the worker builds it: the ``calls`` table's, less the id (spelled out,
-#: so that workers need no SQLAlchemy; a test holds it to the schema).
-ROW_COLUMNS: tuple[str, ...] = (
-    "dedupe_key",
-    "run_id",
-    "model",
-    "message_id",
-    "request_id",
-    "session_id",
-    "project",
-    "agent_id",
-    "started_at",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "cost_usd",
-    "cost_status",
-    "price_version",
-    "status",
-    "metadata",
-    *_FAST_SHARED,
-)
-#: The length of a row the fast paths build.
-_NARROW = len(ROW_COLUMNS) - len(_FAST_SHARED)
-#: Where each column is in a row.
-ROW_AT = {name: i for i, name in enumerate(ROW_COLUMNS)}
-#: Index of ``dedupe_key``, ``run_id``, ``message_id``, ``session_id``, ``project`` and
-#: ``started_at`` in a row.
-DEDUPE_KEY = ROW_COLUMNS.index("dedupe_key")
-RUN_ID = ROW_COLUMNS.index("run_id")
-MESSAGE_ID = ROW_COLUMNS.index("message_id")
-PROJECT = ROW_COLUMNS.index("project")
-SESSION_ID = ROW_COLUMNS.index("session_id")
-STARTED_AT = ROW_COLUMNS.index("started_at")
-_AGENT_IDS = {name: agent.agent_id for name, agent in BY_NAME.items()}
 _MAX_ERRORS = 5
-_SYNTHETIC = "<synthetic>"
 _SHAPE_ERRORS = (LedgerError, ValueError, TypeError, KeyError, AttributeError, ArithmeticError)
 
 
@@ -169,7 +128,7 @@ def set_pricer(pricer: Pricer | None, overrides_path: str | None) -> None:
 
 def _price(call: Call, pricer: Pricer) -> tuple[int | None, str, str | None, int | None]:
     """(cost pico, status, price version, computed-from-tokens pico for a reported cost)."""
-    if call.model == _SYNTHETIC:
+    if call.model == SYNTHETIC:
         # Claude Code's placeholder for an error it made up locally: no API call, no cost.
         return 0, "computed", None, None
     price = pricer.price(call)
@@ -184,26 +143,6 @@ def _price(call: Call, pricer: Pricer) -> tuple[int | None, str, str | None, int
 
 
 # -- rows ------------------------------------------------------------------------------------
-
-#: Namespace of the session run ids (any fixed UUID would do; this one must never change).
-_SESSION_RUNS = uuid.UUID("5b0d3c1e-8f4a-4c52-9a57-6d1f2e7b9c40")
-_RUN_IDS: dict[str, str] = {}
-
-
-def session_run_id(session_id: str) -> str:
-    """The id of the run an import files a session's calls under, derived from the session id
-    so that the workers can put it in the rows they build. (A ledger may hold session runs
-    that older versions created under random ids; the importer moves their rows there.)"""
-    run_id = _RUN_IDS.get(session_id)
-    if run_id is None:
-        if len(_RUN_IDS) > 100_000:
-            _RUN_IDS.clear()
-        run_id = _RUN_IDS[session_id] = uuid.uuid5(_SESSION_RUNS, session_id).hex
-    return run_id
-
-
-def _run_of(session_id: str | None) -> str | None:
-    return None if session_id is None else session_run_id(session_id)
 
 
 def _micros(value: datetime | None) -> int | None:
@@ -228,13 +167,13 @@ def _row(call: Call, task: ReadTask, pricer: Pricer) -> tuple[Any, ...]:
     u = call.usage
     return (
         call.dedupe_key,
-        _run_of(call.session_id),
+        run_of(call.session_id),
         call.model,
         call.message_id,
         call.request_id,
         call.session_id,
         call.project,
-        call.agent_id or _AGENT_IDS.get(task.agent),
+        call.agent_id or AGENT_IDS.get(task.agent),
         _micros(call.started_at),
         u.input_tokens,
         u.cache_read_tokens,
@@ -247,7 +186,7 @@ def _row(call: Call, task: ReadTask, pricer: Pricer) -> tuple[Any, ...]:
         version,
         call.status,
         orjson.dumps(meta).decode() if meta else None,
-        # _FAST_SHARED:
+        # SHARED_COLUMNS:
         call.source,
         call.provider,
         _micros(call.finished_at),
@@ -357,348 +296,7 @@ def _decode(raw: bytes) -> list[Any]:
         return [orjson.loads(part) for part in raw.split(b"\n") if part.strip()]
 
 
-def _rank(obj: dict[str, Any], u: dict[str, Any]) -> tuple[int, float, bool] | None:
-    """The parser's copy ranking (token total, cost, speed) read straight from a line, or None
-    when the usage is not plain counts (then every copy goes through the parser)."""
-    split = u.get("cache_creation")
-    split = split if type(split) is dict else None
-    return _ranked(
-        u.get("input_tokens"),
-        u.get("output_tokens"),
-        u.get("cache_read_input_tokens"),
-        u.get("cache_creation_input_tokens"),
-        None if split is None else split.get("ephemeral_5m_input_tokens"),
-        None if split is None else split.get("ephemeral_1h_input_tokens"),
-        split is not None,
-        obj.get("costUSD"),
-        "speed" in u,
-    )
-
-
-def _ranked(
-    inp: Any,
-    out: Any,
-    read: Any,
-    write: Any,
-    five: Any,
-    one: Any,
-    split: bool,
-    cost: Any,
-    speed: bool,
-) -> tuple[int, float, bool] | None:
-    """Copies rank as ccusage v20 ranks them: token total (the cache writes at least their
-    5m + 1h ``split``), then cost, then whether ``speed`` is reported, so that the larger of
-    two ranks (as tuples) is the better copy. None when the values do not add up."""
-    try:
-        write = write or 0
-        if split:
-            write = max(write, (five or 0) + (one or 0))
-        total = (inp or 0) + (out or 0) + write + (read or 0)
-        return int(total), float(cost or 0), speed
-    except (TypeError, ValueError):
-        return None
-
-
-_Fast = tuple[str, tuple[Any, ...], tuple[int, int, bool, bool]]
-
-
-def _fast_row(obj: dict[str, Any], task: ReadTask, pricer: Pricer) -> _Fast | None:
-    """(dedupe key, row, info) of an assistant line with a message id and plain counts, as
-    ``transcript_call`` + ``_row`` would build them but without the Call, Usage and Decimal
-    objects; None for anything else (or anything that could fail or log), which then takes
-    the general path. ``test_import_read`` checks that both paths agree."""
-    msg = obj.get("message")
-    if type(msg) is not dict:
-        return None
-    u = msg.get("usage")
-    msg_id = msg.get("id")
-    if type(u) is not dict or type(msg_id) is not str or not msg_id:
-        return None
-    request_id = obj.get("requestId")
-    model = msg.get("model")
-    session_id = obj.get("sessionId")
-    cwd = obj.get("cwd")
-    agent_id = obj.get("agentId")
-    if not (
-        type(request_id) in _TEXT
-        and type(model) in _TEXT
-        and type(session_id) in _TEXT
-        and type(cwd) in _TEXT
-        and type(agent_id) in _TEXT
-    ):
-        return None  # transcript_call raises naming the field
-    counts = plain_anthropic_counts(u)
-    if counts is None or counts == _NO_COUNTS:
-        return None
-    return _build_row(
-        task,
-        pricer,
-        msg_id,
-        request_id,
-        model,
-        session_id,
-        cwd,
-        agent_id,
-        counts,
-        obj.get("costUSD"),
-        obj.get("timestamp"),
-        obj.get("isSidechain") is True,
-        u.get("speed"),
-        obj.get("isApiErrorMessage") is True,
-    )
-
-
-def _build_row(
-    task: ReadTask,
-    pricer: Pricer,
-    msg_id: str,
-    request_id: str | None,
-    model: str | None,
-    session_id: str | None,
-    cwd: str | None,
-    agent_id: str | None,
-    counts: tuple[int | None, ...],
-    cost_usd: Any,
-    timestamp: Any,
-    sidechain: bool,
-    speed: Any,
-    api_error: bool,
-) -> _Fast | None:
-    """The fast paths' common part: the row of the fields they read from a line."""
-    inp, read, written, five, one, out = counts
-    try:
-        at = _fast_micros(timestamp)
-        reported = None if cost_usd is None else _fast_pico(cost_usd)
-    except _Unusual:
-        return None
-    computed = None
-    if model == _SYNTHETIC:
-        cost, status, version = 0, "computed", None
-    else:
-        if model is None:
-            return None
-        price = pricer.price_pico(
-            model, PROVIDER, at, inp or 0, read or 0, written or 0, one or 0, out or 0
-        )
-        if price is None:
-            return None
-        if reported is None:
-            cost, status, version = price
-        else:
-            cost, status, version, computed = reported, "reported", None, price[0]
-    metadata = None
-    if sidechain or speed is not None or computed is not None:
-        meta: dict[str, Any] = {}
-        if sidechain:
-            meta["is_sidechain"] = True
-        if speed is not None:
-            meta["speed"] = speed
-        if computed is not None:
-            meta["computed_cost_pico"] = computed
-        metadata = orjson.dumps(meta).decode()
-    key = f"{msg_id}:{request_id}" if request_id else msg_id
-    session_id = task.session_id or session_id
-    # The columns before _FAST_SHARED; _fast_shared() gives the rest.
-    row = (
-        key,
-        _run_of(session_id),
-        model,
-        msg_id,
-        request_id,
-        session_id,
-        task.project or cwd,
-        agent_id or _AGENT_IDS.get(task.agent),
-        at,
-        inp,
-        read,
-        written,
-        five,
-        one,
-        out,
-        cost,
-        status,
-        version,
-        "error" if api_error else "ok",
-        metadata,
-    )
-    total = (inp or 0) + (read or 0) + (written or 0) + (out or 0)
-    return key, row, (total, reported or 0, speed is not None, sidechain)
-
-
-_NO_COUNTS = (None,) * 6
-
-
-def _fast_shared(task: ReadTask) -> tuple[Any, ...]:
-    """The values of :data:`_FAST_SHARED` in every row :func:`_build_row` builds."""
-    return (TRANSCRIPT, PROVIDER, None, None, None, "USD", "reported", task.recorded_at)
-
-
-_TEXT = frozenset({str, type(None)})
-
-
-class _Unusual(Exception):
-    """A value the fast path leaves to the general one (which may raise or log for it)."""
-
-
-def _fast_micros(value: object) -> int | None:
-    """A transcript timestamp as epoch microseconds, as ``timestamp()`` reads it."""
-    if value is None:
-        return None
-    if type(value) is not str:
-        raise _Unusual
-    try:
-        at = datetime_to_micros(datetime.fromisoformat(value))  # naive means UTC
-    except (ValueError, OverflowError):
-        raise _Unusual from None
-    if not _EARLIEST <= at < _LATEST:
-        raise _Unusual  # the general path skips it, naming the line
-    return at
-
-
-_EARLIEST, _LATEST = datetime_to_micros(EARLIEST), datetime_to_micros(LATEST)
-
-
-def _fast_pico(value: object) -> int:
-    """A reported ``costUSD`` in pico-dollars, as ``money()`` and the pricer read it; strings,
-    bools and amounts that are not finite or too large are left to the general path."""
-    if type(value) is not int and type(value) is not float:
-        raise _Unusual
-    try:
-        amount = Decimal(str(value))
-        if not amount.is_finite() or abs(amount) >= MAX_USD:
-            raise _Unusual  # the general path skips it, naming the line
-        return money_to_pico(amount)
-    except ArithmeticError:
-        raise _Unusual from None
-
-
 _USAGE = b'"usage"'
-
-
-# -- typed decoding of the usual assistant line ------------------------------------------------
-#
-# msgspec decodes a line into these structs about twice as fast as orjson builds the whole
-# object, because it makes no objects for the fields not named here (the content blocks). A
-# line whose fields do not have these types fails to decode and takes the dict path, as
-# does every line with a usage this path does not read (the dict path decides all of those).
-
-
-class _Split(msgspec.Struct):
-    ephemeral_5m_input_tokens: int | None = None
-    ephemeral_1h_input_tokens: int | None = None
-
-
-class _TUsage(msgspec.Struct):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_creation: _Split | None = None
-    speed: Any = msgspec.UNSET
-    output_tokens_details: Any = msgspec.UNSET
-
-
-class _TMessage(msgspec.Struct):
-    id: str | None = None
-    model: str | None = None
-    usage: _TUsage | None = None
-
-
-class _TLine(msgspec.Struct):
-    # Named as in the log.
-    message: _TMessage | None = None
-    requestId: str | None = None
-    sessionId: str | None = None
-    cwd: str | None = None
-    agentId: str | None = None
-    timestamp: str | None = None
-    isSidechain: Any = None
-    isApiErrorMessage: Any = None
-    costUSD: Any = None
-
-
-_decode_line = msgspec.json.Decoder(_TLine).decode
-# msgspec recurses once per nesting level: a line nested deeper than Python's recursion limit
-# (orjson reads up to 1024 levels) goes to the dict path.
-_TYPED_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
-
-
-def _typed(raw: bytes) -> tuple[_TLine, _TMessage, _TUsage] | None:
-    """A usage line decoded into the structs, or None when the dict path must read it."""
-    if not raw.isascii():
-        try:
-            raw.decode()  # msgspec does not check the UTF-8 of fields it skips; orjson does
-        except UnicodeDecodeError:
-            return None
-    try:
-        line = _decode_line(raw)
-    except _TYPED_ERRORS:
-        return None
-    msg = line.message
-    if msg is None or not msg.id or msg.usage is None:
-        return None
-    return line, msg, msg.usage
-
-
-def _typed_rank(line: _TLine, u: _TUsage) -> tuple[int, float, bool] | None:
-    """:func:`_rank` of a decoded line."""
-    split = u.cache_creation
-    return _ranked(
-        u.input_tokens,
-        u.output_tokens,
-        u.cache_read_input_tokens,
-        u.cache_creation_input_tokens,
-        None if split is None else split.ephemeral_5m_input_tokens,
-        None if split is None else split.ephemeral_1h_input_tokens,
-        split is not None,
-        line.costUSD,
-        u.speed is not msgspec.UNSET,
-    )
-
-
-def _typed_counts(u: _TUsage) -> tuple[int | None, ...] | None:
-    """:func:`plain_anthropic_counts` of a decoded usage (its types already checked)."""
-    if u.output_tokens_details is not msgspec.UNSET:
-        return None
-    split = u.cache_creation
-    five = one = None
-    if split is not None:
-        five, one = split.ephemeral_5m_input_tokens, split.ephemeral_1h_input_tokens
-    return plain_counts(
-        u.input_tokens,
-        u.output_tokens,
-        u.cache_read_input_tokens,
-        u.cache_creation_input_tokens,
-        five,
-        one,
-    )
-
-
-def _typed_row(
-    line: _TLine, msg: _TMessage, u: _TUsage, task: ReadTask, pricer: Pricer
-) -> _Fast | None:
-    """:func:`_fast_row` of a decoded line."""
-    counts = _typed_counts(u)
-    if counts is None or counts == _NO_COUNTS:
-        return None
-    assert msg.id is not None
-    speed = None if u.speed is msgspec.UNSET else u.speed
-    return _build_row(
-        task,
-        pricer,
-        msg.id,
-        line.requestId,
-        msg.model,
-        line.sessionId,
-        line.cwd,
-        line.agentId,
-        counts,
-        line.costUSD,
-        line.timestamp,
-        line.isSidechain is True,
-        speed,
-        line.isApiErrorMessage is True,
-    )
 
 
 def _read_transcript(
@@ -708,9 +306,7 @@ def _read_transcript(
     pricer = collector.pricer
     path, base = task.path, task.line_base
 
-    def parse_typed(
-        typed: tuple[_TLine, _TMessage, _TUsage], raw: bytes, line: int, copies: int
-    ) -> None:
+    def parse_typed(typed: Typed, raw: bytes, line: int, copies: int) -> None:
         try:
             read_typed(typed, raw, line, copies)
         except Exception as exc:  # whatever one line does, the others still go in
@@ -722,10 +318,8 @@ def _read_transcript(
         except Exception as exc:
             _skip(result, path, line, "unreadable line", _failure(exc))
 
-    def read_typed(
-        typed: tuple[_TLine, _TMessage, _TUsage], raw: bytes, line: int, copies: int
-    ) -> None:
-        fast = _typed_row(*typed, task, pricer)
+    def read_typed(typed: Typed, raw: bytes, line: int, copies: int) -> None:
+        fast = typed_row(*typed, task, pricer)
         if fast is None:
             try:
                 obj = loads(raw)
@@ -740,7 +334,7 @@ def _read_transcript(
         collector.keep(key, row, info, copies, line)
 
     def read(obj: dict[str, Any], line: int, copies: int) -> None:
-        fast = _fast_row(obj, task, pricer)
+        fast = fast_row(obj, task, pricer)
         if fast is not None:
             if result.cwd is None:
                 result.cwd = obj.get("cwd") or None
@@ -774,7 +368,7 @@ def _read_transcript(
     # (best_typed, with its bytes) or a dict (best).
     sig: tuple[Any, ...] | None = None
     best: dict[str, Any] | None = None
-    best_typed: tuple[_TLine, _TMessage, _TUsage] | None = None
+    best_typed: Typed | None = None
     best_raw = b""
     best_rank: tuple[int, float, bool] | None = None
     best_line = seen = 0
@@ -784,8 +378,8 @@ def _read_transcript(
         if raw.rfind(_USAGE) < 0:
             continue
         line = base + start
-        typed = _typed(raw) if typed_first else None
-        rank = None if typed is None else _typed_rank(typed[0], typed[2])
+        typed = decode_typed(raw) if typed_first else None
+        rank = None if typed is None else typed_rank(typed[0], typed[2])
         if rank is not None:
             assert typed is not None
             tline = typed[0]
@@ -815,7 +409,7 @@ def _read_transcript(
             if type(msg) is dict:
                 msg_id, u = msg.get("id"), msg.get("usage")
                 if msg_id and type(u) is dict:
-                    rank = _rank(obj, u)
+                    rank = line_rank(obj, u)
             if rank is None:
                 settle()
                 sig, best, best_typed, best_rank, seen = None, None, None, None, 0
@@ -945,12 +539,12 @@ def _read_data(
         # without moving the offset past it (its key makes reading it again harmless).
         tail_task = ReadTask(**{**_task_dict(task), "line_base": task.line_base + result.lines})
         _read_transcript(tail_task, [tail], result, final=True, typed_first=typed)
-    shared = _fast_shared(task)
+    shared = fast_shared(task)
     if result.general or not task.share_columns:
         # Rows built from Calls hold every column: so must the others.
-        result.rows = [row if len(row) > _NARROW else row + shared for row in result.rows]
+        result.rows = [row if len(row) > NARROW else row + shared for row in result.rows]
     else:
-        result.shared = tuple(zip(_FAST_SHARED, shared, strict=True))
+        result.shared = tuple(zip(SHARED_COLUMNS, shared, strict=True))
 
 
 def _task_dict(task: ReadTask) -> dict[str, Any]:

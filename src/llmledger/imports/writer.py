@@ -17,7 +17,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from llmledger.agents import SOURCE_OF
 from llmledger.imports.plan import FilePlan
-from llmledger.imports.read import (
+from llmledger.imports.read import FileResult
+from llmledger.imports.rows import (
     DEDUPE_KEY,
     PROJECT,
     ROW_AT,
@@ -25,7 +26,6 @@ from llmledger.imports.read import (
     RUN_ID,
     SESSION_ID,
     STARTED_AT,
-    FileResult,
     session_run_id,
 )
 from llmledger.imports.summary import MAX_ERRORS, ImportSummary
