@@ -158,8 +158,10 @@ def test_an_opener_waits_for_a_writer_holding_the_rollback_journal(tmp_path: Pat
     open_repository(url).engine.dispose()
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdin is not None
     assert holder.stdout is not None
     try:
@@ -216,16 +218,34 @@ def _claude_tree(home: Path, sessions: int, lines: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         out = []
         for i in range(lines):
-            out.append(orjson.dumps({
-                "parentUuid": None, "isSidechain": False, "cwd": "/home/dev/p",
-                "sessionId": session, "version": "1.0.51", "type": "assistant",
-                "requestId": f"req_{s}_{i}", "timestamp": f"2025-06-{1 + i % 28:02d}T09:00:00Z",
-                "message": {"id": f"msg_{s}_{i}", "type": "message", "role": "assistant",
-                            "model": "claude-sonnet-4-20250514", "content": [],
-                            "usage": {"input_tokens": 10, "output_tokens": 5 + i,
-                                      "cache_creation_input_tokens": 3,
-                                      "cache_read_input_tokens": 100}},
-            }) + b"\n")  # fmt: skip
+            out.append(
+                orjson.dumps(
+                    {
+                        "parentUuid": None,
+                        "isSidechain": False,
+                        "cwd": "/home/dev/p",
+                        "sessionId": session,
+                        "version": "1.0.51",
+                        "type": "assistant",
+                        "requestId": f"req_{s}_{i}",
+                        "timestamp": f"2025-06-{1 + i % 28:02d}T09:00:00Z",
+                        "message": {
+                            "id": f"msg_{s}_{i}",
+                            "type": "message",
+                            "role": "assistant",
+                            "model": "claude-sonnet-4-20250514",
+                            "content": [],
+                            "usage": {
+                                "input_tokens": 10,
+                                "output_tokens": 5 + i,
+                                "cache_creation_input_tokens": 3,
+                                "cache_read_input_tokens": 100,
+                            },
+                        },
+                    }
+                )
+                + b"\n"
+            )
         path.write_bytes(b"".join(out))
 
 
@@ -233,14 +253,25 @@ def test_four_first_imports_and_reports_on_a_new_file_all_succeed(tmp_path: Path
     home = tmp_path / "claude"
     _claude_tree(home, sessions=12, lines=400)
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    env = {**os.environ, "CLAUDE_CONFIG_DIR": str(home), "CODEX_HOME": str(tmp_path / "no-codex"),
-           "HOME": str(tmp_path), "LLMLEDGER_DB": url}  # fmt: skip
+    env = {
+        **os.environ,
+        "CLAUDE_CONFIG_DIR": str(home),
+        "CODEX_HOME": str(tmp_path / "no-codex"),
+        "HOME": str(tmp_path),
+        "LLMLEDGER_DB": url,
+    }
     commands = [["import", "claude"], ["daily", "--json"]] * 2
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WAIT_THEN_MAIN, *cmd], env=env, text=True,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, "-c", _WAIT_THEN_MAIN, *cmd],
+            env=env,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for cmd in commands
-    ]  # fmt: skip
+    ]
     for proc in procs:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
@@ -249,9 +280,11 @@ def test_four_first_imports_and_reports_on_a_new_file_all_succeed(tmp_path: Path
         proc.stdin.write("go\n")
         proc.stdin.flush()
     results = [proc.communicate(timeout=300) for proc in procs]
-    errors = [(cmd, p.returncode, err)
-              for cmd, p, (_, err) in zip(commands, procs, results, strict=True)
-              if p.returncode != 0]  # fmt: skip
+    errors = [
+        (cmd, p.returncode, err)
+        for cmd, p, (_, err) in zip(commands, procs, results, strict=True)
+        if p.returncode != 0
+    ]
     assert errors == []
     with sqlite3.connect(tmp_path / "ledger.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM calls").fetchone() == (12 * 400,)
@@ -294,8 +327,10 @@ def test_every_command_says_a_newer_llmledger_wrote_the_ledger(
 ) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "llmledger", *command, "--db", newer_ledger],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert NEWER in result.stderr
@@ -313,12 +348,17 @@ def test_run_and_plan_run_stop_before_the_agent_starts_on_a_newer_ledger(
     plan_path = tmp_path / "plan.yaml"
     plan_path.write_text(yaml.safe_dump(plan, sort_keys=False))
     env = {**os.environ, "LLMLEDGER_CLAUDE_BIN": f"touch {marker}"}
-    for command in (["run", "--db", newer_ledger, "--", "touch", str(marker)],
-                    ["plan", "run", str(plan_path), "--db", newer_ledger]):  # fmt: skip
+    for command in (
+        ["run", "--db", newer_ledger, "--", "touch", str(marker)],
+        ["plan", "run", str(plan_path), "--db", newer_ledger],
+    ):
         result = subprocess.run(
             [sys.executable, "-m", "llmledger", *command],
-            capture_output=True, text=True, timeout=120, env=env,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
         assert result.returncode != 0
         assert "Traceback" not in result.stderr
         assert NEWER in result.stderr
@@ -360,8 +400,11 @@ def read_only_ledger() -> Iterator[Path]:
     folder.mkdir()
     path = folder / "ledger.db"
     with Ledger(f"sqlite:///{path}") as ledger:
-        ledger.record(Usage(input_tokens=1000, output_tokens=10), model=MODEL,
-                      started_at=datetime(2025, 6, 10, 9, tzinfo=UTC))  # fmt: skip
+        ledger.record(
+            Usage(input_tokens=1000, output_tokens=10),
+            model=MODEL,
+            started_at=datetime(2025, 6, 10, 9, tzinfo=UTC),
+        )
     assert not Path(f"{path}-wal").exists()
     path.chmod(0o444)
     folder.chmod(0o555)
@@ -381,10 +424,21 @@ def test_reports_read_a_read_only_ledger(read_only_ledger: Path, command: list[s
     home = read_only_ledger.parent.parent  # writable by no one but root: nothing goes there
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": SRC}
     result = subprocess.run(
-        [*_as_other_user(), sys.executable, "-m", "llmledger", *command,
-         "--db", f"sqlite:///{read_only_ledger}"],
-        capture_output=True, text=True, timeout=120, env=env, cwd="/",
-    )  # fmt: skip
+        [
+            *_as_other_user(),
+            sys.executable,
+            "-m",
+            "llmledger",
+            *command,
+            "--db",
+            f"sqlite:///{read_only_ledger}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd="/",
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     if command[0] == "daily":
@@ -442,11 +496,19 @@ def test_repair_finishes_a_run_at_its_last_call_or_leaves_it_open_ended(db_url: 
     child = _stale_run(repo, start + timedelta(minutes=1), parent=parent)
     empty = _stale_run(repo, start)
     last = start + timedelta(minutes=7, seconds=30)
-    repo.add_calls([
-        Call(Usage(input_tokens=1), source="t", dedupe_key="a", started_at=start),
-        Call(Usage(input_tokens=2), source="t", dedupe_key="b",
-             started_at=last - timedelta(seconds=3), finished_at=last),
-    ], run_id=child)  # fmt: skip
+    repo.add_calls(
+        [
+            Call(Usage(input_tokens=1), source="t", dedupe_key="a", started_at=start),
+            Call(
+                Usage(input_tokens=2),
+                source="t",
+                dedupe_key="b",
+                started_at=last - timedelta(seconds=3),
+                finished_at=last,
+            ),
+        ],
+        run_id=child,
+    )
     _register_commands()
     result = CliRunner().invoke(app, ["db", "repair", "--db", db_url])
     assert result.exit_code == 0, result.output
@@ -493,8 +555,9 @@ def test_repair_never_writes_a_negative_duration(db_url: str) -> None:
     start = datetime(2025, 6, 10, 9, tzinfo=UTC)
     run_id = _stale_run(repo, start)
     early = start - timedelta(hours=1)  # a call stamped before its run (another clock)
-    repo.add_calls([Call(Usage(input_tokens=1), source="t", dedupe_key="e", started_at=early)],
-                   run_id=run_id)  # fmt: skip
+    repo.add_calls(
+        [Call(Usage(input_tokens=1), source="t", dedupe_key="e", started_at=early)], run_id=run_id
+    )
     assert repair_stale_runs(repo) == [run_id]
     row = repo.get_run(run_id)
     assert row is not None
@@ -564,7 +627,6 @@ def test_plan_task_logs_are_private(
     assert _mode(logs) == 0o700
     assert _mode(logs / "plan") == 0o700
     assert _mode(logs / "plan" / "task-t1.log") == 0o600
-
 
 
 def test_a_ledger_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:

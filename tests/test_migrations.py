@@ -22,6 +22,7 @@ TOKENS = [
     "reasoning_tokens",
 ]
 
+# Packed in schema order, the column lists read as the tables do (one a line would be 90 lines).
 EXPECTED_COLUMNS = {
     "runs": [
         "id", "parent_id", "root_id", "kind", "name", "key", "status", "attempt",
@@ -54,13 +55,23 @@ EXPECTED_COLUMNS = {
 }  # fmt: skip
 
 EXPECTED_INDEXES = {
-    "runs": {"ix_runs_parent_id", "ix_runs_root_id", "ix_runs_kind_key", "ix_runs_started_at",
-             "ix_runs_status", "ix_runs_agent_id"},
-    "calls": {"ix_calls_run_id", "ix_calls_started_at", "ix_calls_source_started_at",
-              "ix_calls_session_id", "ix_calls_message_id"},
-    "task_status_events": {"ix_task_status_events_task_key_at",
-                           "ix_task_status_events_run_id_at"},
-}  # fmt: skip
+    "runs": {
+        "ix_runs_parent_id",
+        "ix_runs_root_id",
+        "ix_runs_kind_key",
+        "ix_runs_started_at",
+        "ix_runs_status",
+        "ix_runs_agent_id",
+    },
+    "calls": {
+        "ix_calls_run_id",
+        "ix_calls_started_at",
+        "ix_calls_source_started_at",
+        "ix_calls_session_id",
+        "ix_calls_message_id",
+    },
+    "task_status_events": {"ix_task_status_events_task_key_at", "ix_task_status_events_run_id_at"},
+}
 
 
 #: A call with the columns every revision has.
@@ -89,8 +100,9 @@ def test_fresh_database_upgrades_to_head_with_the_pinned_schema(engine: sa.Engin
     for table, indexes in EXPECTED_INDEXES.items():
         names = {i["name"] for i in inspector.get_indexes(table) if not i["unique"]}
         assert names == indexes, table
-    unique = {(i["name"], tuple(i["column_names"])) for i in inspector.get_indexes("calls")
-              if i["unique"]}  # fmt: skip
+    unique = {
+        (i["name"], tuple(i["column_names"])) for i in inspector.get_indexes("calls") if i["unique"]
+    }
     assert unique == {("uq_calls_dedupe_key", ("dedupe_key",))}
     assert inspector.get_unique_constraints("calls") == []
 
@@ -110,16 +122,26 @@ def _schema(engine: sa.Engine) -> dict[str, object]:
     for table in sorted(inspector.get_table_names()):
         pk = inspector.get_pk_constraint(table)
         out[table] = (
-            [(c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
-             for c in inspector.get_columns(table)],
+            [
+                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in inspector.get_columns(table)
+            ],
             (pk["name"], pk["constrained_columns"]),
-            sorted((fk["name"], fk["constrained_columns"], fk["referred_table"],
-                    fk["referred_columns"]) for fk in inspector.get_foreign_keys(table)),
-            sorted((i["name"], i["column_names"], bool(i["unique"]))
-                   for i in inspector.get_indexes(table)),
-            sorted((u["name"], u["column_names"])
-                   for u in inspector.get_unique_constraints(table)),
-        )  # fmt: skip
+            sorted(
+                (
+                    fk["name"],
+                    fk["constrained_columns"],
+                    fk["referred_table"],
+                    fk["referred_columns"],
+                )
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            sorted(
+                (i["name"], i["column_names"], bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            ),
+            sorted((u["name"], u["column_names"]) for u in inspector.get_unique_constraints(table)),
+        )
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             triggers = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
@@ -154,8 +176,11 @@ def test_a_database_holding_other_tables_is_migrated(engine: sa.Engine) -> None:
         conn.exec_driver_sql("CREATE TABLE not_ours (x INTEGER)")
     ensure_current(engine)
     assert current_revision(engine) == head_revision()
-    assert set(inspect(engine).get_table_names()) == {*EXPECTED_COLUMNS, "alembic_version",
-                                                      "not_ours"}  # fmt: skip
+    assert set(inspect(engine).get_table_names()) == {
+        *EXPECTED_COLUMNS,
+        "alembic_version",
+        "not_ours",
+    }
 
 
 def test_downgrade_then_upgrade(engine: sa.Engine) -> None:
@@ -207,8 +232,10 @@ def test_calls_at_0002_are_rolled_up_by_the_upgrade_and_kept_after(engine: sa.En
         conn.execute(insert, {"k": "k1", "at": at, "tokens": 10, "cost": 5})
         conn.execute(insert, {"k": "k2", "at": at + 1, "tokens": None, "cost": None})
     upgrade(engine)
-    read = sa.text("SELECT bucket, calls, input_tokens, input_tokens_known, cost_auto, "
-                   "priced_auto FROM call_rollup")  # fmt: skip
+    read = sa.text(
+        "SELECT bucket, calls, input_tokens, input_tokens_known, cost_auto, "
+        "priced_auto FROM call_rollup"
+    )
     with engine.begin() as conn:
         assert [tuple(r) for r in conn.execute(read)] == [(at // 900_000_000, 2, 10, 1, 5, 1)]
         conn.execute(insert, {"k": "k3", "at": at + 2, "tokens": 7, "cost": 1})  # the trigger
