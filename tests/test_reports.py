@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 
 from llmledger.cli import _app
 from llmledger.imports import import_logs
-from llmledger.reports import Filters, blocks, group_tokens, period_report, sessions_report
+from llmledger.reports import Filters, group_tokens, period_report, sessions_report
+from llmledger.reports.blocks import blocks
 from llmledger.reports.documents import report_json
 from llmledger.store import Repository, open_repository
 from llmledger.store.schema import calls

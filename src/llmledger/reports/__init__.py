@@ -10,7 +10,9 @@
 
 The period, sessions and blocks reports read through the
 :class:`~llmledger.store.sqlite_reader.Reader` protocol and import no SQLAlchemy, so a report on
-a current SQLite ledger starts quickly; the names below are therefore loaded on first use.
+a current SQLite ledger starts quickly; the names below are therefore loaded on first use. The
+blocks report's function is not among them, since its name is its module's: import it from
+:mod:`llmledger.reports.blocks`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING
 from llmledger._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from llmledger.reports.blocks import Block, blocks
+    from llmledger.reports.blocks import Block
     from llmledger.reports.filters import COST_MODES, CostMode, Filters
     from llmledger.reports.groups import DIMENSIONS, GroupRow, group_tokens, total_of
     from llmledger.reports.periods import PERIODS, period_report
@@ -38,7 +40,6 @@ __all__ = [
     "GroupRow",
     "ReportRow",
     "RunNode",
-    "blocks",
     "find_run",
     "group_tokens",
     "load_tree",
@@ -50,7 +51,6 @@ __all__ = [
 
 _LAZY = {
     "Block": "llmledger.reports.blocks",
-    "blocks": "llmledger.reports.blocks",
     "COST_MODES": "llmledger.reports.filters",
     "CostMode": "llmledger.reports.filters",
     "Filters": "llmledger.reports.filters",
