@@ -92,20 +92,14 @@ class Totals:
         reports). A token field is None where no call reported it; ``cost_usd`` is a float, or
         None when no call had a known cost; ``cache_hit_rate`` (cache reads over prompt tokens)
         is rounded to 4 places."""
-        usage = self.usage
-        out: dict[str, Any] = {}
-        for name in fields:
-            if name == "cost_usd":
-                out[name] = None if self.cost_usd is None else float(self.cost_usd)
-            elif name == "unpriced_calls":
-                out[name] = self.unpriced_calls
-            elif name == "calls":
-                out[name] = self.calls
-            elif name == "cache_hit_rate":
-                rate = usage.cache_hit_rate
-                out[name] = None if rate is None else round(rate, 4)
-            elif name == "total_tokens" or name in BUCKETS:
-                out[name] = getattr(usage, name)
-            else:
-                raise ValueError(f"unknown totals field {name!r}")
-        return out
+        usage, cost = self.usage, self.cost_usd
+        own: dict[str, Any] = {
+            "cost_usd": None if cost is None else float(cost),
+            "unpriced_calls": self.unpriced_calls,
+            "calls": self.calls,
+        }
+        if "cache_hit_rate" in fields:
+            rate = usage.cache_hit_rate
+            own["cache_hit_rate"] = None if rate is None else round(rate, 4)
+        # Any other field is the usage's: a bucket or total_tokens.
+        return {name: own[name] if name in own else getattr(usage, name) for name in fields}
