@@ -104,8 +104,10 @@ def main() -> None:
         if tree is None:
             tree = work / "claude"
             figures = generate(tree, args.files, args.lines, seed=7)
-            print(f"tree: {figures['files']:,} files, {figures['lines']:,} lines, "
-                  f"{figures['bytes'] / 1e6:.0f} MB")  # fmt: skip
+            print(
+                f"tree: {figures['files']:,} files, {figures['lines']:,} lines, "
+                f"{figures['bytes'] / 1e6:.0f} MB"
+            )
         empty = work / "home"
         empty.mkdir()
         # A user's Python caches bytecode; a sandbox that sets PYTHONDONTWRITEBYTECODE would

@@ -60,9 +60,15 @@ def bench_tree(repo: Repository, descendants: int = 10_000) -> dict[str, float]:
     while len(rows) < descendants:
         run_id = new_run_id()
         rows.append(
-            {"id": run_id, "parent_id": parents[len(rows) // 10], "root_id": root,
-             "kind": "task", "status": "succeeded", "started_at": now}
-        )  # fmt: skip
+            {
+                "id": run_id,
+                "parent_id": parents[len(rows) // 10],
+                "root_id": root,
+                "kind": "task",
+                "status": "succeeded",
+                "started_at": now,
+            }
+        )
         parents.append(run_id)
     with repo.engine.begin() as conn:
         conn.execute(runs.insert(), rows)

@@ -57,11 +57,17 @@ def odd_names(sqlite_url: str) -> str:
     now = datetime.now(UTC)
     with Ledger(sqlite_url) as ledger:
         with ledger.run("task", MARKUP_RUN, key=MARKUP_KEY):
-            ledger.record(Usage(input_tokens=100, output_tokens=10), model=ESCAPES_MODEL,
-                          started_at=now - timedelta(hours=1))  # fmt: skip
+            ledger.record(
+                Usage(input_tokens=100, output_tokens=10),
+                model=ESCAPES_MODEL,
+                started_at=now - timedelta(hours=1),
+            )
         with ledger.run("[/kind]", "[red]plain\\", key="k2"):
-            ledger.record(Usage(input_tokens=5, output_tokens=1), model="[bold]m",
-                          started_at=now - timedelta(hours=2))  # fmt: skip
+            ledger.record(
+                Usage(input_tokens=5, output_tokens=1),
+                model="[bold]m",
+                started_at=now - timedelta(hours=2),
+            )
     return sqlite_url
 
 
@@ -110,8 +116,9 @@ def test_names_with_markup_and_escapes_print_as_text(odd_names: str, command: li
 
 
 def test_json_keeps_the_names_as_stored(odd_names: str) -> None:
-    result = _invoke("tokens", "--group-by", "model,job", "--json", "--no-import", "--db",
-                     odd_names)  # fmt: skip
+    result = _invoke(
+        "tokens", "--group-by", "model,job", "--json", "--no-import", "--db", odd_names
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     assert {r["model"] for r in rows} == {ESCAPES_MODEL, "[bold]m"}
@@ -168,7 +175,7 @@ def test_plan_estimate_shows_task_names_with_markup(tmp_path: Path, sqlite_url: 
         "    name: '[/s]'\n"
         "    tasks:\n"
         "      - id: '1.1'\n"
-        "        name: \"[/x]\\e[31m\"\n"
+        '        name: "[/x]\\e[31m"\n'
         "        prompt: hello\n"
     )
     result = _invoke("plan", "estimate", str(plan), "--db", sqlite_url)
@@ -240,16 +247,23 @@ def test_block_lengths_in_range_work(odd_names: str, hours: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["daily"], ["blocks"], ["tokens"], ["runs"], ["show", "x"], ["db", "info"],
-     ["db", "upgrade"], ["import"], ["plan", "estimate", "PLAN"]],
-)  # fmt: skip
+    [
+        ["daily"],
+        ["blocks"],
+        ["tokens"],
+        ["runs"],
+        ["show", "x"],
+        ["db", "info"],
+        ["db", "upgrade"],
+        ["import"],
+        ["plan", "estimate", "PLAN"],
+    ],
+)
 @pytest.mark.parametrize(
     "url",
     ["postgresql+psycopg://u@h:abc/db", "postgresql://u@h:99999999/db"],
 )
-def test_a_malformed_database_url_is_refused(
-    command: list[str], url: str, tmp_path: Path
-) -> None:
+def test_a_malformed_database_url_is_refused(command: list[str], url: str, tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(_PLAN)
     args = [str(plan) if a == "PLAN" else a for a in command]
@@ -280,11 +294,14 @@ def claude_home(fixtures_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 _BROKEN = [
     # (file text, line named, words of the reason)
     ('# prices\n[models."m"]\ninput = 1\noutput = \n', 4, "not valid TOML"),
-    ('[models."a"]\ninput = 1\noutput = 1\n\n[models."m"]\ninput = -1\noutput = 1\n', 6,
-     "must be >= 0"),
+    (
+        '[models."a"]\ninput = 1\noutput = 1\n\n[models."m"]\ninput = -1\noutput = 1\n',
+        6,
+        "must be >= 0",
+    ),
     ('[models."m"]\ninput = 1\n', 1, "needs both 'input' and 'output'"),
-    ('[models.m]\ninput = 1\noutput = 1\ncached_input = 1\n', 4, "unknown keys"),
-]  # fmt: skip
+    ("[models.m]\ninput = 1\noutput = 1\ncached_input = 1\n", 4, "unknown keys"),
+]
 
 
 def _broken_prices(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -296,9 +313,14 @@ def _broken_prices(tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize(("text", "line", "reason"), _BROKEN)
 def test_a_report_stops_on_a_broken_prices_file(
-    claude_home: Path, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
-    text: str, line: int, reason: str,
-) -> None:  # fmt: skip
+    claude_home: Path,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    line: int,
+    reason: str,
+) -> None:
     path = _broken_prices(tmp_path, text, monkeypatch)
     result = _invoke("daily", "--json", "--db", sqlite_url)
     _refused(result, f"{path}:{line}:", reason, "--ignore-overrides")
@@ -334,9 +356,13 @@ def test_a_named_prices_file_that_is_missing_stops_a_report(
     ],
 )
 def test_every_command_that_prices_stops_on_a_broken_file_unless_told(
-    claude_home: Path, tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch,
-    fixtures_dir: Path, command: list[str],
-) -> None:  # fmt: skip
+    claude_home: Path,
+    tmp_path: Path,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    fixtures_dir: Path,
+    command: list[str],
+) -> None:
     path = _broken_prices(tmp_path, _BROKEN[0][0], monkeypatch)
     plan = tmp_path / "plan.yaml"
     plan.write_text(_PLAN)

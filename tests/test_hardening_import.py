@@ -74,28 +74,35 @@ def nested(depth: int) -> bytes:
 
 def write(path: Path, lines: list[bytes | dict[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"".join((x if isinstance(x, bytes) else orjson.dumps(x)) + b"\n"
-                             for x in lines))  # fmt: skip
+    path.write_bytes(
+        b"".join((x if isinstance(x, bytes) else orjson.dumps(x)) + b"\n" for x in lines)
+    )
     return path
 
 
 def poisoned_tree(home: Path) -> tuple[Path, Path]:
     """Two sessions' transcripts with good lines between poisoned ones."""
-    first = write(home / "projects" / "-home-dev-p" / "s1.jsonl", [
-        line("good1"),                                          # 1
-        nested(1000),                                           # 2: deep, still a good call
-        nested(2000),                                           # 3: too deep for any decoder
-        line("big", inp=4 * 10**12),                            # 4: overflows a cost
-        line("y9999", at="9999-12-31T23:59:59Z"),               # 5
-        line("y1969", at="1969-06-01T00:00:00Z"),               # 6
-        line("good2", at="2025-06-11T09:00:00.000Z"),           # 7
-    ])  # fmt: skip
-    second = write(home / "projects" / "-home-dev-p" / "s2.jsonl", [
-        line("huge1", session="s2", model=UNPRICED, inp=5 * 10**18),  # 1
-        line("huge2", session="s2", model=UNPRICED, inp=5 * 10**18),  # 2
-        line("edge1", session="s2", model=UNPRICED, inp=MAX_TOKENS),  # 3: at the bound
-        line("edge2", session="s2", inp=MAX_TOKENS, out=MAX_TOKENS),  # 4: at the bound, priced
-    ])  # fmt: skip
+    first = write(
+        home / "projects" / "-home-dev-p" / "s1.jsonl",
+        [
+            line("good1"),  # 1
+            nested(1000),  # 2: deep, still a good call
+            nested(2000),  # 3: too deep for any decoder
+            line("big", inp=4 * 10**12),  # 4: overflows a cost
+            line("y9999", at="9999-12-31T23:59:59Z"),  # 5
+            line("y1969", at="1969-06-01T00:00:00Z"),  # 6
+            line("good2", at="2025-06-11T09:00:00.000Z"),  # 7
+        ],
+    )
+    second = write(
+        home / "projects" / "-home-dev-p" / "s2.jsonl",
+        [
+            line("huge1", session="s2", model=UNPRICED, inp=5 * 10**18),  # 1
+            line("huge2", session="s2", model=UNPRICED, inp=5 * 10**18),  # 2
+            line("edge1", session="s2", model=UNPRICED, inp=MAX_TOKENS),  # 3: at the bound
+            line("edge2", session="s2", inp=MAX_TOKENS, out=MAX_TOKENS),  # 4: at the bound, priced
+        ],
+    )
     return first, second
 
 
@@ -105,8 +112,14 @@ GOOD = {"good1", "deep", "good2", "edge1", "edge2"}
 def _cli(
     args: list[str], env: dict[str, str], timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmledger", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "llmledger", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 # -- item 4: poisoned lines ----------------------------------------------------------------------
@@ -140,8 +153,12 @@ def test_poisoned_lines_are_skipped_and_named(repo: Repository, tmp_path: Path) 
 @pytest.mark.parametrize("tz", ["Pacific/Kiritimati", "America/Los_Angeles"])
 def test_reports_run_after_poisoned_logs(db_url: str, tmp_path: Path, tz: str) -> None:
     poisoned_tree(tmp_path / "claude")
-    env = {"LLMLEDGER_DB": db_url, "CLAUDE_CONFIG_DIR": str(tmp_path / "claude"),
-           "CODEX_HOME": str(tmp_path / "x"), "GEMINI_DATA_DIR": str(tmp_path / "x")}  # fmt: skip
+    env = {
+        "LLMLEDGER_DB": db_url,
+        "CLAUDE_CONFIG_DIR": str(tmp_path / "claude"),
+        "CODEX_HOME": str(tmp_path / "x"),
+        "GEMINI_DATA_DIR": str(tmp_path / "x"),
+    }
     for report in ("daily", "sessions"):
         done = _cli([report, "--json", "--tz", tz], env)
         assert done.returncode == 0, done.stderr
@@ -236,8 +253,12 @@ def test_named_pipes_and_sockets_are_skipped_not_read(tmp_path: Path) -> None:
     sock = project / "sock.jsonl"
     if len(str(sock)) < 100:  # AF_UNIX paths are short
         listener.bind(str(sock))
-    env = {"LLMLEDGER_DB": f"sqlite:///{tmp_path / 'l.db'}", "CLAUDE_CONFIG_DIR": str(home),
-           "CODEX_HOME": str(tmp_path / "x"), "GEMINI_DATA_DIR": str(tmp_path / "x")}  # fmt: skip
+    env = {
+        "LLMLEDGER_DB": f"sqlite:///{tmp_path / 'l.db'}",
+        "CLAUDE_CONFIG_DIR": str(home),
+        "CODEX_HOME": str(tmp_path / "x"),
+        "GEMINI_DATA_DIR": str(tmp_path / "x"),
+    }
     try:
         done = _cli(["import", "claude", str(home), "--json"], env)
         assert done.returncode == 0, done.stderr
@@ -245,8 +266,10 @@ def test_named_pipes_and_sockets_are_skipped_not_read(tmp_path: Path) -> None:
         assert summary["calls_added"] == 2  # the file in the directory named *.jsonl too
         irregular = 3 if sock.exists() else 2
         assert summary["skipped"] == {"not a regular file": irregular}
-        assert any(e.startswith(f"{project / 'fifo.jsonl'}: ") and "named pipe" in e
-                   for e in summary["errors"])  # fmt: skip
+        assert any(
+            e.startswith(f"{project / 'fifo.jsonl'}: ") and "named pipe" in e
+            for e in summary["errors"]
+        )
         assert any("character device" in e for e in summary["errors"])
         report = _cli(["daily", "--json", "--tz", "UTC"], env)
         assert report.returncode == 0, report.stderr
@@ -264,8 +287,9 @@ def test_a_file_replaced_by_a_pipe_after_planning_is_not_read(tmp_path: Path) ->
         f"r = read_file(ReadTask({str(path)!r}, 'claude', 100));"
         "print(r.failed)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert "not a regular file (named pipe)" in done.stdout
 
 
@@ -297,8 +321,10 @@ def test_concurrent_imports_on_postgresql_all_succeed(pg_url: str, tmp_path: Pat
     open_repository(pg_url).engine.dispose()  # created and migrated once, as a CLI would
     spawn = multiprocessing.get_context("spawn")
     barrier = spawn.Barrier(4)
-    procs = [spawn.Process(target=_concurrent_import, args=(pg_url, str(home), barrier))
-             for _ in range(4)]  # fmt: skip
+    procs = [
+        spawn.Process(target=_concurrent_import, args=(pg_url, str(home), barrier))
+        for _ in range(4)
+    ]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -344,8 +370,10 @@ def _big_tree(home: Path) -> None:
     per_file = 2000
     files = POOL_THRESHOLD_BYTES * 2 // (per_file * 2300) + 2
     for f in range(files):
-        lines = [line(f"m{f}-{i}", session=f"s{f}", content=[{"type": "text", "text": filler}])
-                 for i in range(per_file)]  # fmt: skip
+        lines = [
+            line(f"m{f}-{i}", session=f"s{f}", content=[{"type": "text", "text": filler}])
+            for i in range(per_file)
+        ]
         write(home / "projects" / "p" / f"s{f}.jsonl", lines)
 
 
@@ -357,9 +385,13 @@ def test_workers_die_with_a_killed_import(pg_server: str, pg_url: str, tmp_path:
     home = tmp_path / "claude"
     _big_tree(home)
     name = f"llmledger-killed-{os.getpid()}-{time.monotonic_ns()}"
-    env = {**os.environ, "LLMLEDGER_DB": f"{pg_url}&application_name={name}",
-           "CLAUDE_CONFIG_DIR": str(home),
-           "CODEX_HOME": str(tmp_path / "x"), "GEMINI_DATA_DIR": str(tmp_path / "x")}  # fmt: skip
+    env = {
+        **os.environ,
+        "LLMLEDGER_DB": f"{pg_url}&application_name={name}",
+        "CLAUDE_CONFIG_DIR": str(home),
+        "CODEX_HOME": str(tmp_path / "x"),
+        "GEMINI_DATA_DIR": str(tmp_path / "x"),
+    }
     # The killed import has written calls in its open transaction: the next import's writes
     # of the same keys wait for that transaction to end.
     writing = sqlalchemy.text(
@@ -434,18 +466,30 @@ def test_a_long_codex_session_past_the_bound_in_total_is_read(tmp_path: Path) ->
         usage = {"input_tokens": total, "cached_input_tokens": total - 10, "output_tokens": 5}
         step = {"input_tokens": last, "cached_input_tokens": last - 10, "output_tokens": 5}
         info = {"total_token_usage": usage, "last_token_usage": step}
-        return {"timestamp": at, "type": "event_msg",
-                "payload": {"type": "token_count", "info": info}}  # fmt: skip
+        return {
+            "timestamp": at,
+            "type": "event_msg",
+            "payload": {"type": "token_count", "info": info},
+        }
 
-    meta = {"id": "019a5a3c-7e21-7d40-9b8a-2f4c6e8a0b99", "timestamp": "2025-11-06T18:00:00Z",
-            "cwd": "/p"}  # fmt: skip
-    rollout = write(tmp_path / "sessions" / "rollout-2025-11-06T18-00-00-x.jsonl", [
-        {"timestamp": "2025-11-06T18:00:00Z", "type": "session_meta", "payload": meta},
-        {"timestamp": "2025-11-06T18:00:01Z", "type": "turn_context",
-         "payload": {"model": "gpt-5-codex", "cwd": "/p"}},
-        event("2025-11-06T18:00:02Z", MAX_TOKENS - 100, 50_000),
-        event("2025-11-06T18:00:03Z", MAX_TOKENS + 49_900, 50_000),
-    ])  # fmt: skip
+    meta = {
+        "id": "019a5a3c-7e21-7d40-9b8a-2f4c6e8a0b99",
+        "timestamp": "2025-11-06T18:00:00Z",
+        "cwd": "/p",
+    }
+    rollout = write(
+        tmp_path / "sessions" / "rollout-2025-11-06T18-00-00-x.jsonl",
+        [
+            {"timestamp": "2025-11-06T18:00:00Z", "type": "session_meta", "payload": meta},
+            {
+                "timestamp": "2025-11-06T18:00:01Z",
+                "type": "turn_context",
+                "payload": {"model": "gpt-5-codex", "cwd": "/p"},
+            },
+            event("2025-11-06T18:00:02Z", MAX_TOKENS - 100, 50_000),
+            event("2025-11-06T18:00:03Z", MAX_TOKENS + 49_900, 50_000),
+        ],
+    )
     parsed = parse(rollout.read_bytes(), format="codex_rollout", path=rollout)
     assert len(parsed.calls) == 2
     assert parsed.calls[1].usage.cache_read_tokens == 50_000  # the difference of the totals
@@ -456,14 +500,17 @@ def test_values_the_database_refuses_skip_only_their_call(repo: Repository, tmp_
     # used to abort the import's transaction, and every report with it.
     home = tmp_path / "claude"
     long_id = "m" * 300
-    write(home / "projects" / "p" / "s1.jsonl", [
-        line("good1"),
-        line(long_id),
-        line("nul\x00id"),
-        line("m4", model="y" * 250),
-        {**line("m5"), "requestId": "q" * 300},
-        line("good2", at="2025-06-11T09:00:00Z"),
-    ])  # fmt: skip
+    write(
+        home / "projects" / "p" / "s1.jsonl",
+        [
+            line("good1"),
+            line(long_id),
+            line("nul\x00id"),
+            line("m4", model="y" * 250),
+            {**line("m5"), "requestId": "q" * 300},
+            line("good2", at="2025-06-11T09:00:00Z"),
+        ],
+    )
     summary = import_logs(repo, ["claude"], [home], workers=1)
     with repo.engine.connect() as conn:
         ids = {r[0] for r in conn.exec_driver_sql("SELECT message_id FROM calls")}
@@ -505,8 +552,12 @@ def test_costs_past_64_bits_in_one_bucket_stop_nothing(db_url: str, tmp_path: Pa
     summary = import_logs(repo, ["claude"], [home], workers=1)
     repo.engine.dispose()
     assert summary.calls_added + summary.skipped.get("not stored", 0) == 15
-    env = {"LLMLEDGER_DB": db_url, "CLAUDE_CONFIG_DIR": str(home),
-           "CODEX_HOME": str(tmp_path / "x"), "GEMINI_DATA_DIR": str(tmp_path / "x")}  # fmt: skip
+    env = {
+        "LLMLEDGER_DB": db_url,
+        "CLAUDE_CONFIG_DIR": str(home),
+        "CODEX_HOME": str(tmp_path / "x"),
+        "GEMINI_DATA_DIR": str(tmp_path / "x"),
+    }
     done = _cli(["daily", "--json", "--tz", "Asia/Kolkata", "--no-import"], env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["totals"]["calls"] == summary.calls_added
@@ -533,8 +584,10 @@ def test_a_nul_in_an_id_read_after_the_first_import_stops_nothing(
     home = tmp_path / "claude"
     write(home / "projects" / "p" / "s1.jsonl", [line("good1")])
     assert import_logs(repo, ["claude"], [home], workers=1).calls_added == 1
-    write(home / "projects" / "p" / "s2.jsonl", [line("nul\x00id", session="s2"),
-                                                  line("good2", session="s2")])  # fmt: skip
+    write(
+        home / "projects" / "p" / "s2.jsonl",
+        [line("nul\x00id", session="s2"), line("good2", session="s2")],
+    )
     summary = import_logs(repo, ["claude"], [home], workers=1)
     assert summary.calls_added >= 1
     with repo.engine.connect() as conn:
@@ -546,13 +599,22 @@ def test_a_nul_in_a_codex_session_id_stops_nothing(repo: Repository, tmp_path: P
     def rollout(name: str, session: str, tokens: int) -> Path:
         meta = {"id": session, "timestamp": "2025-11-06T18:00:00Z", "cwd": "/p"}
         usage = {"input_tokens": tokens, "cached_input_tokens": 10, "output_tokens": 5}
-        return write(tmp_path / "sessions" / f"rollout-2025-11-06T18-00-00-{name}.jsonl", [
-            {"timestamp": "2025-11-06T18:00:00Z", "type": "session_meta", "payload": meta},
-            {"timestamp": "2025-11-06T18:00:01Z", "type": "turn_context",
-             "payload": {"model": "gpt-5-codex", "cwd": "/p"}},
-            {"timestamp": "2025-11-06T18:00:02Z", "type": "event_msg",
-             "payload": {"type": "token_count", "info": {"total_token_usage": usage}}},
-        ])  # fmt: skip
+        return write(
+            tmp_path / "sessions" / f"rollout-2025-11-06T18-00-00-{name}.jsonl",
+            [
+                {"timestamp": "2025-11-06T18:00:00Z", "type": "session_meta", "payload": meta},
+                {
+                    "timestamp": "2025-11-06T18:00:01Z",
+                    "type": "turn_context",
+                    "payload": {"model": "gpt-5-codex", "cwd": "/p"},
+                },
+                {
+                    "timestamp": "2025-11-06T18:00:02Z",
+                    "type": "event_msg",
+                    "payload": {"type": "token_count", "info": {"total_token_usage": usage}},
+                },
+            ],
+        )
 
     rollout("a", "good-session", 100)
     rollout("b", "bad\x00session", 200)
@@ -575,6 +637,8 @@ def test_record_keeps_a_call_with_a_time_outside_the_range_without_it(
         assert calls[0].started_at is None
         assert "bad_started_at" in calls[0].metadata["flags"]
     ledger.close()
-    done = _cli(["daily", "--json", "--tz", "Pacific/Kiritimati", "--no-import"],
-                {"LLMLEDGER_DB": sqlite_url})  # fmt: skip
+    done = _cli(
+        ["daily", "--json", "--tz", "Pacific/Kiritimati", "--no-import"],
+        {"LLMLEDGER_DB": sqlite_url},
+    )
     assert done.returncode == 0, done.stderr

@@ -518,9 +518,7 @@ def test_anthropic_parse_and_raw_response_are_recorded(
     got = rows(ledger)
     assert [row["dedupe_key"] for row in got] == ["msg_1", "msg_2", "msg_01HCDu5LRGeP2o7s2xGmxyx8"]
     assert (got[0]["cache_write_1h_tokens"], got[0]["output_tokens"]) == (3072, 845)
-    assert any(
-        "messages.with_streaming_response.create" in r.getMessage() for r in caplog.records
-    )
+    assert any("messages.with_streaming_response.create" in r.getMessage() for r in caplog.records)
 
 
 def test_anthropic_async_raw_response_is_recorded(ledger: Ledger, fixtures_dir: Path) -> None:

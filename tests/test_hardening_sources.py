@@ -260,9 +260,7 @@ def test_codex_rows_stored_under_old_keys_are_replaced(repo: Repository, tmp_pat
     with repo.engine.begin() as conn:  # as earlier versions keyed them
         for n, row in enumerate(rows, 1):
             conn.execute(
-                update(calls)
-                .where(calls.c.id == row["id"])
-                .values(dedupe_key=f"{SESSION}:turn{n}")
+                update(calls).where(calls.c.id == row["id"]).values(dedupe_key=f"{SESSION}:turn{n}")
             )
     os.utime(path, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
     import_logs(repo, ["codex"], [tmp_path / "sessions"], workers=1)

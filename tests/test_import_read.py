@@ -311,13 +311,18 @@ def test_absurd_values_are_skipped_with_their_line_not_raised(tmp_path: Path) ->
         )
 
     path = tmp_path / "s.jsonl"
-    path.write_text("\n".join([
-        line(1),
-        line(2, costUSD=1e300),  # a cost no exact sum can hold
-        line(5, costUSD=1e7),  # a cost beyond any call, beyond a pico-dollar column
-        line(3, usage={"input_tokens": 10**20}),  # beyond a 64-bit column
-        line(4, message={"model": ""}),  # no model name: unpriced, not an error
-    ]) + "\n")  # fmt: skip
+    path.write_text(
+        "\n".join(
+            [
+                line(1),
+                line(2, costUSD=1e300),  # a cost no exact sum can hold
+                line(5, costUSD=1e7),  # a cost beyond any call, beyond a pico-dollar column
+                line(3, usage={"input_tokens": 10**20}),  # beyond a 64-bit column
+                line(4, message={"model": ""}),  # no model name: unpriced, not an error
+            ]
+        )
+        + "\n"
+    )
     result = read_file(ReadTask(str(path), "claude", path.stat().st_size, session_id="s"))
     assert [row[0] for row in result.rows] == ["msg_1:req_1", "msg_4:req_4"]
     assert result.skipped == {"invalid usage": 3}

@@ -213,8 +213,9 @@ _FILE = st.lists(
 
 
 # The ledger is only read (empty): sharing it between examples is harmless.
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(files=st.lists(_FILE, max_size=4))
 def test_files_of_new_calls_settle_at_once_as_row_by_row(
     repo: Repository, files: list[list[tuple[str, str, int, bool]]]
@@ -334,9 +335,15 @@ def test_the_rollup_mirror_takes_the_columns_rows_leave_out_from_fixed() -> None
     from llmledger.imports.rows import ROW_AT, ROW_COLUMNS
 
     def row(i: int) -> tuple[Any, ...]:
-        values = {"started_at": 1_750_000_000_000_000 + i * 10**9, "model": "m", "cost_usd": i,
-                  "cost_status": "computed", "input_tokens": i, "source": "src",
-                  "reasoning_tokens": 7}  # fmt: skip
+        values = {
+            "started_at": 1_750_000_000_000_000 + i * 10**9,
+            "model": "m",
+            "cost_usd": i,
+            "cost_status": "computed",
+            "input_tokens": i,
+            "source": "src",
+            "reasoning_tokens": 7,
+        }
         return tuple(values.get(name) for name in ROW_COLUMNS)
 
     rows = [row(i) for i in range(5)]
@@ -369,10 +376,16 @@ def test_a_bulk_load_keeps_the_rollup_exact(
     days = ["2025-06-10T09:00:00.000Z", "2025-06-10T09:20:00.000Z", "2000-01-01T00:10:00.000Z"]
     models = ["claude-sonnet-4-20250514", "claude-opus-4-20250514", "no-such-model"]
     first = [
-        line(f"m{i}", f"r{i}", at=days[i % 3], model=models[i % 3], output=10 * i,
-             cost=0.25 if i % 4 == 1 else None)
+        line(
+            f"m{i}",
+            f"r{i}",
+            at=days[i % 3],
+            model=models[i % 3],
+            output=10 * i,
+            cost=0.25 if i % 4 == 1 else None,
+        )
         for i in range(7)
-    ]  # fmt: skip
+    ]
     del first[3]["timestamp"]
     later = [line("n1", "r", session=SESSION_B, at=days[1])]
     if case == "copy left out":  # a resumed session's copy of m1, no larger

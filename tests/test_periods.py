@@ -22,8 +22,13 @@ from llmledger.store.schema import calls
 from llmledger.store.sqlite_reader import SqliteReader, open_reader
 from llmledger.values import micros_to_datetime
 
-_TOKENS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens",
-           "reasoning_tokens")  # fmt: skip
+_TOKENS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 _START = datetime(2026, 3, 1, tzinfo=UTC)
 _ZONES: list[tzinfo] = [
     UTC,
@@ -56,7 +61,8 @@ def _call(rng: random.Random, index: int) -> dict[str, Any]:
         "model": rng.choice([None, "m1", "m2", "m3"]),
         "project": rng.choice([None, "alpha", "beta"]),
         "agent_id": rng.choice([None, "claude-code", "codex"]),
-        "started_at": None if rng.random() < 0.04
+        "started_at": None
+        if rng.random() < 0.04
         else _START + timedelta(seconds=rng.uniform(0, 45 * 86_400)),
         **_tokens(rng),
         "cost_usd": cost,
@@ -65,7 +71,7 @@ def _call(rng: random.Random, index: int) -> dict[str, Any]:
         "token_provenance": "reported",
         "metadata": meta,
         "recorded_at": _START,
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture
@@ -79,10 +85,18 @@ def repo(db_url: str) -> Iterator[Repository]:
         conn.execute(calls.insert(), rows)
         # Every kind of change the triggers follow: tokens, cost, model, time, deletes.
         unprice = "cost_usd = NULL, cost_status = 'unpriced'"
-        conn.execute(sa.text("UPDATE calls SET output_tokens = 7, reasoning_tokens = 2, "
-                             f"{unprice} WHERE id % 9 = 0"))  # fmt: skip
-        conn.execute(sa.text("UPDATE calls SET model = 'm9', started_at = started_at + "
-                             "3600000000 WHERE id % 11 = 0"))  # fmt: skip
+        conn.execute(
+            sa.text(
+                "UPDATE calls SET output_tokens = 7, reasoning_tokens = 2, "
+                f"{unprice} WHERE id % 9 = 0"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "UPDATE calls SET model = 'm9', started_at = started_at + "
+                "3600000000 WHERE id % 11 = 0"
+            )
+        )
         conn.execute(sa.text("DELETE FROM calls WHERE id % 13 = 0"))
     yield repo
     repo.engine.dispose()
@@ -101,9 +115,13 @@ def _expected(repo: Repository, tz: tzinfo, cost: str, f: Filters) -> dict[Any, 
             continue
         if any(
             values and r[column] not in values
-            for column, values in (("source", f.sources), ("project", f.projects),
-                                   ("model", f.models), ("agent_id", f.agents))
-        ):  # fmt: skip
+            for column, values in (
+                ("source", f.sources),
+                ("project", f.projects),
+                ("model", f.models),
+                ("agent_id", f.agents),
+            )
+        ):
             continue
         meta = r["metadata"]
         if isinstance(meta, str):
@@ -130,8 +148,12 @@ def _reported(rows: list[Any]) -> dict[Any, list[Any]]:
         for model, t in row.breakdown.items():
             u = t.usage
             pico = None if t.cost_usd is None else int(t.cost_usd.scaleb(12))
-            out[(row.period, model)] = [*(getattr(u, n) for n in _TOKENS), pico,
-                                        t.unpriced_calls, t.calls]  # fmt: skip
+            out[(row.period, model)] = [
+                *(getattr(u, n) for n in _TOKENS),
+                pico,
+                t.unpriced_calls,
+                t.calls,
+            ]
     return out
 
 
@@ -150,16 +172,19 @@ def test_daily_from_the_rollup_equals_the_calls(repo: Repository, tz: tzinfo, co
 
 
 _RANGES = [
-    Filters(since=datetime(2026, 3, 5, 10, 7, 13, 500, tzinfo=UTC),
-            until=datetime(2026, 4, 1, 3, 3, 3, tzinfo=UTC)),  # cuts through buckets
+    Filters(
+        since=datetime(2026, 3, 5, 10, 7, 13, 500, tzinfo=UTC),
+        until=datetime(2026, 4, 1, 3, 3, 3, tzinfo=UTC),
+    ),  # cuts through buckets
     Filters(since=datetime(2026, 3, 9, tzinfo=ZoneInfo("America/New_York"))),
     Filters(until=datetime(2026, 3, 20, 23, 59, 59, 999999, tzinfo=UTC)),
-    Filters(since=datetime(2026, 3, 7, 12, 1, tzinfo=UTC),
-            until=datetime(2026, 3, 7, 12, 9, tzinfo=UTC)),  # inside one bucket
+    Filters(
+        since=datetime(2026, 3, 7, 12, 1, tzinfo=UTC), until=datetime(2026, 3, 7, 12, 9, tzinfo=UTC)
+    ),  # inside one bucket
     Filters(sources=("openai_chat_completions",), models=("m1", "m9")),
     Filters(projects=("alpha",)),
     Filters(agents=("codex",), since=datetime(2026, 3, 3, 0, 0, 1, tzinfo=UTC)),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("filters", _RANGES)
@@ -185,8 +210,17 @@ def test_an_empty_ledger_has_no_rows_and_unknown_is_not_zero(db_url: str) -> Non
     repo = open_repository(db_url)
     assert period_report(repo, "daily") == []
     with repo.engine.begin() as conn:
-        conn.execute(calls.insert(), [{**_call(random.Random(1), 0), "input_tokens": None,
-                                       "cost_usd": None, "cost_status": "unpriced"}])  # fmt: skip
+        conn.execute(
+            calls.insert(),
+            [
+                {
+                    **_call(random.Random(1), 0),
+                    "input_tokens": None,
+                    "cost_usd": None,
+                    "cost_status": "unpriced",
+                }
+            ],
+        )
     [row] = period_report(repo, "daily")
     assert row.totals.usage.input_tokens is None
     assert row.totals.cost_usd is None

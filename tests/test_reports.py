@@ -130,10 +130,19 @@ def test_json_keeps_unreported_buckets_null(fixture_repo: Repository) -> None:
     doc = report_json(period_report(fixture_repo, "daily", tz=UTC))
     row = doc["rows"][0]
     assert set(row) == {
-        "period", "input_tokens", "output_tokens", "cache_write_tokens", "cache_read_tokens",
-        "reasoning_tokens", "total_tokens", "cost_usd", "unpriced_calls", "calls", "models",
+        "period",
+        "input_tokens",
+        "output_tokens",
+        "cache_write_tokens",
+        "cache_read_tokens",
+        "reasoning_tokens",
+        "total_tokens",
+        "cost_usd",
+        "unpriced_calls",
+        "calls",
+        "models",
         "breakdown",
-    }  # fmt: skip
+    }
     assert row["reasoning_tokens"] is None  # Claude Code does not report it: null, not 0
     assert doc["totals"]["reasoning_tokens"] is None
     assert row["calls"] == 3
@@ -144,16 +153,36 @@ def test_reports_sum_calls_that_report_different_buckets(sqlite_url: str) -> Non
     # call, and their sum holds more reasoning than output. No report may refuse it.
     repo = open_repository(sqlite_url)
     at = datetime(2026, 3, 2, 9, tzinfo=UTC)
-    base = {"source": "codex_rollout", "model": "gpt-5", "session_id": "s1", "started_at": at,
-            "cost_status": "unpriced", "status": "ok", "token_provenance": "reported",
-            "recorded_at": at}  # fmt: skip
+    base = {
+        "source": "codex_rollout",
+        "model": "gpt-5",
+        "session_id": "s1",
+        "started_at": at,
+        "cost_status": "unpriced",
+        "status": "ok",
+        "token_provenance": "reported",
+        "recorded_at": at,
+    }
     with repo.engine.begin() as conn:
-        conn.execute(calls.insert(), [
-            {**base, "dedupe_key": "a", "input_tokens": 5, "reasoning_tokens": 900,
-             "output_tokens": None},
-            {**base, "dedupe_key": "b", "input_tokens": 5, "reasoning_tokens": None,
-             "output_tokens": 10},
-        ])  # fmt: skip
+        conn.execute(
+            calls.insert(),
+            [
+                {
+                    **base,
+                    "dedupe_key": "a",
+                    "input_tokens": 5,
+                    "reasoning_tokens": 900,
+                    "output_tokens": None,
+                },
+                {
+                    **base,
+                    "dedupe_key": "b",
+                    "input_tokens": 5,
+                    "reasoning_tokens": None,
+                    "output_tokens": 10,
+                },
+            ],
+        )
     totals = [
         period_report(repo, "daily")[0].totals,
         sessions_report(repo)[0].totals,
@@ -170,8 +199,10 @@ def test_dates_follow_the_time_zone(fixture_repo: Repository) -> None:
     kiritimati = period_report(fixture_repo, "daily", tz=ZoneInfo("Pacific/Kiritimati"))
     # UTC+14: 06-10 09:00Z is 23:00 local, 10:30Z is past midnight, 06-11 14:00Z is 06-12.
     assert [(r.period, r.totals.calls) for r in kiritimati] == [
-        ("2025-06-10", 2), ("2025-06-11", 1), ("2025-06-12", 4),
-    ]  # fmt: skip
+        ("2025-06-10", 2),
+        ("2025-06-11", 1),
+        ("2025-06-12", 4),
+    ]
     kathmandu = period_report(fixture_repo, "daily", tz=ZoneInfo("Asia/Kathmandu"))  # +05:45
     assert sum(r.totals.calls for r in kathmandu) == 7
 
@@ -358,8 +389,13 @@ def test_cli_errors_say_what_to_do(cli: CliRunner) -> None:
     [
         (  # Paris: CET (+1) until 2026-03-29 01:00 UTC, then CEST (+2) until 10-25 01:00 UTC
             "Europe/Paris",
-            ["2026-03-28T22:59:00", "2026-03-28T23:00:00", "2026-10-24T22:30:00",
-             "2026-10-25T22:30:00", "2026-10-25T23:00:00"],
+            [
+                "2026-03-28T22:59:00",
+                "2026-03-28T23:00:00",
+                "2026-10-24T22:30:00",
+                "2026-10-25T22:30:00",
+                "2026-10-25T23:00:00",
+            ],
             {"2026-03-28": 1, "2026-03-29": 1, "2026-10-25": 2, "2026-10-26": 1},
         ),
         (  # Kathmandu is +05:45 all year
@@ -368,7 +404,7 @@ def test_cli_errors_say_what_to_do(cli: CliRunner) -> None:
             {"2026-06-01": 1, "2026-06-02": 1},
         ),
     ],
-)  # fmt: skip
+)
 def test_local_dates_follow_the_zone_across_dst(
     tmp_path: Path, zone: str, instants: list[str], expected: dict[str, int]
 ) -> None:

@@ -35,10 +35,7 @@ def plain_text(value: object) -> str:
     if text.isprintable():  # the common case: nothing to replace (fast)
         return text
     return "".join(
-        _visible(c)
-        if c in _INVISIBLE or unicodedata.category(c) == "Cc"
-        else c
-        for c in text
+        _visible(c) if c in _INVISIBLE or unicodedata.category(c) == "Cc" else c for c in text
     )
 
 

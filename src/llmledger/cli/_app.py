@@ -28,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 def _checked_db(value: str | None) -> str | None:
     # Every command's --db (or LLMLEDGER_DB) is checked here, before anything is opened.
     from llmledger.store.urls import check_url
