@@ -40,19 +40,6 @@ elif importlib.util.find_spec("litellm") is not None:
 else:
     _Base = object
 
-_RESPONSE_FIELDS = {"id", "object", "model", "created", "usage", "service_tier"}
-#: What a ``litellm.responses()`` result (``ResponsesAPIResponse``) is read for.
-_RESPONSES_API_FIELDS = {
-    "id",
-    "object",
-    "model",
-    "created_at",
-    "completed_at",
-    "status",
-    "error",
-    "usage",
-    "service_tier",
-}
 #: Runs remembered from pre-call hooks whose success or failure never came (a stream never
 #: read to its end): the oldest are forgotten beyond this many.
 MAX_PENDING_RUNS = 10_000
@@ -171,7 +158,7 @@ class LedgerLiteLLMCallback(_Base):
                 self.cache_hits += 1
             return
         responses_api = _is_responses_api(response_obj, kwargs)
-        fields = _RESPONSES_API_FIELDS if responses_api else _RESPONSE_FIELDS
+        fields = openai_source.RESPONSES_FIELDS if responses_api else openai_source.CHAT_FIELDS
         response = dump(response_obj, fields) if response_obj is not None else None
         if not isinstance(response, Mapping) or not isinstance(response.get("usage"), Mapping):
             if failed:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from llmledger.integrations._common import (
     COMPLETE,
     ERROR,
     Recorder,
+    StreamWatch,
     Timer,
     araw_body,
     dump,
@@ -34,18 +35,6 @@ __all__ = ["instrument_openai"]
 _C = TypeVar("_C")
 
 PROVIDER = "openai"
-_CHAT_FIELDS = {"id", "object", "model", "created", "usage", "service_tier"}
-_RESPONSE_FIELDS = {
-    "id",
-    "object",
-    "model",
-    "created_at",
-    "completed_at",
-    "status",
-    "error",
-    "usage",
-    "service_tier",
-}
 
 
 def instrument_openai(client: _C, ledger: Ledger, *, agent: str | None = None) -> _C:
@@ -101,23 +90,6 @@ async def _finish_async(
     return handle(result, timer, hide, kwargs, is_async=True, body=await araw_body(result))
 
 
-class _Handler(Protocol):
-    """A per-endpoint result handler."""
-
-    chat_stream: bool
-
-    def __call__(
-        self,
-        result: Any,
-        timer: Timer,
-        hide: bool,
-        kwargs: Mapping[str, Any],
-        *,
-        is_async: bool,
-        body: Any = None,
-    ) -> Any: ...
-
-
 def _prepare(handle: _Handler, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Ask a chat stream for its usage chunk; True when the caller did not (so hide it)."""
     if not handle.chat_stream or kwargs.get("stream") is not True:
@@ -135,19 +107,50 @@ class _Recorder(Recorder):
 
     def __init__(self, ledger: Ledger, agent: str | None) -> None:
         super().__init__(ledger, agent)
-        self.chat = _ChatHandler(self)
-        self.responses = _ResponsesHandler(self)
+        self.chat = _Handler(
+            self,
+            chat_stream=True,
+            what="a chat completion",
+            fields=openai_source.CHAT_FIELDS,
+            fmt=openai_source.CHAT,
+            watch=_ChatStreamWatch,
+        )
+        self.responses = _Handler(
+            self,
+            chat_stream=False,
+            what="a response",
+            fields=openai_source.RESPONSES_FIELDS,
+            fmt=openai_source.RESPONSES,
+            watch=lambda recorder, timer, _hide, model: _ResponsesStreamWatch(
+                recorder, timer, model
+            ),
+        )
 
 
 def _stream_metadata(ended: str) -> dict[str, Any] | None:
     return None if ended == COMPLETE else {"stream_end": ended}
 
 
-class _ChatHandler:
-    chat_stream = True
+class _Handler:
+    """How one endpoint's result is recorded (chat completions or responses): what it is
+    called in messages, the fields and format its result is parsed with, and its stream watch."""
 
-    def __init__(self, recorder: _Recorder) -> None:
+    def __init__(
+        self,
+        recorder: _Recorder,
+        *,
+        chat_stream: bool,
+        what: str,
+        fields: set[str],
+        fmt: str,
+        watch: Callable[[_Recorder, Timer, bool, Any], StreamWatch],
+    ) -> None:
         self.recorder = recorder
+        self.chat_stream = chat_stream
+        self.what = what
+        self.fields = fields
+        self.fmt = fmt
+        self.watch = watch
 
     def __call__(
         self,
@@ -164,11 +167,11 @@ class _ChatHandler:
             result,
             timer,
             model,
-            lambda: _ChatStreamWatch(self.recorder, timer, hide, model),
+            lambda: self.watch(self.recorder, timer, hide, model),
             is_async=is_async,
-            what="a chat completion",
-            fields=_CHAT_FIELDS,
-            fmt=openai_source.CHAT,
+            what=self.what,
+            fields=self.fields,
+            fmt=self.fmt,
             body=body,
         )
 
@@ -186,9 +189,9 @@ class _ChatStreamWatch:
 
     def see(self, chunk: Any) -> bool:
         if self.first is None:
-            self.first = dump(chunk, _CHAT_FIELDS - {"usage"})
+            self.first = dump(chunk, openai_source.CHAT_FIELDS - {"usage"})
         if getattr(chunk, "usage", None) is not None:
-            self.usage = dump(chunk, _CHAT_FIELDS)
+            self.usage = dump(chunk, openai_source.CHAT_FIELDS)
             # Only the extra usage chunk has no choices; an Azure content-filter chunk with
             # no choices (and no usage) is the caller's and passes through.
             if self.hide and not getattr(chunk, "choices", None):
@@ -206,36 +209,6 @@ class _ChatStreamWatch:
             self.model,
             status="error" if ended == ERROR else None,
             metadata=_stream_metadata(ended),
-        )
-
-
-class _ResponsesHandler:
-    chat_stream = False
-
-    def __init__(self, recorder: _Recorder) -> None:
-        self.recorder = recorder
-
-    def __call__(
-        self,
-        result: Any,
-        timer: Timer,
-        hide: bool,
-        kwargs: Mapping[str, Any],
-        *,
-        is_async: bool,
-        body: Any = None,
-    ) -> Any:
-        model = kwargs.get("model")
-        return self.recorder.finish(
-            result,
-            timer,
-            model,
-            lambda: _ResponsesStreamWatch(self.recorder, timer, model),
-            is_async=is_async,
-            what="a response",
-            fields=_RESPONSE_FIELDS,
-            fmt=openai_source.RESPONSES,
-            body=body,
         )
 
 
@@ -266,7 +239,7 @@ class _ResponsesStreamWatch:
         if self.response is None:
             return
         self.recorder.record(
-            dump(self.response, _RESPONSE_FIELDS),
+            dump(self.response, openai_source.RESPONSES_FIELDS),
             openai_source.RESPONSES,
             self.timer,
             self.model,

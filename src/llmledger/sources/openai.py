@@ -31,6 +31,21 @@ CHAT = "openai_chat_completions"
 CHAT_STREAM = "openai_chat_completions_stream"
 RESPONSES = "openai_responses"
 RESPONSES_STREAM = "openai_responses_stream"
+#: The top-level fields of a chat completion that the parser reads (what an integration keeps
+#: of an SDK object before parsing it).
+CHAT_FIELDS = {"id", "object", "model", "created", "usage", "service_tier"}
+#: The top-level fields of a Responses API object that the parser reads.
+RESPONSES_FIELDS = {
+    "id",
+    "object",
+    "model",
+    "created_at",
+    "completed_at",
+    "status",
+    "error",
+    "usage",
+    "service_tier",
+}
 PROVIDER = "openai"
 
 #: Events that carry the final ``response`` (with usage) of a Responses stream.
