@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from llmledger.agents import CODEX, LIVE_SOURCES, log_source_of
+from llmledger.imports.fastpath import better_copy
 from llmledger.imports.rows import DEDUPE_KEY, MESSAGE_ID, SESSION_ID, STARTED_AT
 from llmledger.store.repository import Repository
 from llmledger.store.schema import calls, runs
@@ -161,7 +162,7 @@ class Dedupe:
                 return False
         old = self.best.get(key)
         if old is not None:
-            if _better(info, old):
+            if better_copy(info, old):
                 self.best[key] = info
                 return True
             return False
@@ -190,14 +191,6 @@ class Dedupe:
 _KEY_OF = itemgetter(DEDUPE_KEY)
 _MESSAGE_OF = itemgetter(MESSAGE_ID)
 _SIDECHAIN_OF = itemgetter(3)
-
-
-def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) -> bool:
-    if new[0] != old[0]:
-        return new[0] > old[0]
-    if new[1] != old[1]:
-        return new[1] > old[1]
-    return new[2] and not old[2]
 
 
 def legacy_codex_keys(conn: Connection, sessions: set[str]) -> list[str]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Fast",
     "Typed",
+    "better_copy",
     "decode_typed",
     "fast_row",
     "fast_shared",
@@ -36,6 +37,20 @@ __all__ = [
     "typed_rank",
     "typed_row",
 ]
+
+
+def better_copy(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) -> bool:
+    """Whether copy ``new`` of a call beats the kept ``old``, by their ranks (token total,
+    logged cost, speed, sidechain).
+
+    ccusage v20's rule: the larger token total, then the higher cost, then the copy that carries
+    speed.
+    """
+    if new[0] != old[0]:
+        return new[0] > old[0]
+    if new[1] != old[1]:
+        return new[1] > old[1]
+    return new[2] and not old[2]
 
 
 def line_rank(obj: dict[str, Any], u: dict[str, Any]) -> tuple[int, float, bool] | None:

@@ -26,6 +26,7 @@ from llmledger.agents import CODEX
 from llmledger.call import Call
 from llmledger.errors import LedgerError, ParseError
 from llmledger.imports.fastpath import (
+    better_copy,
     decode_typed,
     fast_row,
     fast_shared,
@@ -198,15 +199,6 @@ def _row(call: Call, task: ReadTask, pricer: Pricer) -> tuple[Any, ...]:
     )
 
 
-def _better(new: tuple[int, int, bool, bool], old: tuple[int, int, bool, bool]) -> bool:
-    # ccusage v20: larger token total, then higher cost, then the copy that carries speed.
-    if new[0] != old[0]:
-        return new[0] > old[0]
-    if new[1] != old[1]:
-        return new[1] > old[1]
-    return new[2] and not old[2]
-
-
 class _Collector:
     """Keeps the best copy of each dedupe key within one file."""
 
@@ -247,7 +239,7 @@ class _Collector:
             self.lines.append(line)
             return
         result.duplicates += 1
-        if _better(info, self.infos[slot]):
+        if better_copy(info, self.infos[slot]):
             self.kept[slot] = kept
             self.infos[slot] = info
             self.lines[slot] = line
