@@ -381,19 +381,23 @@ def test_opening_or_upgrading_a_newer_ledger_raises_the_clear_error(db_url: str)
 # -- 21: a read-only ledger ---------------------------------------------------------------------
 
 
-def _as_other_user() -> list[str]:
-    """Root ignores file permissions: run the command as nobody, for whom they hold."""
+def _read_only_view(base: Path) -> list[str]:
+    """A prefix that runs a command where ``base`` cannot be written. Root ignores file
+    permissions, so as root the command runs in its own mount namespace with ``base``
+    bound read-only (EROFS holds for root too; the checkout and its venv stay readable
+    wherever they are cloned)."""
     if os.geteuid() != 0:
         return []
-    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    script = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"'
+    return ["unshare", "--mount", "sh", "-c", script, str(base)]
 
 
 @pytest.fixture
 def read_only_ledger() -> Iterator[Path]:
     """A ledger with one call, in a directory that, like the file, nobody may write.
 
-    Not under tmp_path: pytest makes its base directory 0700, which the other user of
-    :func:`_as_other_user` could not enter."""
+    Not under tmp_path, so that the read-only view of :func:`_read_only_view` covers the
+    ledger's directory and the home directory beside it, and nothing else."""
     base = Path(tempfile.mkdtemp(prefix="llmledger-ro-"))
     base.chmod(0o755)
     folder = base / "ro"
@@ -425,7 +429,7 @@ def test_reports_read_a_read_only_ledger(read_only_ledger: Path, command: list[s
     env = {**os.environ, "HOME": str(home), "PYTHONPATH": SRC}
     result = subprocess.run(
         [
-            *_as_other_user(),
+            *_read_only_view(read_only_ledger.parent.parent),
             sys.executable,
             "-m",
             "llmledger",
