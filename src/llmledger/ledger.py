@@ -33,13 +33,13 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 from sqlalchemy import select
 
 from llmledger.call import Call, CallStatus
-from llmledger.errors import ParseError, UsageError
+from llmledger.errors import UsageError
+from llmledger.payloads import calls_in, price_calls
 from llmledger.pricing import Price, Pricer
 from llmledger.store import Repository, open_repository
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.schema import RunStatus, TerminalRunStatus, runs
 from llmledger.totals import Totals
-from llmledger.usage import Usage
 from llmledger.values import EARLIEST, LATEST, MAX_USD
 
 __all__ = [
@@ -449,8 +449,9 @@ class Ledger:
         cost_usd: Decimal | float | str | None,
         metadata: Mapping[str, Any] | None,
     ) -> list[Call]:
-        calls, reported_by_model, skipped = _calls_of(payload, format)
-        for error in skipped:  # the rest of the payload is still recorded
+        found = calls_in(payload, format)
+        calls, reported_by_model = found.calls, found.reported_by_model
+        for error in found.skipped:  # the rest of the payload is still recorded
             self._failed("record", error)
         # What cannot be converted is dropped (the call is still stored) and named.
         invalid: dict[str, str] = {}
@@ -496,7 +497,7 @@ class Ledger:
             prepared.append(call)
         for name, reason in invalid.items():
             self._failed("record", UsageError(name, f"{reason}; the call is stored without it"))
-        prices = self._prices(prepared, reported_by_model)
+        prices = price_calls(self.pricer, prepared, reported_by_model)
         if "cost_usd" in invalid:  # the caller's cost is unknown: not guessed from the usage
             prices = [Price(None, "unpriced", None, "cost_usd given was invalid")] * len(prices)
         repo_rows = self.repository.call_rows(
@@ -511,14 +512,6 @@ class Ledger:
             for observer in self.observers:
                 self._guard("observer", observer.on_record, call, price, run)
         return prepared
-
-    def _prices(self, calls: list[Call], reported_by_model: Mapping[str, Decimal]) -> list[Price]:
-        prices = [self.pricer.price(call) for call in calls]
-        if reported_by_model:
-            from llmledger.pricing import apportion_reported
-
-            prices = apportion_reported(list(zip(calls, prices, strict=True)), reported_by_model)
-        return prices
 
     # -- task status events --------------------------------------------------------------
 
@@ -678,33 +671,6 @@ def _converted(call: Call, invalid: dict[str, str]) -> Call:
     if call.duration_ms is not None and type(call.duration_ms) is not int:
         changes["duration_ms"] = _checked("duration_ms", call.duration_ms, _milliseconds, invalid)
     return replace(call, **changes) if changes else call
-
-
-def _calls_of(
-    payload: Any, format: str | None
-) -> tuple[list[Call], Mapping[str, Decimal], list[ParseError]]:
-    """The calls in a payload, the per-model costs its summary reports (if any), and what the
-    parser skipped (each record it could not read, named; a :class:`Parsed` given already
-    was the caller's to check)."""
-    if isinstance(payload, Call):
-        return [replace(payload, metadata=dict(payload.metadata))], {}, []
-    if isinstance(payload, Usage):
-        return [Call(usage=payload, source="api")], {}, []
-    from llmledger.sources import Parsed, parse
-
-    if isinstance(payload, Parsed):
-        parsed, skipped = payload, []
-    else:
-        if hasattr(payload, "model_dump"):  # pydantic models of the provider SDKs
-            payload = payload.model_dump(mode="json", exclude_none=False)
-        parsed = parse(payload, format=format)
-        skipped = [
-            ParseError(parsed.format, skip.message, line=skip.line)
-            for skip in getattr(parsed, "skipped", None) or ()
-        ]
-    summary = parsed.summary
-    reported = getattr(summary, "reported_cost_by_model", None) or {}
-    return parsed.calls, reported, skipped
 
 
 def repair_stale_runs(repo: Repository) -> list[str]:

@@ -14,7 +14,8 @@ from llmledger.call import Call
 from llmledger.cli._app import IgnoreOverridesOption, JsonOption, app, echo_json, load_pricer
 from llmledger.display import safe_text
 from llmledger.errors import LedgerError
-from llmledger.pricing import Price, Pricer, apportion_reported
+from llmledger.payloads import price_calls
+from llmledger.pricing import Price
 from llmledger.sources import FORMATS, Parsed, parse_file
 from llmledger.usage import BUCKETS
 
@@ -26,14 +27,6 @@ _COLUMNS = (
     ("reasoning_tokens", "reasoning"),
     ("total_tokens", "total"),
 )
-
-
-def _price_all(parsed: Parsed, pricer: Pricer) -> list[Price]:
-    """Price every call; a source's per-model reported cost is spread over that model's calls."""
-    priced = [(call, pricer.price(call)) for call in parsed.calls]
-    if parsed.summary is not None and parsed.summary.reported_cost_by_model:
-        return apportion_reported(priced, parsed.summary.reported_cost_by_model)
-    return [price for _, price in priced]
 
 
 def _money(value: Decimal | None) -> float | None:
@@ -100,7 +93,8 @@ def parse_command(
     pricer = load_pricer(None, ignore_overrides)
     try:
         parsed = parse_file(file, format=None if format == "auto" else format)
-        prices = _price_all(parsed, pricer)
+        reported = parsed.summary.reported_cost_by_model if parsed.summary is not None else {}
+        prices = price_calls(pricer, parsed.calls, reported)
     except LedgerError as exc:  # ParseError
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
