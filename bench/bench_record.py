@@ -23,7 +23,7 @@ from llmledger.ledger import Ledger
 from llmledger.usage import Usage
 
 RESULTS = Path(__file__).with_name("results")
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 
 
 def percentiles(samples_ns: list[int]) -> dict[str, float]:
