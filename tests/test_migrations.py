@@ -34,16 +34,17 @@ EXPECTED_COLUMNS = {
         "id", "dedupe_key", "run_id", "source", "provider", "model", "message_id",
         "request_id", "session_id", "project", "agent_id", "started_at", "finished_at",
         "duration_ms", *TOKENS, "cost_usd", "cost_status", "currency", "price_version",
-        "status", "token_provenance", "metadata", "recorded_at",
+        "status", "token_provenance", "metadata", "recorded_at", "host",
     ],
     "task_status_events": [
         "id", "run_id", "task_key", "from_status", "to_status", "at", "command_name",
-        "job", "agent_id", "metadata",
+        "job", "agent_id", "metadata", "event_id",
     ],
     "import_state": [
         "path", "source", "device", "inode", "size", "mtime_ns", "offset", "head_sha256",
         "lines", "calls", "updated_at",
     ],
+    "api_keys": ["name", "scope", "key_hash", "created_at", "revoked_at", "last_used_at"],
     "call_rollup": [
         "bucket", "source", "model", "calls",
         "input_tokens", "input_tokens_known", "cache_read_tokens", "cache_read_tokens_known",
@@ -105,6 +106,9 @@ def test_fresh_database_upgrades_to_head_with_the_pinned_schema(engine: sa.Engin
     }
     assert unique == {("uq_calls_dedupe_key", ("dedupe_key",))}
     assert inspector.get_unique_constraints("calls") == []
+    for table, column in (("task_status_events", "event_id"), ("api_keys", "key_hash")):
+        unique = {(i["name"], tuple(i["column_names"])) for i in inspector.get_indexes(table)}
+        assert (f"uq_{table}_{column}", (column,)) in unique, table
 
 
 def test_schema_module_matches_the_migrations(engine: sa.Engine) -> None:
@@ -268,3 +272,40 @@ def test_calls_at_0003_keep_their_unique_key_and_roll_up_after_0004(engine: sa.E
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         conn.execute(insert, {"k": "k1", "at": at, "tokens": 1})
     assert inspect(engine).get_unique_constraints("calls")[0]["column_names"] == ["dedupe_key"]
+
+
+def test_rows_at_0004_survive_0005_and_get_no_host_or_event_id(engine: sa.Engine) -> None:
+    upgrade(engine, "0004")
+    at = 1_700_000_000_000_000
+    with engine.begin() as conn:
+        conn.execute(_INSERT_CALL, {"k": "k1", "at": at, "tokens": 10, "cost": 5})
+        conn.execute(
+            sa.text(
+                "INSERT INTO task_status_events (task_key, to_status, at) VALUES ('t', 'done', 1)"
+            )
+        )
+    upgrade(engine)
+    with engine.begin() as conn:
+        assert list(conn.execute(sa.text("SELECT dedupe_key, host FROM calls"))) == [("k1", None)]
+        events = "SELECT task_key, event_id FROM task_status_events"
+        assert list(conn.execute(sa.text(events))) == [("t", None)]
+        # Several events without an id may coexist; an id is stored once.
+        insert = sa.text(
+            "INSERT INTO task_status_events (task_key, to_status, at, event_id) "
+            "VALUES ('t', 'done', 2, :e)"
+        )
+        conn.execute(insert, {"e": None})
+        conn.execute(insert, {"e": "e1"})
+        conn.execute(_INSERT_CALL, {"k": "k2", "at": at, "tokens": 7, "cost": 1})  # triggers
+        read = sa.text("SELECT calls, input_tokens FROM call_rollup")
+        assert [tuple(r) for r in conn.execute(read)] == [(2, 17)]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"e": "e1"})
+    downgrade(engine, "0004")
+    inspector = inspect(engine)
+    assert "api_keys" not in inspector.get_table_names()
+    assert "host" not in {c["name"] for c in inspector.get_columns("calls")}
+    with engine.begin() as conn:  # the roll-up triggers survived the way down
+        conn.execute(_INSERT_CALL, {"k": "k3", "at": at, "tokens": 1, "cost": 1})
+        read = sa.text("SELECT calls, input_tokens FROM call_rollup")
+        assert [tuple(r) for r in conn.execute(read)] == [(3, 18)]

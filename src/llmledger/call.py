@@ -29,7 +29,8 @@ class Call:
     resumed sessions): the provider's message or response id plus the request id where the
     source gives them. When it is None, the store derives a content hash.
     ``reported_cost_usd`` is a cost the source itself stated (Claude Code); it wins over a
-    computed one.
+    computed one. ``host`` is the machine the call was recorded or imported on (a remote
+    ledger and ``import --to`` fill it in; the reports' ``--host`` filter reads it).
     """
 
     usage: Usage
@@ -49,6 +50,7 @@ class Call:
     project: str | None = None
     agent_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None
 
     def key(self) -> str:
         """The dedupe key, or a content hash of the call when the source gave no ids."""
@@ -56,7 +58,9 @@ class Call:
 
 
 def content_hash(call: Call) -> str:
-    """A stable key for a call whose source gave no message or request id."""
+    """A stable key for a call whose source gave no message or request id.
+
+    The host is not part of it: the same call sent from another machine is the same call."""
     basis = {
         "source": call.source,
         "model": call.model,

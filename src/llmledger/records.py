@@ -45,7 +45,8 @@ class CallRecord(BaseModel):
     is stored already changes nothing (unless it has more tokens: a later streaming snapshot).
     Without one, the key is a hash of the record's content, so a retried post is still
     stored once. ``reported_cost_usd`` is a cost the source stated (a number or a decimal
-    string); it wins over a computed one.
+    string); it wins over a computed one. ``host`` names the machine the call was recorded
+    on (not part of the content hash: the same call from two machines is one call).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -67,6 +68,7 @@ class CallRecord(BaseModel):
     project: str | None = Field(default=None, max_length=1024)
     agent_id: str | None = Field(default=None, max_length=255)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    host: str | None = Field(default=None, max_length=255)
 
     @field_validator("started_at", "finished_at")
     @classmethod
@@ -108,6 +110,7 @@ def call_of_record(record: CallRecord) -> Call:
         project=record.project,
         agent_id=record.agent_id,
         metadata=dict(record.metadata),
+        host=record.host,
     )
     if call.dedupe_key is None:
         call.dedupe_key = content_hash(call)
@@ -130,6 +133,7 @@ def record_of_call(call: Call) -> dict[str, Any]:
         "session_id",
         "project",
         "agent_id",
+        "host",
     ):
         value = getattr(call, name)
         if value is not None:

@@ -613,4 +613,5 @@ def _call_row(
         "token_provenance": call.token_provenance,
         "metadata": call.metadata or None,
         "recorded_at": recorded_at,
+        "host": call.host,
     }

@@ -34,6 +34,7 @@ __all__ = [
     "TOKEN_PROVENANCES",
     "RunStatus",
     "TerminalRunStatus",
+    "api_keys",
     "call_rollup",
     "calls",
     "import_state",
@@ -132,6 +133,8 @@ calls = Table(
     Column("token_provenance", String(16), nullable=False),
     Column("metadata", JsonType, nullable=True),
     Column("recorded_at", Timestamp, nullable=False),
+    # The machine the call was recorded or imported on, when known (0005).
+    Column("host", String(255), nullable=True),
     # An index, not a constraint, so that a bulk load can drop it and build it once (0004).
     Index("uq_calls_dedupe_key", "dedupe_key", unique=True),
     Index(None, "run_id"),
@@ -154,8 +157,11 @@ task_status_events = Table(
     Column("job", String(255), nullable=True),
     Column("agent_id", String(128), nullable=True),
     Column("metadata", JsonType, nullable=True),
+    # A client-chosen id that makes posting the event idempotent (0005); NULL when none.
+    Column("event_id", String(64), nullable=True),
     Index(None, "task_key", "at"),
     Index(None, "run_id", "at"),
+    Index("uq_task_status_events_event_id", "event_id", unique=True),
 )
 
 import_state = Table(
@@ -172,6 +178,19 @@ import_state = Table(
     Column("lines", BigInteger, nullable=False, server_default="0"),
     Column("calls", BigInteger, nullable=False, server_default="0"),
     Column("updated_at", Timestamp, nullable=False),
+)
+
+#: The service's API keys (0005): only the SHA-256 (hex) of each key is stored.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("scope", String(16), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp, nullable=True),
+    Column("last_used_at", Timestamp, nullable=True),
+    Index("uq_api_keys_key_hash", "key_hash", unique=True),
 )
 
 
