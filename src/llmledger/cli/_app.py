@@ -128,6 +128,7 @@ def _root(
 COMMAND_MODULES = {
     "db": "db",
     "import": "imports",
+    "keys": "keys",
     "parse": "parse",
     "plan": "plan",
     "prices": "prices",
