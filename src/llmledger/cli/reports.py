@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmledger.agents import AGENT_SOURCES, AGENTS, SOURCE_OF
+from llmledger.agents import AGENTS, SOURCE_OF
 from llmledger.cli._app import (
     DbOption,
     IgnoreOverridesOption,
@@ -26,7 +26,15 @@ from llmledger.cli._app import (
 )
 from llmledger.display import format_money, format_tokens, plain_text, safe_text
 from llmledger.errors import LedgerError
-from llmledger.reports.documents import block_json, iso_in, report_json, tokens_json
+from llmledger.reports.documents import blocks_json, iso_in, report_json, tokens_json
+from llmledger.reports.options import (
+    MAX_HOURS,
+    MIN_HOURS,
+    OptionError,
+    block_hours,
+    group_by_dimensions,
+    report_query,
+)
 from llmledger.totals import Totals
 
 if TYPE_CHECKING:
@@ -148,22 +156,24 @@ class _Context:
     """The options every report shares, parsed and checked."""
 
     def __init__(self, options: ReportOptions) -> None:
-        from llmledger.reports.filters import COST_MODES, Filters
-        from llmledger.timespec import parse_range, parse_tz
-
-        cost = options.cost
-        if cost not in COST_MODES:
-            raise fail(f"unknown --cost {cost!r}: use one of {', '.join(COST_MODES)}")
+        # Read as the service reads its query parameters (reports/options.py).
         try:
-            self.tz: tzinfo = parse_tz(options.tz)
-            start, end = parse_range(options.since, options.until, tz=self.tz)
-        except ValueError as exc:
+            query = report_query(
+                since=options.since,
+                until=options.until,
+                tz=options.tz,
+                source=options.source or (),
+                project=options.project or (),
+                model=options.model or (),
+                agent=options.agent or (),
+                cost=options.cost,
+            )
+        except OptionError as exc:
             raise fail(str(exc)) from None
-        # An agent's name stands for every source its calls come from (logs and live runs).
-        sources = tuple(n for s in options.source or () for n in AGENT_SOURCES.get(s, (s,)))
-        projects, models = tuple(options.project or ()), tuple(options.model or ())
-        self.filters = Filters(start, end, sources, projects, models, tuple(options.agent or ()))
-        self.cost = cost
+        self.tz: tzinfo = query.tz
+        self.filters = query.filters
+        sources = query.filters.sources
+        self.cost = query.cost
         self.db = options.db
         self._repo: Repository | None = None
         self._reader: Reader | None = None
@@ -364,18 +374,13 @@ def sessions_command(options: ReportOptions, breakdown: BreakdownOption = False)
         _print_rows("Sessions", rows, breakdown=breakdown, sessions=True, tz=ctx.tz)
 
 
-#: The block lengths ``blocks --hours`` accepts: six minutes to a year (much shorter blocks
-#: hold one call each; far longer ones end past the last date Python can represent).
-_MIN_HOURS, _MAX_HOURS = 0.1, 8760.0
-
-
 @_report("blocks")
 def blocks_command(
     options: ReportOptions,
     active: Annotated[bool, typer.Option("--active", help="Only the active block.")] = False,
     hours: Annotated[
         float,
-        typer.Option("--hours", help=f"Block length in hours, {_MIN_HOURS:g} to {_MAX_HOURS:g}."),
+        typer.Option("--hours", help=f"Block length in hours, {MIN_HOURS:g} to {MAX_HOURS:g}."),
     ] = 5,
 ) -> None:
     """5-hour usage windows as ccusage defines them, with the active block's burn rate and
@@ -389,18 +394,17 @@ def blocks_command(
     """
     from llmledger.reports.blocks import blocks
 
-    if not _MIN_HOURS <= hours <= _MAX_HOURS:  # NaN too
-        raise fail(
-            f"--hours {hours:g}: a block lasts from {_MIN_HOURS:g} to {_MAX_HOURS:g} "
-            "hours (six minutes to a year); ccusage's blocks last 5"
-        )
+    try:
+        block_hours(hours)
+    except OptionError as exc:
+        raise fail(str(exc)) from None
     ctx = _Context(options)
     now = datetime.now(UTC)
     found = blocks(ctx.reader(), filters=ctx.filters, cost=ctx.cost, hours=hours, now=now)
     if active:
         found = [b for b in found if b.is_active]
     if options.as_json:
-        echo_json({"blocks": [block_json(b, now, ctx.tz) for b in found]})
+        echo_json(blocks_json(found, now, ctx.tz))
         return
     if not found:
         typer.echo("no active block" if active else "no calls in the ledger for this selection")
@@ -450,15 +454,12 @@ def tokens_command(
 
       llmledger tokens -g day,agent --json
     """
-    from llmledger.reports.groups import DIMENSIONS, group_tokens
+    from llmledger.reports.groups import group_tokens
 
-    dims = [d.strip() for d in group_by.split(",") if d.strip()]
-    unknown = [d for d in dims if d not in DIMENSIONS]
-    if not dims or unknown:
-        raise fail(
-            f"unknown --group-by {', '.join(unknown) or '(empty)'}: use any of "
-            f"{', '.join(DIMENSIONS)}, comma-separated"
-        )
+    try:
+        dims = group_by_dimensions(group_by)
+    except OptionError as exc:
+        raise fail(str(exc)) from None
     ctx = _Context(options)
     rows = group_tokens(ctx.repo(), dims, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
     if options.as_json:

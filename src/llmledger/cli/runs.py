@@ -13,9 +13,10 @@ from rich.tree import Tree
 from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.display import format_cost, format_tokens, plain_text, safe_text
 from llmledger.errors import StoreError
+from llmledger.reports.documents import run_json, runs_json
+from llmledger.reports.options import OptionError, time_range
 from llmledger.reports.run_tree import RunNode, find_run, load_tree, recent_runs
 from llmledger.store import open_repository
-from llmledger.timespec import parse_range, parse_tz
 
 
 def _duration(ms: int | None) -> str:
@@ -37,12 +38,19 @@ def runs_command(
     since: Annotated[
         str | None, typer.Option(help="Only runs started since: 2026-11-01, 7d, 12h.")
     ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Only runs started up to this date (inclusive) or time."),
+    ] = None,
     status: Annotated[
         str | None, typer.Option(help="Only runs with this status (running, failed, ...).")
     ] = None,
+    agent: Annotated[
+        str | None, typer.Option(help="Only runs done by this agent id (claude-code, ...).")
+    ] = None,
     top: Annotated[bool, typer.Option("--top", help="Only runs with no parent.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
-    tz: Annotated[str | None, typer.Option(help="Time zone for --since dates.")] = None,
+    tz: Annotated[str | None, typer.Option(help="Time zone for --since/--until dates.")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -57,29 +65,24 @@ def runs_command(
     if limit < 1:
         raise fail(f"--limit {limit}: show at least 1 run")
     try:
-        since_at, _ = parse_range(since, None, tz=parse_tz(tz))
-    except ValueError as exc:
+        _, since_at, until_at = time_range(since=since, until=until, tz=tz)
+    except OptionError as exc:
         raise fail(str(exc)) from None
     try:
         nodes = recent_runs(
             open_repository(db),
             kind=kind,
             since=since_at,
+            until=until_at,
             status=status,
+            agent=agent,
             top_level=top,
             limit=limit,
         )
     except StoreError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        rows = []
-        for node in nodes:
-            data = node.to_dict()
-            data.pop("children")
-            data.pop("own")
-            data.pop("attempts")
-            rows.append(data)
-        echo_json({"runs": rows})
+        echo_json(runs_json(nodes))
         return
     table = Table("id", "kind", "name / key", "status", "started", "duration", "tokens", "cost")
     for node in nodes:
@@ -117,7 +120,7 @@ def show_command(
     if tree is None:
         raise fail(f"no run with id, key, name or id prefix {run!r}; `llmledger runs` lists them")
     if as_json:
-        echo_json({"run": tree.to_dict()})
+        echo_json(run_json(tree))
         return
     rich_tree = Tree(_label(tree))
     _add_children(rich_tree, tree)

@@ -118,16 +118,24 @@ def recent_runs(
     status: str | None = None,
     top_level: bool = False,
     limit: int = 50,
+    until: datetime | None = None,
+    agent: str | None = None,
 ) -> list[RunNode]:
     """The newest runs (each without children), with inclusive usage: the roll-up written when
-    the run ended, or computed now for a run still going."""
-    query = select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+    the run ended, or computed now for a run still going. Runs started from ``since`` to
+    ``until`` (inclusive), of ``kind``, with ``status``, done by ``agent`` (the run's agent
+    id), without a parent (``top_level``)."""
+    query = select(runs).order_by(runs.c.started_at.desc(), runs.c.id).limit(limit)
     if kind:
         query = query.where(runs.c.kind == kind)
     if since is not None:
         query = query.where(runs.c.started_at >= since)
+    if until is not None:
+        query = query.where(runs.c.started_at <= until)
     if status:
         query = query.where(runs.c.status == status)
+    if agent:
+        query = query.where(runs.c.agent_id == agent)
     if top_level:
         query = query.where(runs.c.parent_id.is_(None))
     with repo.engine.connect().execution_options(**READ_ONLY) as conn:
