@@ -17,6 +17,11 @@ class UsageError(LedgerError, ValueError):
         super().__init__(f"{field}: {message}")
 
 
+class ConflictError(UsageError):
+    """A write contradicts what the ledger holds (a run that ended with another status);
+    ``field`` names the field. The HTTP service answers it with 409."""
+
+
 class ParseError(LedgerError, ValueError):
     """A payload could not be read as the format it claims to be.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import functools
 import os
 import socket
@@ -26,9 +27,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
 from llmledger.call import Call
-from llmledger.errors import UsageError
+from llmledger.errors import ConflictError, UsageError
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.schema import (
     CALL_STATUSES,
@@ -49,6 +53,7 @@ from llmledger.totals import Totals
 from llmledger.usage import Usage
 
 __all__ = [
+    "THIS_PROCESS",
     "PriceLike",
     "Repository",
     "driver_executemany",
@@ -69,6 +74,19 @@ class PriceLike(Protocol):
     def cost_status(self) -> str: ...
     @property
     def price_version(self) -> str | None: ...
+
+
+class _ThisProcess(enum.Enum):
+    PROCESS = "this process"
+
+
+#: The default owner of a run: this machine (``socket.gethostname()``) and process.
+THIS_PROCESS = _ThisProcess.PROCESS
+
+#: The longest run id (the column's width): 32 hex digits of a generated one.
+_RUN_ID_LENGTH = 32
+#: The longest status event id.
+_EVENT_ID_LENGTH = 64
 
 
 def new_run_id() -> str:
@@ -190,41 +208,70 @@ class Repository:
         invocation_kind: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         started_at: datetime | None = None,
+        owner_host: str | _ThisProcess | None = THIS_PROCESS,
+        owner_pid: int | _ThisProcess | None = THIS_PROCESS,
     ) -> str:
-        """Create a running run (under ``parent_id`` if given) and return its id."""
+        """Create a running run (under ``parent_id`` if given) and return its id.
+
+        A ``run_id`` chosen by the caller (at most 32 characters) makes creation idempotent:
+        when a run with that id exists already and has the same ``kind``, nothing is written
+        and the id is returned (the stored run keeps its first fields); when it has another
+        kind, :class:`UsageError` (field ``id``) is raised. An unknown ``parent_id`` raises
+        :class:`UsageError` (field ``parent_id``).
+
+        ``owner_host`` and ``owner_pid`` name the process that owns the run while it runs
+        (default: this machine and this process); ``llmledger db repair`` marks a running run
+        interrupted when its owner on this machine is gone. A run created for another
+        process (the HTTP service creates runs for remote clients) passes ``owner_pid=None``:
+        no pid, no repair."""
         if not kind:
             raise UsageError("kind", "a run needs a kind, e.g. 'task' or 'session'")
+        if run_id is not None and not 0 < len(run_id) <= _RUN_ID_LENGTH:
+            raise UsageError("id", f"a run id has 1 to {_RUN_ID_LENGTH} characters: {run_id!r}")
+        host = socket.gethostname() if owner_host is THIS_PROCESS else owner_host
+        pid = os.getpid() if owner_pid is THIS_PROCESS else owner_pid
+        chosen = run_id
         run_id = run_id or new_run_id()
-        with self.engine.begin() as conn:
-            root_id = run_id
-            if parent_id is not None:
-                parent_root = conn.execute(
-                    select(runs.c.root_id).where(runs.c.id == parent_id)
-                ).scalar_one_or_none()
-                if parent_root is None:
-                    raise UsageError("parent_id", f"no run {parent_id!r} in the ledger")
-                root_id = parent_root
-            conn.execute(
-                runs.insert().values(
-                    id=run_id,
-                    parent_id=parent_id,
-                    root_id=root_id,
-                    kind=kind,
-                    name=name,
-                    key=key,
-                    status="running",
-                    attempt=attempt,
-                    agent_id=agent_id,
-                    agent_ids=list(agent_ids) if agent_ids is not None else None,
-                    command_name=command_name,
-                    action=action,
-                    invocation_kind=invocation_kind,
-                    started_at=started_at or _now(),
-                    owner_host=socket.gethostname(),
-                    owner_pid=os.getpid(),
-                    metadata=dict(metadata) if metadata else None,
+        try:
+            with self.engine.begin() as conn:
+                if chosen is not None and _existing_run(conn, chosen, kind):
+                    return chosen
+                root_id = run_id
+                if parent_id is not None:
+                    parent_root = conn.execute(
+                        select(runs.c.root_id).where(runs.c.id == parent_id)
+                    ).scalar_one_or_none()
+                    if parent_root is None:
+                        raise UsageError("parent_id", f"no run {parent_id!r} in the ledger")
+                    root_id = parent_root
+                conn.execute(
+                    runs.insert().values(
+                        id=run_id,
+                        parent_id=parent_id,
+                        root_id=root_id,
+                        kind=kind,
+                        name=name,
+                        key=key,
+                        status="running",
+                        attempt=attempt,
+                        agent_id=agent_id,
+                        agent_ids=list(agent_ids) if agent_ids is not None else None,
+                        command_name=command_name,
+                        action=action,
+                        invocation_kind=invocation_kind,
+                        started_at=started_at or _now(),
+                        owner_host=host,
+                        owner_pid=pid,
+                        metadata=dict(metadata) if metadata else None,
+                    )
                 )
-            )
+        except IntegrityError:
+            # Another writer created the same chosen id between the look and the insert.
+            if chosen is None:
+                raise
+            with self.engine.connect().execution_options(**READ_ONLY) as conn:
+                if not _existing_run(conn, chosen, kind):
+                    raise
         return run_id
 
     def finalize_run(
@@ -235,6 +282,7 @@ class Repository:
         finished_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
         finish_unknown: bool = False,
+        idempotent: bool = False,
     ) -> Totals:
         """End a run: write its terminal status and its inclusive usage roll-up in one
         transaction, and return the roll-up.
@@ -242,7 +290,14 @@ class Repository:
         ``finished_at`` defaults to now; with ``finish_unknown`` the finish time and duration
         stay NULL. A duration is never negative: a ``finished_at`` before the run's start is
         rejected (:class:`UsageError`), and a run whose start lies ahead of this machine's
-        clock (another machine started it) ends now with no duration."""
+        clock (another machine started it) ends now with no duration.
+
+        With ``idempotent`` (a retried request of a remote client), a run that has ended
+        already with the same ``status`` keeps its finish time and duration and gets its
+        roll-up recomputed (calls that arrived after the first finish are counted);
+        ``metadata`` is merged again. A run that ended with another status raises
+        :class:`~llmledger.errors.ConflictError` (field ``status``) and is left as it was.
+        Without it, finalizing an ended run overwrites its status, times and roll-up."""
         if status not in TERMINAL_RUN_STATUSES:
             raise UsageError(
                 "status",
@@ -250,13 +305,28 @@ class Repository:
             )
         finished = None if finish_unknown else finished_at or _now()
         with self.engine.begin() as conn:
-            started = conn.execute(
-                select(runs.c.started_at, runs.c.metadata).where(runs.c.id == run_id)
-            ).first()
+            query = select(
+                runs.c.started_at,
+                runs.c.metadata,
+                runs.c.status,
+                runs.c.finished_at,
+                runs.c.duration_ms,
+            ).where(runs.c.id == run_id)
+            # The row lock (PostgreSQL; SQLite's write transaction serializes anyway) keeps two
+            # racing finishes from both seeing the run still running.
+            started = conn.execute(query.with_for_update() if idempotent else query).first()
             if started is None:
                 raise UsageError("run_id", f"no run {run_id!r} in the ledger")
+            ended = idempotent and started.status in TERMINAL_RUN_STATUSES
+            if ended and started.status != status:
+                raise ConflictError(
+                    "status",
+                    f"run {run_id!r} ended {started.status!r} already; it cannot end {status!r}",
+                )
             duration_ms = None
-            if finished is not None and started.started_at is not None:
+            if ended:
+                finished, duration_ms = started.finished_at, started.duration_ms
+            elif finished is not None and started.started_at is not None:
                 duration_ms = int((finished - started.started_at).total_seconds() * 1000)
                 if duration_ms < 0 and finished_at is not None:
                     raise UsageError(
@@ -311,26 +381,40 @@ class Repository:
         job: str | None = None,
         agent_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Record that a task moved from one status to another (for velocity and ETA)."""
+        event_id: str | None = None,
+    ) -> bool:
+        """Record that a task moved from one status to another (for velocity and ETA).
+
+        ``event_id`` (at most 64 characters) makes the record idempotent: an event whose id is
+        stored already is not stored again. Returns True when the event was stored, False
+        when its id was stored already. Events without an id are always stored."""
         if not to_status:
             raise UsageError("to_status", "a status event needs the status it moved to")
         if run_id is None and task_key is None:
             raise UsageError("task_key", "a status event needs a run_id or a task_key")
+        if event_id is not None and not 0 < len(event_id) <= _EVENT_ID_LENGTH:
+            raise UsageError("event_id", f"an event id has 1 to {_EVENT_ID_LENGTH} characters")
+        values = {
+            "run_id": run_id,
+            "task_key": task_key,
+            "from_status": from_status,
+            "to_status": to_status,
+            "at": at or _now(),
+            "command_name": command_name,
+            "job": job,
+            "agent_id": agent_id,
+            "metadata": dict(metadata) if metadata else None,
+            "event_id": event_id,
+        }
+        insert = _dialect_insert(self.dialect)(task_status_events).values(**values)
+        if event_id is not None:
+            insert = insert.on_conflict_do_nothing(index_elements=["event_id"])
         with self.engine.begin() as conn:
-            conn.execute(
-                task_status_events.insert().values(
-                    run_id=run_id,
-                    task_key=task_key,
-                    from_status=from_status,
-                    to_status=to_status,
-                    at=at or _now(),
-                    command_name=command_name,
-                    job=job,
-                    agent_id=agent_id,
-                    metadata=dict(metadata) if metadata else None,
-                )
-            )
+            if self.dialect == "postgresql":
+                # psycopg's rowcount does not tell an insert from a conflict: ask for the row.
+                returning = insert.returning(task_status_events.c.id)
+                return conn.execute(returning).first() is not None
+            return bool(conn.execute(insert).rowcount)
 
     # -- usage ---------------------------------------------------------------------------
 
@@ -552,6 +636,23 @@ def rollup_of(run_row: Mapping[str, Any]) -> Totals:
         unpriced_calls=int(run_row["unpriced_calls"] or 0),
         calls=int(run_row["call_count"] or 0),
     )
+
+
+def _existing_run(conn: Connection, run_id: str, kind: str) -> bool:
+    """Whether run ``run_id`` exists (with ``kind``); UsageError when it has another kind."""
+    stored = conn.execute(select(runs.c.kind).where(runs.c.id == run_id)).scalar_one_or_none()
+    if stored is None:
+        return False
+    if stored != kind:
+        raise UsageError("id", f"run {run_id!r} exists already with kind {stored!r}, not {kind!r}")
+    return True
+
+
+def _dialect_insert(dialect: str) -> Any:
+    # Both dialects' insert() build INSERT ... ON CONFLICT DO NOTHING.
+    if dialect == "postgresql":
+        return postgresql_insert
+    return sqlite_insert
 
 
 def _int(value: Any) -> int | None:
