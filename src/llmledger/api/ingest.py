@@ -1,7 +1,422 @@
-"""The writes: runs, calls, finishes and task status events; each one idempotent."""
+"""The writes: runs, calls, finishes and task status events; each one idempotent, so a client
+may retry any of them blindly and the ledger holds the result once.
+
+- ``POST /v1/runs``: a run with a client-chosen ``id`` is created once; posting it again
+  returns it (200 instead of 201).
+- ``POST /v1/calls``, ``POST /v1/runs/{id}/calls``: each call is stored under its dedupe key
+  (a content hash when its source has no id), so a resent batch stores nothing twice.
+- ``POST /v1/runs/{id}/finish``: the same status again recomputes the roll-up (late calls
+  counted); another status is a 409.
+- ``POST /v1/tasks/{key}/status``: one event per event id (given, or a hash of the body).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-router = APIRouter()
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Response
+from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import select
+
+from llmledger.api.app import pricer, repository
+from llmledger.api.auth import require
+from llmledger.api.errors import error_responses
+from llmledger.api.models import (
+    MAX_BATCH_ITEMS,
+    CallBatch,
+    CallBatchResult,
+    PayloadItem,
+    RunCreate,
+    RunFinish,
+    RunJSON,
+    RunResult,
+    StatusEventCreate,
+    StatusEventResult,
+)
+from llmledger.call import Call
+from llmledger.errors import UsageError
+from llmledger.payloads import calls_in, price_calls
+from llmledger.pricing import Price, Pricer
+from llmledger.records import CallRecord, call_of_record
+from llmledger.store import Repository
+from llmledger.store.engine import READ_ONLY
+from llmledger.store.schema import runs
+
+__all__ = ["ingest_calls", "router"]
+
+_log = logging.getLogger("llmledger.api")
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["writes"],
+    dependencies=[Depends(require("ingest"))],
+    responses=error_responses(401, 403),
+)
+
+Repo = Annotated[Repository, Depends(repository)]
+ServerPricer = Annotated[Pricer, Depends(pricer)]
+
+_RECORDS = TypeAdapter(list[CallRecord])
+_JSON = "application/json"
+
+
+# -- runs --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/runs",
+    status_code=201,
+    response_model=RunResult,
+    summary="Open a run (idempotent with a client-chosen id)",
+    responses={
+        200: {"model": RunResult, "description": "A run with this id exists (same kind)"},
+        **error_responses(404, 409),
+    },
+)
+def create_run(body: RunCreate, response: Response, repo: Repo) -> dict[str, Any]:
+    """Create a running run, under ``parent_id`` or under the newest run whose key is
+    ``parent_key``. 201 with the run; 200 with the stored run when one with this ``id`` exists
+    (same kind); 409 when it exists with another kind; 404 for an unknown parent."""
+    if body.id is not None:
+        existing = repo.get_run(body.id)
+        if existing is not None:
+            _same_kind(body.id, existing["kind"], body.kind)
+            response.status_code = 200
+            return {"run": run_json(repo, body.id)}
+    parent_id = body.parent_id
+    if body.parent_key is not None:
+        parent_id = _newest_with_key(repo, body.parent_key)
+        if parent_id is None:
+            raise HTTPException(404, f"parent_key: no run with key {body.parent_key!r}")
+    metadata = dict(body.metadata or {})
+    if body.host is not None:
+        metadata["host"] = body.host
+    try:
+        run_id = repo.create_run(
+            body.kind,
+            run_id=body.id,
+            name=body.name,
+            key=body.key,
+            parent_id=parent_id,
+            attempt=body.attempt,
+            agent_id=body.agent_id,
+            agent_ids=body.agent_ids,
+            command_name=body.command_name,
+            action=body.action,
+            invocation_kind=body.invocation_kind,
+            metadata=metadata or None,
+            started_at=body.started_at,
+            # A remote process is not this machine's to check for liveness.
+            owner_host=body.host or "remote",
+            owner_pid=None,
+        )
+    except UsageError as exc:
+        if exc.field == "parent_id":
+            raise HTTPException(404, str(exc)) from None
+        if exc.field == "id":
+            raise HTTPException(409, str(exc)) from None
+        raise
+    return {"run": run_json(repo, run_id)}
+
+
+def _same_kind(run_id: str, stored: str, posted: str) -> None:
+    if stored != posted:
+        raise HTTPException(409, f"id: run {run_id!r} exists with kind {stored!r}, not {posted!r}")
+
+
+def _newest_with_key(repo: Repository, key: str) -> str | None:
+    query = select(runs.c.id).where(runs.c.key == key).order_by(runs.c.started_at.desc()).limit(1)
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        found = conn.execute(query).scalar_one_or_none()
+    return None if found is None else str(found)
+
+
+def run_json(repo: Repository, run_id: str) -> dict[str, Any]:
+    """The run as ``llmledger show --json`` prints it, without its children."""
+    from llmledger.reports.run_tree import load_tree
+
+    tree = load_tree(repo, run_id)
+    if tree is None:  # pragma: no cover - callers ask for a run they found or made
+        raise HTTPException(404, f"run_id: no run {run_id!r} in the ledger")
+    node = tree.to_dict()
+    node.pop("children", None)
+    return RunJSON.model_validate(node).model_dump()
+
+
+def _existing_run(repo: Repository, run_id: str) -> dict[str, Any]:
+    row = repo.get_run(run_id)
+    if row is None:
+        raise HTTPException(404, f"run_id: no run {run_id!r} in the ledger")
+    return row
+
+
+@router.post(
+    "/runs/{run_id}/finish",
+    response_model=RunResult,
+    summary="End a run: terminal status and usage roll-up in one transaction",
+    responses=error_responses(404, 409),
+)
+def finish_run(run_id: str, body: RunFinish, repo: Repo) -> dict[str, Any]:
+    """Write the run's terminal status and its inclusive roll-up, as ``Ledger`` does when a
+    run ends. Posting the same status again recomputes the roll-up (calls that arrived late
+    are counted) and keeps the finish time; another terminal status is a 409."""
+    _existing_run(repo, run_id)
+    repo.finalize_run(
+        run_id,
+        body.status,
+        finished_at=body.finished_at,
+        metadata=body.metadata,
+        idempotent=True,
+    )
+    return {"run": run_json(repo, run_id)}
+
+
+# -- calls -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/calls",
+    summary="Store a batch of calls (no run)",
+    response_model=CallBatchResult,
+    responses=error_responses(413),
+)
+def post_calls(body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
+    """Store up to 1000 calls, each ``{"call": <CallRecord>}`` or ``{"payload": ..., "format"?}``
+    (parsed as ``Ledger.record`` parses it). A bad item is listed in ``rejected`` with its
+    index and the field or line at fault; the others are stored. Every call is stored once
+    under its dedupe key, however often the batch is sent."""
+    return _json(ingest_calls(repo, prices, body, None))
+
+
+@router.post(
+    "/runs/{run_id}/calls",
+    summary="Store a batch of a run's calls",
+    response_model=CallBatchResult,
+    responses=error_responses(404, 413),
+)
+def post_run_calls(run_id: str, body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
+    """``POST /v1/calls`` with every call filed under the run ``run_id`` (404 when the ledger
+    has no such run)."""
+    _existing_run(repo, run_id)
+    return _json(ingest_calls(repo, prices, body, run_id))
+
+
+def _json(document: dict[str, Any]) -> Response:
+    # orjson, and no second validation of a response built here: the batch's hot path.
+    return Response(orjson.dumps(document), media_type=_JSON)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """The calls found in a batch so far, each with its item's index and its price."""
+
+    indexes: list[int] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    prices: list[Price] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, index: int, call: Call, price: Price) -> None:
+        self.indexes.append(index)
+        self.calls.append(call)
+        self.prices.append(price)
+
+
+def ingest_calls(
+    repo: Repository, pricer: Pricer, batch: CallBatch, run_id: str | None
+) -> dict[str, Any]:
+    """Check, price and store the calls of ``batch`` (under ``run_id``) in one transaction;
+    the result document of ``POST /v1/calls``. Raises a 413 above :data:`MAX_BATCH_ITEMS`."""
+    if len(batch.items) > MAX_BATCH_ITEMS:
+        raise HTTPException(
+            413, f"items: {len(batch.items)} items; a batch holds at most {MAX_BATCH_ITEMS}"
+        )
+    found = _Batch()
+    records: list[tuple[int, Any]] = []
+    for index, item in enumerate(batch.items):
+        if "call" in item:
+            if len(item) != 1:
+                extra = sorted(name for name in item if name != "call")
+                found.rejected.append((index, f"call: unexpected fields beside it: {extra}"))
+            else:
+                records.append((index, item["call"]))
+        elif "payload" in item:
+            _add_payload(found, index, item, pricer, batch.host, run_id)
+        else:
+            found.rejected.append((index, "an item is {'call': ...} or {'payload': ...}"))
+    _add_records(found, records, pricer, batch.host)
+    rows, row_indexes = _rows(repo, found, run_id)
+    written = repo.write_call_rows(rows) if rows else 0
+    found.rejected.sort()
+    return {
+        "accepted": written,
+        "duplicates": len(rows) - written,
+        "rejected": [{"index": index, "error": error} for index, error in found.rejected],
+        "calls": [
+            {
+                "index": index,
+                "dedupe_key": row["dedupe_key"],
+                "model": row["model"],
+                "cost_usd": None if row["cost_usd"] is None else float(row["cost_usd"]),
+                "cost_status": row["cost_status"],
+            }
+            for index, row in sorted(zip(row_indexes, rows, strict=True), key=_by_index)
+        ],
+    }
+
+
+def _by_index(pair: tuple[int, dict[str, Any]]) -> int:
+    return pair[0]
+
+
+def _add_records(
+    found: _Batch, records: list[tuple[int, Any]], pricer: Pricer, host: str | None
+) -> None:
+    """The canonical records, validated in one go (one by one only when some are bad)."""
+    valid: list[tuple[int, CallRecord]] = []
+    try:
+        checked = _RECORDS.validate_python([value for _, value in records])
+        valid = [(index, record) for (index, _), record in zip(records, checked, strict=True)]
+    except ValidationError:
+        for index, value in records:
+            try:
+                valid.append((index, CallRecord.model_validate(value)))
+            except ValidationError as exc:
+                found.rejected.append((index, _described(exc, "call")))
+    for index, record in valid:
+        try:
+            call = call_of_record(record)
+        except UsageError as exc:
+            found.rejected.append((index, f"call.usage.{exc}"))
+            continue
+        if call.host is None:
+            call.host = host
+        found.add(index, call, pricer.price(call))
+
+
+def _add_payload(
+    found: _Batch,
+    index: int,
+    item: dict[str, Any],
+    pricer: Pricer,
+    host: str | None,
+    run_id: str | None,
+) -> None:
+    """The calls of one payload, read as ``Ledger.record`` reads it; a call its source gave
+    no id gets a content hash, so that the same payload posted again is stored once."""
+    try:
+        payload = PayloadItem.model_validate(item)
+    except ValidationError as exc:
+        found.rejected.append((index, _described(exc)))
+        return
+    try:
+        parsed = calls_in(payload.payload, payload.format)
+    except Exception as exc:  # a parser's failure on odd input rejects this item only
+        _log.debug("payload item %d rejected", index, exc_info=True)
+        found.rejected.append((index, f"payload: {exc}"))
+        return
+    for skipped in parsed.skipped:
+        found.rejected.append((index, f"payload: {skipped}"))
+    calls: list[Call] = []
+    for call in parsed.calls:
+        call.dedupe_key = call.key()
+        if call.host is None:
+            call.host = host
+        flags = [
+            flag
+            for flag, missing in (
+                ("no_run", run_id is None),
+                ("no_model", call.model is None),
+                ("no_usage", call.usage.is_empty),
+            )
+            if missing
+        ]
+        if flags:  # as Ledger.record marks them; after the key, which must not depend on it
+            call.metadata = {**call.metadata, "flags": flags}
+        calls.append(call)
+    for call, price in zip(
+        calls, price_calls(pricer, calls, parsed.reported_by_model), strict=True
+    ):
+        found.add(index, call, price)
+
+
+def _rows(
+    repo: Repository, found: _Batch, run_id: str | None
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """The store's rows of the calls found, with each row's item index; a call the store
+    refuses (the field named) is rejected alone."""
+    recorded_at = datetime.now(UTC)
+    try:
+        rows = repo.call_rows(
+            found.calls, run_id=run_id, prices=found.prices, recorded_at=recorded_at
+        )
+        return rows, found.indexes
+    except UsageError:
+        pass
+    rows, indexes = [], []
+    for index, call, price in zip(found.indexes, found.calls, found.prices, strict=True):
+        try:
+            rows += repo.call_rows([call], run_id=run_id, prices=[price], recorded_at=recorded_at)
+            indexes.append(index)
+        except UsageError as exc:
+            found.rejected.append((index, str(exc)))
+    return rows, indexes
+
+
+def _described(exc: ValidationError, prefix: str = "") -> str:
+    """A validation error in one line: each field's dotted path and what is wrong with it."""
+    parts = []
+    for error in exc.errors(include_url=False)[:5]:
+        path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        parts.append(f"{path}: {error['msg']}" if path else error["msg"])
+    return "; ".join(parts)
+
+
+# -- task status events ------------------------------------------------------------------
+
+
+@router.post(
+    "/tasks/{key:path}/status",
+    status_code=201,
+    response_model=StatusEventResult,
+    summary="Add a task status event (idempotent by event id)",
+    responses={
+        200: {"model": StatusEventResult, "description": "The event was stored already"},
+        **error_responses(404),
+    },
+)
+def add_status_event(
+    key: str, body: StatusEventCreate, response: Response, repo: Repo
+) -> StatusEventResult:
+    """A ``task_status_events`` row: the task ``key`` moved to ``to_status``. 201 when stored,
+    200 when an event with this id was stored already. Without ``id`` the event id is the
+    SHA-256 of the key and the body, so identical posts are one event."""
+    event_id = body.id or _event_id(key, body)
+    if body.run_id is not None:
+        _existing_run(repo, body.run_id)
+    created = repo.add_status_event(
+        body.to_status,
+        run_id=body.run_id,
+        task_key=key,
+        from_status=body.from_status,
+        at=body.at,
+        command_name=body.command_name,
+        job=body.job,
+        agent_id=body.agent_id,
+        metadata=body.metadata,
+        event_id=event_id,
+    )
+    if not created:
+        response.status_code = 200
+    return StatusEventResult(event_id=event_id, created=created)
+
+
+def _event_id(key: str, body: StatusEventCreate) -> str:
+    canonical = orjson.dumps(
+        body.model_dump(mode="json", exclude_none=True), option=orjson.OPT_SORT_KEYS
+    )
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass") + b"\n" + canonical).hexdigest()
