@@ -9,6 +9,9 @@ failed (an exception), timed_out (``TimeoutError``), cancelled (``CancelledError
 
 Recording never breaks the caller: a bad payload or an unreachable store is logged with its
 cause, counted in ``ledger.failures``, reported to observers, and ``record()`` returns.
+
+A ledger whose URL is ``http(s)://`` writes to an llmledger service instead: every write is
+appended to a local spool and a background thread sends it (:mod:`llmledger.remote`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
@@ -40,7 +43,14 @@ from llmledger.store import Repository, open_repository
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.schema import RunStatus, TerminalRunStatus, runs
 from llmledger.totals import Totals
+from llmledger.usage import BUCKETS, Usage
 from llmledger.values import EARLIEST, LATEST, MAX_USD
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from llmledger.remote import RemoteWriter
+    from llmledger.remote.spool import Op
 
 __all__ = [
     "Ledger",
@@ -193,6 +203,17 @@ class Ledger:
 
     The store is opened on first use; if it cannot be, the error is logged and counted and the
     ledger keeps accepting calls (they are lost, and ``failures`` says so).
+
+    An ``http://`` or ``https://`` URL (or ``LLMLEDGER_DB``) names an llmledger service
+    (``llmledger serve``): the same API, over HTTP. Each write (a run opened or finished, a
+    call, a status event) is appended to a local spool file (``spool``; default: one per URL
+    in the user cache directory) before the method returns, and a background thread sends the
+    spool in batches of up to ``batch_size`` calls, at least every ``flush_interval`` seconds.
+    A killed process loses nothing: the next process using the spool sends what is left, and
+    the server stores each write once. ``api_key`` defaults to ``LLMLEDGER_API_KEY``.
+    :meth:`flush`, :meth:`close` and interpreter exit wait (at most ``close_timeout``
+    seconds) for the spool to drain. Writes the server refuses for good are kept in the spool's
+    dead letters and counted in ``failures``. ``durable`` does not apply: the spool always is.
     """
 
     def __init__(
@@ -203,6 +224,11 @@ class Ledger:
         pricer: Pricer | None = None,
         observers: Sequence[LedgerObserver] = (),
         repair_stale: bool = True,
+        api_key: str | None = None,
+        spool: str | Path | None = None,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        close_timeout: float = 10.0,
     ) -> None:
         self.url = url
         self.durable = durable
@@ -213,12 +239,39 @@ class Ledger:
         self._repo: Repository | None = None
         self._lock = threading.Lock()
         self._buffer: list[dict[str, Any]] = []
+        self._remote: RemoteWriter | None = None
+        target = url or os.environ.get("LLMLEDGER_DB")
+        if target is not None and target.lower().startswith(("http://", "https://")):
+            from llmledger.remote import RemoteWriter
+
+            self.url = target
+            self._remote = RemoteWriter(
+                target,
+                api_key=api_key,
+                spool=spool,
+                batch_size=batch_size,
+                flush_interval=flush_interval,
+                close_timeout=close_timeout,
+                on_dead=_dead_letter_handler(self),
+            )
+
+    @property
+    def remote(self) -> RemoteWriter | None:
+        """The writer to the service when this ledger is remote (``http(s)://``), else None."""
+        return self._remote
 
     # -- store ---------------------------------------------------------------------------
 
     @property
     def repository(self) -> Repository:
-        """The store, opened (and migrated) on first use; raises if it cannot be opened."""
+        """The store, opened (and migrated) on first use; raises if it cannot be opened (and
+        for a remote ledger, which has no store of its own)."""
+        if self._remote is not None:
+            raise UsageError(
+                "url",
+                f"the ledger {self.url} is a remote service: it has no local store "
+                "(read it through the service's API)",
+            )
         if self._repo is None:
             with self._lock:
                 if self._repo is None:
@@ -228,8 +281,14 @@ class Ledger:
                     self._repo = repo
         return self._repo
 
-    def close(self) -> None:
-        """Write buffered calls and release database connections."""
+    def close(self, timeout: float | None = None) -> None:
+        """Write buffered calls and release database connections. A remote ledger waits (at
+        most ``timeout`` seconds, default ``close_timeout``) for its spool to drain and stops
+        sending; what is left stays in the spool for the next process or ``llmledger spool
+        flush``."""
+        if self._remote is not None:
+            self._guard("drain the spool", self._remote.close, timeout)
+            return
         self.flush()
         if self._repo is not None:
             self._repo.engine.dispose()
@@ -240,12 +299,18 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def flush(self) -> None:
-        """Write calls buffered by a non-durable ledger."""
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write calls buffered by a non-durable ledger. A remote ledger waits (at most
+        ``timeout`` seconds, default ``close_timeout``) until every write made so far has
+        reached the service. Returns False when something is still unwritten."""
+        if self._remote is not None:
+            drained = self._guard("drain the spool", self._remote.flush, timeout)
+            return bool(drained)
         with self._lock:
             rows, self._buffer = self._buffer, []
         if rows:
-            self._guard("flush", lambda: self.repository.write_call_rows(rows))
+            return self._guard("flush", lambda: self.repository.write_call_rows(rows)) is not None
+        return True
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -345,6 +410,26 @@ class Ledger:
             agent=agent,
             attempt_number=attempt,
         )
+        if self._remote is not None:
+            remote = self._remote
+            body = {
+                "id": run.id,
+                "kind": kind,
+                "name": name,
+                "key": key,
+                "parent_id": parent.id if parent is not None else None,
+                "attempt": attempt,
+                "agent_id": agent,
+                "agent_ids": list(agent_ids) if agent_ids is not None else None,
+                "command_name": command_name,
+                "action": action,
+                "invocation_kind": invocation_kind,
+                "metadata": dict(metadata) if metadata else None,
+                "started_at": datetime.now(UTC).isoformat(),
+            }
+            body = {name: value for name, value in body.items() if value is not None}
+            self._guard(f"open {kind} run", remote.create_run, body)
+            return run
         self._guard(
             f"open {kind} run",
             lambda: self.repository.create_run(
@@ -365,6 +450,16 @@ class Ledger:
         return run
 
     def _finalize(self, run: Run, status: TerminalRunStatus) -> None:
+        if self._remote is not None:
+            # The roll-up is the server's to compute; observers get no totals here.
+            body: dict[str, Any] = {"status": status, "finished_at": datetime.now(UTC).isoformat()}
+            if run._metadata:
+                body["metadata"] = run._metadata
+            self._guard(f"finalize {run.kind} run {run.id}", self._remote.finish_run, run.id, body)
+            run.status = status
+            for observer in self.observers:
+                self._guard("observer", observer.on_finalize, run, status, None)
+            return
         self.flush()
         totals = self._guard(
             f"finalize {run.kind} run {run.id}",
@@ -497,6 +592,9 @@ class Ledger:
             prepared.append(call)
         for name, reason in invalid.items():
             self._failed("record", UsageError(name, f"{reason}; the call is stored without it"))
+        if self._remote is not None:
+            self._send_calls(prepared, run, reported_by_model)
+            return prepared
         prices = price_calls(self.pricer, prepared, reported_by_model)
         if "cost_usd" in invalid:  # the caller's cost is unknown: not guessed from the usage
             prices = [Price(None, "unpriced", None, "cost_usd given was invalid")] * len(prices)
@@ -513,6 +611,32 @@ class Ledger:
                 self._guard("observer", observer.on_record, call, price, run)
         return prepared
 
+    def _send_calls(
+        self, calls: list[Call], run: Run | None, reported_by_model: Mapping[str, Decimal]
+    ) -> None:
+        """Append the calls to the spool. The server prices them; a cost the payload's
+        summary reported per model is split here (as a local ledger does) and sent as each
+        call's reported cost. Priced locally too only when observers want the price."""
+        from llmledger.records import record_of_call
+
+        assert self._remote is not None
+        prices: list[Price] | None = None
+        if reported_by_model or self.observers:
+            prices = price_calls(self.pricer, calls, reported_by_model)
+        records = []
+        for index, call in enumerate(calls):
+            record = record_of_call(call)
+            if reported_by_model and prices is not None and call.reported_cost_usd is None:
+                price = prices[index]
+                if price.cost_status == "reported" and price.cost_usd is not None:
+                    record["reported_cost_usd"] = str(price.cost_usd)
+            records.append(record)
+        self._remote.add_calls(run.id if run is not None else None, records)
+        if prices is not None:
+            for call, price in zip(calls, prices, strict=True):
+                for observer in self.observers:
+                    self._guard("observer", observer.on_record, call, price, run)
+
     # -- task status events --------------------------------------------------------------
 
     def add_status_event(
@@ -527,6 +651,26 @@ class Ledger:
         """Add a task status event (``task_status_events``) for ``run`` (its key and agent) or
         for ``task_key``. Like :meth:`record`, it never raises: a store failure is logged,
         counted and reported."""
+        if self._remote is not None:
+            key = task_key or (run.key if run is not None else None)
+            if key is None:
+                self._failed(
+                    "add a status event",
+                    UsageError("task_key", "a remote ledger needs the task's key (task_key=)"),
+                )
+                return
+            body = {
+                "id": uuid.uuid4().hex,
+                "to_status": to_status,
+                "from_status": from_status,
+                "at": datetime.now(UTC).isoformat(),
+                "agent_id": run.agent if run is not None else None,
+                "run_id": run.id if run is not None else None,
+                "metadata": dict(metadata) if metadata else None,
+            }
+            body = {name: value for name, value in body.items() if value is not None}
+            self._guard("add a status event", self._remote.status_event, key, body)
+            return
         self._guard(
             "add a status event",
             lambda: self.repository.add_status_event(
@@ -542,7 +686,14 @@ class Ledger:
     # -- reading -------------------------------------------------------------------------
 
     def totals(self, run_id: str, *, inclusive: bool = True) -> Totals:
-        """Usage and cost of a run: its whole subtree (default) or its own calls."""
+        """Usage and cost of a run: its whole subtree (default) or its own calls.
+
+        A remote ledger drains its spool first, then asks the service (``GET /v1/runs/{id}``);
+        the cost comes back as the JSON float the service prints."""
+        if self._remote is not None:
+            self.flush()
+            document = self._remote.run_json(run_id)
+            return _totals_of(document["run"]["inclusive" if inclusive else "own"])
         self.flush()
         by_model = self.repository.run_usage(run_id, inclusive=inclusive)
         return Totals.total(by_model.values())
@@ -586,6 +737,37 @@ class Ledger:
                     observer.on_failure(exc, what)
                 except Exception:  # an observer's own failure must not recurse
                     _log.exception("llmledger observer failed in on_failure")
+
+
+def _totals_of(data: Mapping[str, Any]) -> Totals:
+    """:class:`Totals` from the JSON object ``Totals.to_dict()`` wrote (``show --json``)."""
+    cost = data.get("cost_usd")
+    return Totals(
+        usage=Usage(**{name: data.get(name) for name in BUCKETS}),
+        cost_usd=None if cost is None else Decimal(str(cost)),
+        unpriced_calls=int(data.get("unpriced_calls") or 0),
+        calls=int(data.get("calls") or 0),
+    )
+
+
+def _dead_letter_handler(ledger: Ledger) -> Callable[[Sequence[Op], int | None, str], None]:
+    """Counts a write the service refused as one of ``ledger``'s failures (weakly: the
+    sender's thread must not keep a dropped ledger alive)."""
+    import weakref
+
+    from llmledger.remote import RemoteError
+
+    ref = weakref.ref(ledger)
+
+    def on_dead(ops: Sequence[Op], http_status: int | None, error: str) -> None:
+        live = ref()
+        if live is not None:
+            for op in ops:
+                live._failed(
+                    f"send a {op.kind} (kept in the spool's dead letters)", RemoteError(error)
+                )
+
+    return on_dead
 
 
 def _checked(name: str, value: Any, convert: Callable[[Any], Any], invalid: dict[str, str]) -> Any:
