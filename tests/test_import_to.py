@@ -7,8 +7,11 @@ the real service."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +22,8 @@ import orjson
 import pytest
 
 from llmledger.imports import ship
-from llmledger.records import CallRecord, call_of_record
+from llmledger.records import CallRecord, call_of_record, record_of_call
+from server import ServerProcess
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -54,6 +58,8 @@ class FakeServer:
                 continue
             record = CallRecord.model_validate(item["call"])
             call = call_of_record(record)
+            # What is sent is the canonical JSON of the call it describes.
+            assert record_of_call(call) == item["call"]
             key = call.key()
             stored = self.calls.get(key)
             tokens = call.usage.total_tokens or 0
@@ -305,3 +311,157 @@ def test_each_server_has_its_own_staging_ledger(machine: Path, tmp_path: Path) -
 def _mark_all_pending(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT OR IGNORE INTO ship_pending (call_id) SELECT id FROM calls")
+
+
+def test_codex_and_gemini_calls_are_sent_too(
+    machine: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODEX_HOME", str(EXAMPLES / "codex-home"))
+    monkeypatch.setenv("GEMINI_DATA_DIR", str(EXAMPLES / "gemini-home" / "tmp"))
+    server = FakeServer()
+    _, sent = ship.import_to(URL, host="laptop", transport=server.transport(), first_wait=0.0)
+    sources = {c["record"]["source"] for c in server.calls.values()}
+    assert len(sources) == 3
+    assert sent.sent == len(server.calls) == _staged_calls()
+
+
+def _staged_calls() -> int:
+    with sqlite3.connect(ship.staging_path(URL)) as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+
+
+# -- end to end: the CLI, two machines, the real service -------------------------------------
+
+_RENAMED = {
+    "11111111-aaaa-4aaa-8aaa-111111111111": "33333333-cccc-4ccc-8ccc-333333333333",
+    "22222222-bbbb-4bbb-8bbb-222222222222": "44444444-dddd-4ddd-8ddd-444444444444",
+    '"id":"msg_': '"id":"msgB_',
+    '"requestId":"req_': '"requestId":"reqB_',
+}
+
+
+def _second_machine(root: Path) -> dict[str, str]:
+    """Another machine's logs: Codex and Gemini CLI examples, and Claude Code transcripts
+    like the fixture's but of other sessions and messages."""
+    claude = root / "claude"
+    for source in (FIXTURES / "claude-home" / "projects").rglob("*.jsonl"):
+        text, name = source.read_text(), source.name
+        for old, new in _RENAMED.items():
+            text, name = text.replace(old, new), name.replace(old, new)
+        target = claude / "projects" / source.parent.name / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return {
+        "CLAUDE_CONFIG_DIR": str(claude),
+        "CODEX_HOME": str(EXAMPLES / "codex-home"),
+        "GEMINI_DATA_DIR": str(EXAMPLES / "gemini-home" / "tmp"),
+        "HOME": str(root),
+        "LLMLEDGER_STAGING_DIR": str(root / "staging"),
+    }
+
+
+def _first_machine(root: Path) -> dict[str, str]:
+    shutil.copytree(FIXTURES / "claude-home", root / "claude")
+    (root / "none").mkdir()
+    return {
+        "CLAUDE_CONFIG_DIR": str(root / "claude"),
+        "CODEX_HOME": str(root / "none"),
+        "GEMINI_DATA_DIR": str(root / "none"),
+        "HOME": str(root),
+        "LLMLEDGER_STAGING_DIR": str(root / "staging"),
+    }
+
+
+def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LLMLEDGER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "llmledger", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _totals(document: dict[str, Any]) -> dict[str, Any]:
+    totals = document["totals"]
+    return {k: totals[k] for k in ("calls", "total_tokens", "input_tokens", "output_tokens")} | {
+        "cost_usd": pytest.approx(totals["cost_usd"], rel=1e-12)
+    }
+
+
+def _local_daily(env: dict[str, str], url: str) -> dict[str, Any]:
+    staged = f"sqlite:///{ship.staging_path(url, env['LLMLEDGER_STAGING_DIR'])}"
+    result = _cli(["daily", "--db", staged, "--no-import", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = orjson.loads(result.stdout)
+    return document
+
+
+@pytest.mark.slow
+def test_two_machines_add_up_on_one_server_and_rerunning_changes_nothing(
+    db_url: str, tmp_path: Path
+) -> None:
+    alpha = _first_machine(tmp_path / "alpha")
+    beta = _second_machine(tmp_path / "beta")
+    with ServerProcess(db_url, log=tmp_path / "server.log") as server:
+        for env, host in ((alpha, "alpha"), (beta, "beta")):
+            result = _cli(["import", "--to", server.url, "--host", host], env)
+            assert result.returncode == 0, result.stderr
+            assert f"as host {host}" in result.stdout
+        local = {"alpha": _local_daily(alpha, server.url), "beta": _local_daily(beta, server.url)}
+        daily = httpx.get(server.url + "/v1/reports/daily").json()
+        assert daily["totals"]["calls"] == sum(d["totals"]["calls"] for d in local.values())
+        for name in ("total_tokens", "input_tokens", "output_tokens", "cache_read_tokens"):
+            assert daily["totals"][name] == sum(d["totals"][name] for d in local.values())
+        assert daily["totals"]["cost_usd"] == pytest.approx(
+            sum(d["totals"]["cost_usd"] for d in local.values()), rel=1e-12
+        )
+        # Each call carries its machine: the host filter gives each machine's own totals.
+        for host, document in local.items():
+            one = httpx.get(server.url + "/v1/reports/daily", params={"host": host}).json()
+            assert _totals(one) == _totals(document)
+            cli = _cli(["daily", "--db", db_url, "--host", host, "--no-import", "--json"], {})
+            assert cli.returncode == 0, cli.stderr
+            assert _totals(orjson.loads(cli.stdout)) == _totals(document)
+        # Again, both: nothing is sent, the server's books do not move.
+        for env in (alpha, beta):
+            result = _cli(["import", "--to", server.url, "--json"], env)
+            assert result.returncode == 0, result.stderr
+            assert orjson.loads(result.stdout)["sent"]["sent"] == 0
+        assert httpx.get(server.url + "/v1/reports/daily").json() == daily
+
+
+@pytest.mark.slow
+def test_a_server_that_is_down_gets_the_calls_at_the_next_run(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    env = _first_machine(tmp_path / "alpha")
+    server = ServerProcess(sqlite_url, log=tmp_path / "server.log")
+    down = _cli(["import", "--to", server.url], env)
+    assert down.returncode == 1
+    assert "cannot reach" in down.stderr
+    assert "7 still to send" in down.stderr
+    with server:
+        # LLMLEDGER_DB naming the server does what --to does.
+        up = _cli(["import", "--json"], {**env, "LLMLEDGER_DB": server.url})
+        assert up.returncode == 0, up.stderr
+        sent = orjson.loads(up.stdout)["sent"]
+        assert (sent["sent"], sent["accepted"], sent["pending"]) == (7, 7, 0)
+        assert httpx.get(server.url + "/v1/reports/daily").json()["totals"]["calls"] == 7
+
+
+@pytest.mark.slow
+def test_a_server_with_keys_wants_an_ingest_key(sqlite_url: str, tmp_path: Path) -> None:
+    env = _first_machine(tmp_path / "alpha")
+    made = _cli(["keys", "create", "laptop", "--scope", "ingest", "--db", sqlite_url], {})
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    with ServerProcess(sqlite_url, auth=True, log=tmp_path / "server.log") as server:
+        refused = _cli(["import", "--to", server.url], env)
+        assert refused.returncode == 1
+        assert "--api-key" in refused.stderr
+        sent = _cli(["import", "--to", server.url, "--json"], {**env, "LLMLEDGER_API_KEY": key})
+        assert sent.returncode == 0, sent.stderr
+        assert orjson.loads(sent.stdout)["sent"]["accepted"] == 7

@@ -51,19 +51,16 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from llmledger.agents import AGENTS
-from llmledger.call import Call
-from llmledger.errors import LedgerError, UsageError
-from llmledger.records import record_of_call
+from llmledger.errors import LedgerError
 from llmledger.store.schema import TOKEN_COLUMNS
-from llmledger.store.types import micros_to_datetime, money_from_pico
-from llmledger.usage import Usage
 
 if TYPE_CHECKING:
     import httpx
@@ -140,6 +137,27 @@ _SELECT = (
 )
 _AT = {name: i + 2 for i, name in enumerate(_COLUMNS)}
 _TOKENS = slice(_AT[TOKEN_COLUMNS[0]], _AT[TOKEN_COLUMNS[-1]] + 1)
+#: The record's fields taken as stored (when known), and its times.
+_PLAIN = tuple(
+    (name, _AT[name])
+    for name in (
+        "source",
+        "model",
+        "provider",
+        "dedupe_key",
+        "message_id",
+        "request_id",
+        "duration_ms",
+        "session_id",
+        "project",
+        "agent_id",
+    )
+)
+_TIMES = (("started_at", _AT["started_at"]), ("finished_at", _AT["finished_at"]))
+_COST, _COST_STATUS, _STATUS, _PROVENANCE, _METADATA = (
+    _AT[name] for name in ("cost_usd", "cost_status", "status", "token_provenance", "metadata")
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Metadata the server works out again with its own prices.
 _SERVER_SIDE = ("computed_cost_pico",)
 
@@ -404,46 +422,43 @@ def _records(
     for i, row in enumerate(rows):
         try:
             records.append(_record(row, host))
-        except (UsageError, ValueError) as exc:
+        except ValueError as exc:  # metadata that is not JSON: no import writes it
             bad[i] = str(exc)
     return records, bad
 
 
 def _record(row: tuple[Any, ...], host: str) -> dict[str, Any]:
-    """The canonical JSON of a stored call: what the source reported of it; the server
-    prices it again, except a cost the source reported, which stays reported."""
-    at = _AT
-    metadata = orjson.loads(row[at["metadata"]]) if row[at["metadata"]] else {}
-    if not isinstance(metadata, dict):
-        metadata = {"value": metadata}
-    for name in _SERVER_SIDE:
-        metadata.pop(name, None)
-    reported = (
-        money_from_pico(row[at["cost_usd"]])
-        if row[at["cost_status"]] == "reported" and row[at["cost_usd"]] is not None
-        else None
-    )
-    call = Call(
-        usage=Usage(*row[_TOKENS]),
-        source=row[at["source"]],
-        model=row[at["model"]],
-        provider=row[at["provider"]],
-        dedupe_key=row[at["dedupe_key"]],
-        message_id=row[at["message_id"]],
-        request_id=row[at["request_id"]],
-        started_at=micros_to_datetime(row[at["started_at"]]),
-        finished_at=micros_to_datetime(row[at["finished_at"]]),
-        duration_ms=row[at["duration_ms"]],
-        reported_cost_usd=reported,
-        status=row[at["status"]],
-        token_provenance=row[at["token_provenance"]],
-        session_id=row[at["session_id"]],
-        project=row[at["project"]],
-        agent_id=row[at["agent_id"]],
-        metadata=metadata,
-        host=host,
-    )
-    return record_of_call(call)
+    """The canonical JSON of a stored call (what :func:`~llmledger.records.record_of_call`
+    makes of it, built straight from the row: the send's main cost): what the source
+    reported of the call. The server prices it again, except a cost the source reported,
+    which stays reported."""
+    # The checks of a record's usage and fields are the server's: a stored call passed the
+    # same ones when it was imported.
+    counts = zip(TOKEN_COLUMNS, row[_TOKENS], strict=True)
+    usage = {name: value for name, value in counts if value is not None}
+    record: dict[str, Any] = {"usage": usage}
+    for name, at in _PLAIN:
+        value = row[at]
+        if value is not None:
+            record[name] = value
+    record["host"] = host
+    for name, at in _TIMES:
+        if row[at] is not None:
+            record[name] = (_EPOCH + timedelta(microseconds=row[at])).isoformat()
+    if row[_COST_STATUS] == "reported" and row[_COST] is not None:
+        record["reported_cost_usd"] = str(Decimal(row[_COST]).scaleb(-12))
+    if row[_STATUS] != "ok":
+        record["status"] = row[_STATUS]
+    if row[_PROVENANCE] != "reported":
+        record["token_provenance"] = row[_PROVENANCE]
+    if row[_METADATA]:
+        metadata = orjson.loads(row[_METADATA])
+        if isinstance(metadata, dict):
+            for name in _SERVER_SIDE:
+                metadata.pop(name, None)
+            if metadata:
+                record["metadata"] = metadata
+    return record
 
 
 def _send(
