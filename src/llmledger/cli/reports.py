@@ -74,6 +74,14 @@ AgentOption = Annotated[
     list[str] | None,
     typer.Option("--agent", help="Only this agent id (claude-code, codex, ...). Repeatable."),
 ]
+HostOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--host",
+        help="Only calls from this machine (the hostname a remote ledger or `import --to` "
+        "tagged them with; calls recorded without one match no --host). Repeatable.",
+    ),
+]
 CostOption = Annotated[
     str,
     typer.Option(
@@ -101,6 +109,7 @@ class ReportOptions:
     project: list[str] | None = None
     model: list[str] | None = None
     agent: list[str] | None = None
+    host: list[str] | None = None
     cost: str = "auto"
     no_import: bool = False
     ignore_overrides: bool = False
@@ -117,6 +126,7 @@ _OPTIONS: dict[str, object] = {
     "project": ProjectOption,
     "model": ModelOption,
     "agent": AgentOption,
+    "host": HostOption,
     "cost": CostOption,
     "no_import": NoImportOption,
     "ignore_overrides": IgnoreOverridesOption,
@@ -166,6 +176,7 @@ class _Context:
                 project=options.project or (),
                 model=options.model or (),
                 agent=options.agent or (),
+                host=options.host or (),
                 cost=options.cost,
             )
         except OptionError as exc:
@@ -441,7 +452,8 @@ def tokens_command(
         typer.Option(
             "--group-by",
             "-g",
-            help="Comma-separated: project, agent, command, day, model, job, action, provider.",
+            help="Comma-separated: project, agent, command, day, model, job, action, "
+            "provider, host.",
         ),
     ] = "model",
 ) -> None:
@@ -453,6 +465,8 @@ def tokens_command(
       llmledger tokens --group-by project,model --since 30d
 
       llmledger tokens -g day,agent --json
+
+      llmledger tokens -g host,model --since 30d   (per machine, on a shared server ledger)
     """
     from llmledger.reports.groups import group_tokens
 

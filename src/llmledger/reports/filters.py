@@ -22,7 +22,10 @@ COST_MODES: tuple[str, ...] = ("auto", "calculate", "reported")
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """Which calls a report covers: a time range (inclusive) and value filters (any of)."""
+    """Which calls a report covers: a time range (inclusive) and value filters (any of).
+
+    ``hosts`` selects calls by the machine they were recorded or imported on (``calls.host``,
+    set by a remote ledger and ``import --to``); a call with no host matches no host."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -30,6 +33,7 @@ class Filters:
     projects: tuple[str, ...] = ()
     models: tuple[str, ...] = ()
     agents: tuple[str, ...] = ()
+    hosts: tuple[str, ...] = ()
 
 
 def in_values(column: str, values: Sequence[str], where: list[str], params: list[Any]) -> None:
@@ -42,7 +46,7 @@ def in_values(column: str, values: Sequence[str], where: list[str], params: list
 
 def calls_where(filters: Filters, since: int | None, until: int | None) -> tuple[str, list[Any]]:
     """The ``WHERE`` clause ('' for none) and its parameters that select the calls
-    ``filters`` names by source, project, model and agent, with ``since <= started_at <=
+    ``filters`` names by source, project, model, agent and host, with ``since <= started_at <=
     until`` (epoch microseconds, None for no bound)."""
     where: list[str] = []
     params: list[Any] = []
@@ -56,4 +60,5 @@ def calls_where(filters: Filters, since: int | None, until: int | None) -> tuple
     in_values("project", filters.projects, where, params)
     in_values("model", filters.models, where, params)
     in_values("agent_id", filters.agents, where, params)
+    in_values("host", filters.hosts, where, params)
     return ("WHERE " + " AND ".join(where) if where else ""), params

@@ -1,5 +1,6 @@
 """The group-by report (``llmledger tokens``): calls, tokens, duration and cost per
-combination of dimension values (project, agent, command, day, model, job, action, provider).
+combination of dimension values (project, agent, command, day, model, job, action, provider,
+host).
 
 One SQL query over indexed ``calls`` columns (joined to ``runs`` for a run's command, action and
 key), through SQLAlchemy; a ``day`` dimension is the local day in ``tz``, exact per segment of
@@ -49,6 +50,7 @@ DIMENSIONS: tuple[str, ...] = (
     "job",
     "action",
     "provider",
+    "host",
 )
 
 _EPOCH_DATE = date(1970, 1, 1)
@@ -67,6 +69,7 @@ def _clauses(filters: Filters) -> list[ColumnElement[bool]]:
         (calls.c.project, filters.projects),
         (calls.c.model, filters.models),
         (calls.c.agent_id, filters.agents),
+        (calls.c.host, filters.hosts),
     ):
         if values:
             out.append(column.in_(values))
@@ -133,6 +136,7 @@ def _dimension(repo: Repository, name: str, tz: tzinfo) -> ColumnElement[Any]:
         "agent": calls.c.agent_id,
         "model": calls.c.model,
         "provider": calls.c.provider,
+        "host": calls.c.host,
         "command": runs.c.command_name,
         "action": runs.c.action,
         "job": runs.c.key,
@@ -152,7 +156,8 @@ def group_tokens(
 ) -> list[GroupRow]:
     """Calls, tokens, duration and cost grouped by ``dimensions`` (names from
     :data:`DIMENSIONS`; ``command``, ``action`` and ``job`` are the call's run's command name,
-    action and external key); largest cost first."""
+    action and external key; ``host`` the machine the call came from, None when not known);
+    largest cost first."""
     if not dimensions:
         raise ValueError(f"name at least one dimension: {', '.join(DIMENSIONS)}")
     cols = [_dimension(repo, d, tz).label(f"d_{i}") for i, d in enumerate(dimensions)]

@@ -155,7 +155,8 @@ def _day_totals(
         segments = offset_segments(tz, first * BUCKET_MICROS, (last + 1) * BUCKET_MICROS - 1)
     since = None if filters.since is None else datetime_to_micros(filters.since)
     until = None if filters.until is None else datetime_to_micros(filters.until)
-    if filters.projects or filters.agents or not _on_grid(segments):
+    # The roll-up sums by source and model only: other filters read the calls.
+    if filters.projects or filters.agents or filters.hosts or not _on_grid(segments):
         return _from_calls(reader, segments, filters, cost, since, until)
     # Whole buckets inside [since, until] come from the roll-up, the partial ones at the ends
     # from the calls themselves.
