@@ -229,6 +229,7 @@ class Ledger:
         batch_size: int = 500,
         flush_interval: float = 0.2,
         close_timeout: float = 10.0,
+        _transport: Any = None,
     ) -> None:
         self.url = url
         self.durable = durable
@@ -253,6 +254,7 @@ class Ledger:
                 flush_interval=flush_interval,
                 close_timeout=close_timeout,
                 on_dead=_dead_letter_handler(self),
+                transport=_transport,  # tests: an httpx.MockTransport instead of the network
             )
 
     @property

@@ -129,6 +129,7 @@ COMMAND_MODULES = {
     "db": "db",
     "import": "imports",
     "keys": "keys",
+    "spool": "spool",
     "parse": "parse",
     "plan": "plan",
     "prices": "prices",
@@ -141,6 +142,7 @@ COMMAND_MODULES = {
     "run": "run",
     "runs": "runs",
     "show": "runs",
+    "serve": "serve",
 }
 
 

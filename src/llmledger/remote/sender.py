@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -86,7 +87,8 @@ class Sender:
         self.spool = spool
         self.batch_size = min(batch_size, 1000)  # the service's limit per request
         self.flush_interval = flush_interval
-        self.host = host
+        # The calls were made on this machine (the spool is a local file).
+        self.host = host if host is not None else socket.gethostname()
         self.on_dead = on_dead
         self.lock = SendLock(spool.path)
         #: Ops the server acknowledged, ops dead-lettered, failed sends: since this sender began.
@@ -229,9 +231,15 @@ class Sender:
     def _safe_step(self) -> StepResult:
         try:
             return self.step()
-        except Exception as exc:  # the spool itself failed (disk full, locked too long)
-            self._backoff(None, f"spool: {type(exc).__name__}: {exc}")
-            _log.warning("llmledger could not read its spool %s: %s", self.spool.path, exc)
+        except Exception as exc:  # the spool failed (disk full, locked too long), or a bug
+            self._backoff(None, f"{type(exc).__name__}: {exc}")
+            _log.warning(
+                "llmledger could not send its spool %s: %s: %s",
+                self.spool.path,
+                type(exc).__name__,
+                exc,
+                exc_info=_log.isEnabledFor(logging.DEBUG),
+            )
             return "retry"
         finally:
             with self._progress:
