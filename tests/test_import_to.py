@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -40,8 +41,13 @@ class FakeServer:
         #: Called with each request before it is served: may return a response instead.
         self.intercept: Callable[[httpx.Request], httpx.Response | None] | None = None
         self.reject: Callable[[dict[str, Any]], str | None] = lambda record: None
+        self.lock = threading.RLock()
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:  # the sender has several batches on the wire
+            return self._handle(request)
+
+    def _handle(self, request: httpx.Request) -> httpx.Response:
         if self.intercept is not None:
             early = self.intercept(request)
             if early is not None:
@@ -184,7 +190,9 @@ def test_a_send_cut_off_mid_way_resends_only_the_unacknowledged_batches(machine:
 
     server.intercept = second_batch_fails
     with pytest.raises(ship.SendError, match="503"):
-        ship.send_pending(path, URL, transport=server.transport(), batch_size=2, first_wait=0.0)
+        ship.send_pending(
+            path, URL, transport=server.transport(), batch_size=2, concurrency=1, first_wait=0.0
+        )
     assert _pending() == total - 2
     server.intercept = None
     sent = ship.send_pending(path, URL, transport=server.transport(), batch_size=2, first_wait=0.0)
@@ -465,3 +473,31 @@ def test_a_server_with_keys_wants_an_ingest_key(sqlite_url: str, tmp_path: Path)
         sent = _cli(["import", "--to", server.url, "--json"], {**env, "LLMLEDGER_API_KEY": key})
         assert sent.returncode == 0, sent.stderr
         assert orjson.loads(sent.stdout)["sent"]["accepted"] == 7
+
+
+def test_batches_on_the_wire_together_are_each_marked_once_acknowledged(machine: Path) -> None:
+    path = ship.staging_path(URL)
+    ship.import_to(URL, host="laptop", transport=FakeServer().transport(), first_wait=0.0)
+    _mark_all_pending(path)
+    total = _pending()
+    server = FakeServer()
+
+    def refuse_msg_b2(request: httpx.Request) -> httpx.Response | None:
+        keys = [item["call"]["dedupe_key"] for item in orjson.loads(request.content)["items"]]
+        return httpx.Response(502) if keys == ["msg_B2:req_B2"] else None
+
+    server.intercept = refuse_msg_b2
+    with pytest.raises(ship.SendError, match="502"):
+        ship.send_pending(
+            path, URL, transport=server.transport(), batch_size=1, concurrency=4, first_wait=0.0
+        )
+    # Whatever else was on the wire or sent before the failure is marked; the rest waits.
+    assert "msg_B2:req_B2" not in server.calls
+    assert _pending() == total - len(server.calls)
+    server.intercept = None
+    sent = ship.send_pending(
+        path, URL, transport=server.transport(), batch_size=1, concurrency=4, first_wait=0.0
+    )
+    assert sent.duplicates == 0
+    assert len(server.calls) == total
+    assert _pending() == 0

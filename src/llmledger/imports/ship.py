@@ -50,9 +50,11 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_SIZE",
+    "CONCURRENCY",
     "STAGING_ENV",
     "SendError",
     "SendSummary",
@@ -83,6 +86,8 @@ __all__ = [
 
 #: Calls per ``POST /v1/calls``.
 BATCH_SIZE = 500
+#: Batches on the wire at once.
+CONCURRENCY = 2
 #: The directory of the staging ledgers, instead of ``staging/`` in the user data directory.
 STAGING_ENV = "LLMLEDGER_STAGING_DIR"
 #: How many rejected calls a summary names.
@@ -335,12 +340,14 @@ def send_pending(
     progress: SendProgress | None = None,
     transport: httpx.BaseTransport | None = None,
     batch_size: int = BATCH_SIZE,
+    concurrency: int = CONCURRENCY,
     first_wait: float = _FIRST_WAIT,
 ) -> SendSummary:
     """Post the pending calls of the staging ledger at ``path`` to the server at ``url``
     (``POST /v1/calls``, ``batch_size`` calls at a time, ``Authorization: Bearer api_key``),
     each tagged with ``host`` (default: this machine's host name); mark each batch sent once
-    the server acknowledged it.
+    the server acknowledged it. Up to ``concurrency`` batches are on the wire at once (the
+    next one is read and encoded meanwhile).
 
     An unreachable server, or one answering 5xx, 408 or 429, is tried again a few times,
     ``first_wait`` seconds after the first failure and twice as long each time (its
@@ -361,29 +368,18 @@ def send_pending(
     try:
         if not _tracked(conn):
             return summary
-        total = _count(conn)
-        with httpx.Client(
-            base_url=url,
-            headers=headers,
-            timeout=httpx.Timeout(120.0, connect=10.0),
-            transport=transport,
-        ) as client:
-            done = 0
-            for batch in _batches(conn, batch_size):
-                records, bad = _records(batch, host)
-                for index, error in bad.items():
-                    _reject(summary, batch[index][2], error)
-                rows = [row for i, row in enumerate(batch) if i not in bad]
-                if records:
-                    try:
-                        _send(client, conn, summary, rows, records, host, first_wait)
-                    except SendError as exc:
-                        summary.pending = _count(conn)
-                        exc.summary = summary
-                        raise
-                done += len(batch)
-                if progress is not None:
-                    progress(done, total)
+        with (
+            httpx.Client(
+                base_url=url,
+                headers=headers,
+                timeout=httpx.Timeout(120.0, connect=10.0),
+                transport=transport,
+                limits=httpx.Limits(max_connections=concurrency),
+            ) as client,
+            ThreadPoolExecutor(concurrency, thread_name_prefix="llmledger-send") as pool,
+        ):
+            deliver = partial(_deliver, client, url, host, first_wait)
+            _pipeline(conn, summary, deliver, pool, concurrency, batch_size, progress)
         if summary.sent:
             conn.execute(
                 "INSERT INTO ship_state (name, value) VALUES ('last_sent_at', ?) "
@@ -461,26 +457,80 @@ def _record(row: tuple[Any, ...], host: str) -> dict[str, Any]:
     return record
 
 
-def _send(
-    client: httpx.Client,
+#: A batch's rows and the server's answer to them: (accepted, duplicates, rejected by index).
+_Answer = tuple[list[tuple[Any, ...]], int, int, dict[int, str]]
+
+
+def _pipeline(
     conn: sqlite3.Connection,
     summary: SendSummary,
-    rows: list[tuple[Any, ...]],
-    records: list[dict[str, Any]],
+    deliver: Callable[[list[tuple[Any, ...]], list[dict[str, Any]]], list[_Answer]],
+    pool: ThreadPoolExecutor,
+    concurrency: int,
+    batch_size: int,
+    progress: SendProgress | None,
+) -> None:
+    """Read, encode and hand batches to ``deliver`` on ``pool``, ``concurrency`` at a time;
+    mark each acknowledged batch sent (in this thread: the staging ledger's connection is
+    this thread's). After a failure nothing more is sent; the batches on the wire finish
+    (and are marked if acknowledged), then the failure is raised."""
+    total = _count(conn)
+    batches = _batches(conn, batch_size)
+    sizes: dict[Future[list[_Answer]], int] = {}
+    failure: SendError | None = None
+    done = 0
+    while True:
+        while failure is None and len(sizes) < concurrency:
+            batch = next(batches, None)
+            if batch is None:
+                break
+            records, bad = _records(batch, summary.host)
+            for index, error in bad.items():
+                _reject(summary, batch[index][2], error)
+            rows = [row for i, row in enumerate(batch) if i not in bad]
+            if records:
+                sizes[pool.submit(deliver, rows, records)] = len(batch)
+            else:
+                done += len(batch)
+        if not sizes:
+            break
+        finished, _ = wait(sizes, return_when=FIRST_COMPLETED)
+        for future in finished:
+            done += sizes.pop(future)
+            try:
+                answers = future.result()
+            except SendError as exc:
+                failure = failure or exc
+                continue
+            for answer in answers:
+                _acknowledge(conn, summary, answer)
+            if progress is not None:
+                progress(done, total)
+    if failure is not None:
+        summary.pending = _count(conn)
+        failure.summary = summary
+        raise failure
+
+
+def _deliver(
+    client: httpx.Client,
+    url: str,
     host: str,
     first_wait: float,
-) -> None:
-    """Post one batch; on 413 (too large for the server) post each half. Marks what the
-    server acknowledged as sent."""
+    rows: list[tuple[Any, ...]],
+    records: list[dict[str, Any]],
+) -> list[_Answer]:
+    """Post one batch (on a pool thread); on 413 (too large for the server) post each half.
+    The server's answer to each part posted; :class:`SendError` when it refuses one."""
     body = orjson.dumps({"items": [{"call": r} for r in records], "host": host})
     response = _post(client, body, first_wait)
     if response.status_code == 413 and len(records) > 1:
         half = len(records) // 2
-        _send(client, conn, summary, rows[:half], records[:half], host, first_wait)
-        _send(client, conn, summary, rows[half:], records[half:], host, first_wait)
-        return
+        return _deliver(client, url, host, first_wait, rows[:half], records[:half]) + _deliver(
+            client, url, host, first_wait, rows[half:], records[half:]
+        )
     if response.status_code != 200:
-        raise SendError(_refusal(summary.url, response))
+        raise SendError(_refusal(url, response))
     try:
         answer = response.json()
         accepted = int(answer["accepted"])
@@ -488,9 +538,16 @@ def _send(
         rejected = {int(r["index"]): str(r["error"]) for r in answer.get("rejected") or ()}
     except (ValueError, KeyError, TypeError) as exc:
         raise SendError(
-            f"{summary.url} answered POST /v1/calls with something other than a llmledger "
+            f"{url} answered POST /v1/calls with something other than a llmledger "
             f"batch result ({type(exc).__name__}): is it a llmledger server?"
         ) from None
+    return [(rows, accepted, duplicates, rejected)]
+
+
+def _acknowledge(conn: sqlite3.Connection, summary: SendSummary, answer: _Answer) -> None:
+    """Mark what the server acknowledged as sent: every call of the batch but those it
+    rejected, each only if no larger copy replaced it meanwhile (its version)."""
+    rows, accepted, duplicates, rejected = answer
     for index, error in sorted(rejected.items()):
         if 0 <= index < len(rows):
             _reject(summary, rows[index][2], error)
