@@ -9,12 +9,14 @@ Every error body is JSON with a ``detail``: a string, or for 422 FastAPI's list 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -89,10 +91,13 @@ async def _on_store_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     # Input is checked before it reaches the store, so a refused write is the store's state
-    # (a constraint a concurrent writer won), and anything else an outage.
-    if isinstance(exc, IntegrityError):
+    # (a constraint a concurrent writer won), and anything else an outage. SQLAlchemy's
+    # wrappers and the drivers' own errors (the bulk writes use the DB-API cursor) alike,
+    # by their PEP 249 class.
+    kinds = {cls.__name__ for cls in type(getattr(exc, "orig", None) or exc).__mro__}
+    if "IntegrityError" in kinds:
         return _json(409, f"the store refused the write: {_first_line(exc)}")
-    if isinstance(exc, DataError):
+    if "DataError" in kinds:
         return _json(422, f"the store refused a value: {_first_line(exc)}")
     return store_unavailable(exc)
 
@@ -117,6 +122,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StoreError, _on_store_error)
     app.add_exception_handler(PoolTimeoutError, _on_store_error)
     app.add_exception_handler(DBAPIError, _on_database_error)
+    app.add_exception_handler(sqlite3.Error, _on_database_error)
+    app.add_exception_handler(psycopg.Error, _on_database_error)
     app.add_exception_handler(SQLAlchemyError, _on_store_error)
     app.add_exception_handler(ConflictError, _on_conflict)
     app.add_exception_handler(UsageError, _on_usage_error)
