@@ -31,7 +31,7 @@ class FakeService:
         self.answer: Callable[[httpx.Request, Any], httpx.Response | None] = lambda r, b: None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = orjson.loads(request.content) if request.content else None
+        body: Any = orjson.loads(request.content) if request.content else None
         self.requests.append((request.url.raw_path.decode(), body))
         custom = self.answer(request, body)
         if custom is not None:
@@ -378,7 +378,7 @@ def test_llmledger_db_names_the_service(
 def test_a_lost_answer_resends_the_same_calls(spool: Spool, service: FakeService) -> None:
     """The server stored the batch but its answer never came (it was killed, the network
     dropped): the resend carries the same dedupe keys, which the server stores once."""
-    lost = []
+    lost: list[list[str]] = []
 
     def drop_first_answer(request: httpx.Request, body: Any) -> httpx.Response | None:
         if not lost:
