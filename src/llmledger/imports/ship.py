@@ -62,7 +62,7 @@ import orjson
 
 from llmledger.agents import AGENTS
 from llmledger.errors import LedgerError
-from llmledger.store.schema import TOKEN_COLUMNS
+from llmledger.usage import BUCKETS as TOKEN_COLUMNS  # the calls table's token columns
 
 if TYPE_CHECKING:
     import httpx
