@@ -212,3 +212,66 @@ def test_several_processes_share_one_spool(
     with sqlite3.connect(server_db) as conn:
         statuses = conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
     assert statuses == [("succeeded", 3)]
+
+
+_EXITS = """
+import sys
+from llmledger import Ledger
+from llmledger.usage import Usage
+
+ledger = Ledger(sys.argv[1], spool=sys.argv[2])
+for i in range(1, 101):
+    ledger.record(Usage(input_tokens=i), model="gpt-4o")
+# No flush(), no close(): interpreter exit drains the spool.
+"""
+
+_FORKS = """
+import os, sys
+from llmledger import Ledger
+from llmledger.usage import Usage
+
+ledger = Ledger(sys.argv[1], spool=sys.argv[2])
+ledger.record(Usage(input_tokens=1), model="gpt-4o")
+pids = []
+for k in range(3):
+    pid = os.fork()
+    if pid == 0:  # a worker forked with the ledger: it appends to the same spool
+        for i in range(50):
+            ledger.record(Usage(input_tokens=2 + k * 50 + i), model="gpt-4o")
+        ok = ledger.flush(60)
+        os._exit(0 if ok else 3)
+    pids.append(pid)
+codes = [os.waitpid(pid, 0)[1] for pid in pids]
+ledger.close()
+print("codes", *codes, "failures", ledger.failures)
+"""
+
+
+def test_interpreter_exit_drains_the_spool(
+    server: ServerProcess, server_db: Path, tmp_path: Path
+) -> None:
+    server.start()
+    done = subprocess.run(
+        [sys.executable, "-c", _EXITS, server.url, str(tmp_path / "spool.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _calls(server_db) == (100, 100, _expected_tokens(1, 100))
+
+
+def test_forked_workers_send_their_calls(
+    server: ServerProcess, server_db: Path, tmp_path: Path
+) -> None:
+    server.start()
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKS, server.url, str(tmp_path / "spool.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.split() == ["codes", "0", "0", "0", "failures", "0"], done.stderr
+    assert _calls(server_db) == (151, 151, _expected_tokens(1, 151))

@@ -448,8 +448,8 @@ def _drop_imported_copies(run: Run, parsed: Parsed, started_at: datetime) -> Non
     # Agent logs imported while the agent ran hold the same calls: the live record, filed
     # under its task and attempt, is the one kept (the importer skips them from now on).
     log_source = log_source_of(parsed.format)
-    if log_source is None:
-        return
+    if log_source is None or run.ledger.remote is not None:
+        return  # a remote ledger's server is not this machine's to delete from
     sessions = {c.session_id for c in parsed.calls if c.session_id}
     if parsed.summary is not None and parsed.summary.session_id:
         sessions.add(parsed.summary.session_id)

@@ -122,8 +122,9 @@ class RemoteWriter:
     # -- writes (never wait for the network) -------------------------------------------
 
     def _appended(self, count: int) -> None:
-        if self._pid != os.getpid():  # a forked child sends its own appends
-            self._pid = os.getpid()
+        if self._pid != os.getpid() or self._closed:
+            # A forked child, or a ledger used again after close(): send again.
+            self._pid, self._closed = os.getpid(), False
             self.sender.start()
         self._unsent += count
         if self._unsent >= self.sender.batch_size:

@@ -16,10 +16,12 @@ stores nothing twice.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -112,6 +114,15 @@ class Sender:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
+        _SENDERS.add(self)
+
+    def _forked(self) -> None:
+        # In a forked child: the parent's thread is gone and its locks may be held forever.
+        self._wake = threading.Event()
+        self._progress = threading.Condition()
+        self._thread_lock = threading.Lock()
+        self._thread = None
+        self._client = None
 
     # -- the background thread -----------------------------------------------------------
 
@@ -121,7 +132,6 @@ class Sender:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping = False
-            self._client = None  # a client inherited through fork is the parent's
             self._thread = threading.Thread(target=self._loop, name="llmledger-sender", daemon=True)
             self._thread.start()
 
@@ -327,6 +337,18 @@ class Sender:
         except httpx.HTTPError as exc:
             return _Outcome([], [], error=f"{type(exc).__name__}: {exc}")
         return _outcome(ops, response)
+
+
+_SENDERS: weakref.WeakSet[Sender] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sender in list(_SENDERS):
+        sender._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _calls_body(ops: Sequence[Op], host: str | None) -> bytes:

@@ -15,6 +15,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,7 @@ class Spool:
         self._reader: sqlite3.Connection | None = None
         self._pid = 0
         self._inherited: list[sqlite3.Connection] = []
+        _SPOOLS.add(self)
 
     # -- connection ----------------------------------------------------------------------
 
@@ -345,6 +347,31 @@ class SendLock:
         if self.held and self._file is not None:
             self._file.close()  # closing the file drops the flock
         self._file = None
+
+
+_SPOOLS: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    # No thread may be inside SQLite (or hold a spool's lock) while the process forks: the
+    # child would inherit the lock held, and wait for it forever.
+    for spool in list(_SPOOLS):
+        spool._read_lock.acquire()
+        spool._lock.acquire()
+
+
+def _after_fork() -> None:
+    for spool in list(_SPOOLS):
+        if spool._lock.locked():
+            spool._lock.release()
+        if spool._read_lock.locked():
+            spool._read_lock.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork
+    )
 
 
 @contextlib.contextmanager
