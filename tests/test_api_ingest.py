@@ -450,3 +450,49 @@ def test_a_store_whose_tables_vanish_is_503(pg_url: str) -> None:
         ):
             assert response.status_code == 503
             assert response.headers["retry-after"] == "2"
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"source": "s" * 49}, "source: longer than the store's 48 characters"),
+        ({"model": "m" * 201}, "model: longer than"),
+        ({"agent_id": "a" * 129}, "agent_id: longer than"),
+        ({"model": "gpt\x00"}, "model: contains a NUL character"),
+        ({"metadata": {"note": "a\x00b"}}, "metadata: contains a NUL character"),
+        ({"metadata": {"n": 10**30}}, "metadata: holds an integer beyond 64 bits"),
+        ({"duration_ms": 10**20}, "duration_ms: "),
+    ],
+)
+def test_a_call_the_store_cannot_hold_is_rejected_alone(
+    client: TestClient, repo: Repository, fields: dict[str, Any], error: str
+) -> None:
+    # PostgreSQL would refuse the whole batch's transaction; SQLite answers the same.
+    items = [_record("bad", **fields), _record("good")]
+    response = client.post("/v1/calls", json={"items": items})
+    assert response.status_code == 200
+    result = response.json()
+    assert result["accepted"] == 1
+    assert len(result["rejected"]) == 1
+    assert result["rejected"][0]["index"] == 0
+    assert result["rejected"][0]["error"].startswith(error)
+    assert _count(repo, calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/runs", {"kind": "task\x00"}, "kind"),
+        ("/v1/runs", {"kind": "task", "metadata": {"n": 10**30}}, "metadata"),
+        ("/v1/runs", {"kind": "task", "metadata": {"k\x00": 1}}, "metadata"),
+        ("/v1/tasks/t/status", {"to_status": "done\x00"}, "to_status"),
+        ("/v1/tasks/t/status", {"to_status": "done", "metadata": {"n": 2**70}}, "metadata"),
+        ("/v1/calls", {"items": [], "host": "h\x00"}, "host"),
+    ],
+)
+def test_a_value_the_store_cannot_hold_is_422_naming_the_field(
+    client: TestClient, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = client.post(path, json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", field]

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import select
+from sqlalchemy import String, select
 
 from llmledger.api.app import pricer, repository
 from llmledger.api.auth import require
@@ -37,6 +37,7 @@ from llmledger.api.models import (
     RunResult,
     StatusEventCreate,
     StatusEventResult,
+    storable_problem,
 )
 from llmledger.call import Call
 from llmledger.errors import UsageError
@@ -45,7 +46,7 @@ from llmledger.pricing import Price, Pricer
 from llmledger.records import CallRecord, call_of_record
 from llmledger.store import Repository
 from llmledger.store.engine import READ_ONLY
-from llmledger.store.schema import runs
+from llmledger.store.schema import calls, runs
 
 __all__ = ["ingest_calls", "router"]
 
@@ -348,23 +349,58 @@ def _rows(
     repo: Repository, found: _Batch, run_id: str | None
 ) -> tuple[list[dict[str, Any]], list[int]]:
     """The store's rows of the calls found, with each row's item index; a call the store
-    refuses (the field named) is rejected alone."""
+    would refuse (the field named) is rejected alone, on SQLite as on PostgreSQL, so that it
+    cannot fail the batch's one transaction."""
     recorded_at = datetime.now(UTC)
     try:
         rows = repo.call_rows(
             found.calls, run_id=run_id, prices=found.prices, recorded_at=recorded_at
         )
-        return rows, found.indexes
+        problems = [_unstorable(row) for row in rows]
+        if not any(problems):
+            return rows, found.indexes
     except UsageError:
         pass
     rows, indexes = [], []
     for index, call, price in zip(found.indexes, found.calls, found.prices, strict=True):
         try:
-            rows += repo.call_rows([call], run_id=run_id, prices=[price], recorded_at=recorded_at)
-            indexes.append(index)
+            row = repo.call_rows([call], run_id=run_id, prices=[price], recorded_at=recorded_at)[0]
         except UsageError as exc:
             found.rejected.append((index, str(exc)))
+            continue
+        problem = _unstorable(row)
+        if problem:
+            found.rejected.append((index, problem))
+            continue
+        rows.append(row)
+        indexes.append(index)
     return rows, indexes
+
+
+#: The calls table's text limits, from its schema: what PostgreSQL enforces.
+_LENGTHS = {
+    column.name: int(column.type.length)
+    for column in calls.columns
+    if isinstance(column.type, String) and column.type.length
+}
+_INT64 = 2**63
+
+
+def _unstorable(row: dict[str, Any]) -> str | None:
+    """Why the store cannot hold ``row`` (a column named), or None."""
+    for name, limit in _LENGTHS.items():
+        value = row.get(name)
+        if value is not None and len(value) > limit:
+            return f"{name}: longer than the store's {limit} characters"
+    for name, value in row.items():
+        kind = type(value)
+        if kind is str and "\x00" in value:
+            return f"{name}: contains a NUL character, which the store cannot hold"
+        if kind is int and not -_INT64 <= value < _INT64:
+            return f"{name}: {value} is out of the store's range"
+    metadata = row.get("metadata")
+    problem = storable_problem(metadata) if metadata else None
+    return f"metadata: {problem}" if problem else None
 
 
 def _described(exc: ValidationError, prefix: str = "") -> str:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from llmledger.records import CallRecord
 from llmledger.store.schema import TerminalRunStatus
@@ -31,6 +38,7 @@ __all__ = [
     "StatusEventCreate",
     "StatusEventResult",
     "TotalsJSON",
+    "storable_problem",
 ]
 
 #: The most items one ``POST .../calls`` may hold; more is a 413.
@@ -51,11 +59,47 @@ RunId = Annotated[str, Field(pattern=RUN_ID_PATTERN)]
 _Forbid = ConfigDict(extra="forbid")
 
 
-class RunCreate(BaseModel):
-    """``POST /v1/runs``: a run to open. With ``id``, posting it again returns the stored run
-    (same kind) instead of a second one."""
+def storable_problem(value: Any) -> str | None:
+    """Why ``value`` (a string, or JSON metadata) cannot be stored on every backend, or None:
+    a NUL character (PostgreSQL holds none, in text or in JSON) or an integer beyond 64 bits
+    (the JSON encoder's limit)."""
+    if isinstance(value, str):
+        return "contains a NUL character, which the store cannot hold" if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = storable_problem(key) or storable_problem(item)
+            if problem:
+                return problem
+        return None
+    if isinstance(value, list):
+        for item in value:
+            problem = storable_problem(item)
+            if problem:
+                return problem
+        return None
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return "holds an integer beyond 64 bits"
+    return None
+
+
+class _Input(BaseModel):
+    """A request body: unknown fields are refused, and so is a value the store cannot hold
+    (422 naming the field)."""
 
     model_config = _Forbid
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        problem = storable_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class RunCreate(_Input):
+    """``POST /v1/runs``: a run to open. With ``id``, posting it again returns the stored run
+    (same kind) instead of a second one."""
 
     id: RunId | None = Field(None, description="Client-chosen id; makes the post idempotent.")
     kind: str = Field(min_length=1, max_length=32, description="session, plan, task, ...")
@@ -84,10 +128,8 @@ class RunCreate(BaseModel):
         return self
 
 
-class RunFinish(BaseModel):
+class RunFinish(_Input):
     """``POST /v1/runs/{id}/finish``: the terminal status (and roll-up) of a run."""
-
-    model_config = _Forbid
 
     status: TerminalRunStatus
     finished_at: Instant | None = Field(None, description="Default: when the server gets it.")
@@ -167,6 +209,14 @@ class CallBatch(BaseModel):
         None, max_length=255, description="Fills the host of calls that name none."
     )
 
+    @field_validator("host")
+    @classmethod
+    def _storable_host(cls, value: str | None) -> str | None:
+        problem = storable_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 class RejectedItem(BaseModel):
     """An item (or a line of a JSON-lines payload) that was not stored, and why."""
@@ -195,11 +245,9 @@ class CallBatchResult(BaseModel):
     calls: list[IngestedCall]
 
 
-class StatusEventCreate(BaseModel):
+class StatusEventCreate(_Input):
     """``POST /v1/tasks/{key}/status``: a task moved from one status to another. With ``id``
     a retry is one event; without, identical bodies are one event."""
-
-    model_config = _Forbid
 
     id: str | None = Field(None, min_length=1, max_length=64, description="Event id.")
     to_status: str = Field(min_length=1, max_length=32)
