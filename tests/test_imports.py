@@ -332,7 +332,7 @@ def test_a_first_import_while_another_connection_is_open_stays_in_wal(
 def test_the_rollup_mirror_takes_the_columns_rows_leave_out_from_fixed() -> None:
     # Rows of a file read by the fast paths leave out their last columns (FileResult.shared);
     # the roll-up they sum to must be that of the whole rows.
-    from llmledger.imports.rows import ROW_AT, ROW_COLUMNS
+    from llmledger.imports.rows import ROW_AT, ROW_COLUMNS, SHARED_COLUMNS
 
     def row(i: int) -> tuple[Any, ...]:
         values = {
@@ -347,7 +347,7 @@ def test_the_rollup_mirror_takes_the_columns_rows_leave_out_from_fixed() -> None
         return tuple(values.get(name) for name in ROW_COLUMNS)
 
     rows = [row(i) for i in range(5)]
-    left_out = ROW_COLUMNS[-8:]
+    left_out = ROW_COLUMNS[-len(SHARED_COLUMNS) :]
     assert {"source", "reasoning_tokens"} <= set(left_out)
     fixed = {name: rows[0][ROW_AT[name]] for name in left_out}
     whole = rollup.partial(rows, ROW_AT)

@@ -226,7 +226,7 @@ _NO_COUNTS = (None,) * 6
 
 def fast_shared(task: ReadTask) -> tuple[Any, ...]:
     """The values of :data:`SHARED_COLUMNS` in every row :func:`_build_row` builds."""
-    return (TRANSCRIPT, PROVIDER, None, None, None, "USD", "reported", task.recorded_at)
+    return (TRANSCRIPT, PROVIDER, None, None, None, "USD", "reported", task.recorded_at, None)
 
 
 _TEXT = frozenset({str, type(None)})

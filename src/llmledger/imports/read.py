@@ -196,6 +196,7 @@ def _row(call: Call, task: ReadTask, pricer: Pricer) -> tuple[Any, ...]:
         "USD",
         call.token_provenance,
         task.recorded_at,
+        call.host,
     )
 
 

@@ -39,6 +39,8 @@ SHARED_COLUMNS = (
     "currency",
     "token_provenance",
     "recorded_at",
+    # Unknown to a local import (``import --to`` tags the calls it sends instead).
+    "host",
 )
 #: Columns of a row as the worker builds it: the ``calls`` table's, less the id (spelled out,
 #: so that workers need no SQLAlchemy; a test holds it to the schema).
