@@ -145,10 +145,18 @@ def test_batches_hold_at_most_the_batch_size(machine: Path) -> None:
     path = ship.staging_path(URL)
     ship.import_to(URL, host="laptop", transport=FakeServer().transport(), first_wait=0.0)
     _mark_all_pending(path)
+    seen: list[tuple[int, int]] = []
     sent = ship.send_pending(
-        path, URL, host="laptop", transport=server.transport(), batch_size=2, first_wait=0.0
+        path,
+        URL,
+        host="laptop",
+        transport=server.transport(),
+        batch_size=2,
+        first_wait=0.0,
+        progress=lambda done, total: seen.append((done, total)),
     )
     assert [len(p["items"]) for p in server.posts][:-1] == [2] * (len(server.posts) - 1)
+    assert seen[-1] == (len(server.calls), len(server.calls))
     assert (sent.batches, sent.sent) == (len(server.posts), len(server.calls))
 
 
