@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from llmledger.api.app import repository
 from llmledger.api.auth import require
@@ -52,10 +53,24 @@ from llmledger.store import Repository
 
 __all__ = ["router"]
 
+
+def _no_nul(request: Request) -> None:
+    """422 for a parameter holding a NUL character, which no stored text holds (PostgreSQL
+    cannot even compare with one)."""
+    given = [
+        *(("path", name, value) for name, value in request.path_params.items()),
+        *(("query", name, value) for name, value in request.query_params.multi_items()),
+    ]
+    for where, name, value in given:
+        if "\x00" in str(value):
+            error = {"type": "value_error", "loc": (where, name), "msg": "holds a NUL character"}
+            raise RequestValidationError([{**error, "input": value}])
+
+
 router = APIRouter(
     prefix="/v1",
     tags=["reads"],
-    dependencies=[Depends(require("read"))],
+    dependencies=[Depends(require("read")), Depends(_no_nul)],
     responses=error_responses(401, 403),
 )
 
@@ -66,10 +81,8 @@ CostMode = Literal["auto", "calculate", "reported"]
 MAX_RUNS = 10_000
 
 
-class Document(Response):
+class Document(JSONResponse):
     """A JSON document as the CLI prints it (orjson, the same encoder), unindented."""
-
-    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
