@@ -16,12 +16,13 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import String, select
+from sqlalchemy import BigInteger, Integer, String, Text, select
 
 from llmledger.api.app import pricer, repository
 from llmledger.api.auth import require
@@ -377,28 +378,36 @@ def _rows(
     return rows, indexes
 
 
-#: The calls table's text limits, from its schema: what PostgreSQL enforces.
-_LENGTHS = {
-    column.name: int(column.type.length)
+#: The calls table's text and integer columns, from its schema; each text column's limit (what
+#: PostgreSQL enforces; None: unlimited).
+_TEXT = [
+    (column.name, getattr(column.type, "length", None))
     for column in calls.columns
-    if isinstance(column.type, String) and column.type.length
-}
+    if isinstance(column.type, (String, Text))
+]
+_INTS = [
+    column.name
+    for column in calls.columns
+    if isinstance(column.type, (Integer, BigInteger)) and not column.primary_key
+]
+_texts = itemgetter(*(name for name, _ in _TEXT))
+_ints = itemgetter(*_INTS)
 _INT64 = 2**63
 
 
 def _unstorable(row: dict[str, Any]) -> str | None:
     """Why the store cannot hold ``row`` (a column named), or None."""
-    for name, limit in _LENGTHS.items():
-        value = row.get(name)
-        if value is not None and len(value) > limit:
+    for (name, limit), value in zip(_TEXT, _texts(row), strict=True):
+        if value is None:
+            continue
+        if limit is not None and len(value) > limit:
             return f"{name}: longer than the store's {limit} characters"
-    for name, value in row.items():
-        kind = type(value)
-        if kind is str and "\x00" in value:
+        if "\x00" in value:
             return f"{name}: contains a NUL character, which the store cannot hold"
-        if kind is int and not -_INT64 <= value < _INT64:
+    for name, value in zip(_INTS, _ints(row), strict=True):
+        if value is not None and not -_INT64 <= value < _INT64:
             return f"{name}: {value} is out of the store's range"
-    metadata = row.get("metadata")
+    metadata = row["metadata"]
     problem = storable_problem(metadata) if metadata else None
     return f"metadata: {problem}" if problem else None
 
