@@ -448,9 +448,6 @@ def test_two_machines_add_up_on_one_server_and_rerunning_changes_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True, reason="GET /v1/reports/{daily,...} takes no host parameter yet (API-READ)"
-)
 def test_the_service_reports_each_machine_by_host(sqlite_url: str, tmp_path: Path) -> None:
     alpha = _first_machine(tmp_path / "alpha")
     beta = _second_machine(tmp_path / "beta")

@@ -135,6 +135,7 @@ class _Shared:
     project: list[str]
     model: list[str]
     agent: list[str]
+    host: list[str]
     cost: str
 
     def query(self) -> ReportQuery:
@@ -147,6 +148,7 @@ class _Shared:
                 project=self.project,
                 model=self.model,
                 agent=self.agent,
+                host=self.host,
                 cost=self.cost,
             )
         except OptionError as exc:
@@ -172,6 +174,13 @@ def _shared(
     project: Annotated[list[str], _list("Only this project. Repeatable.")],
     model: Annotated[list[str], _list("Only this model. Repeatable.")],
     agent: Annotated[list[str], _list("Only this agent id (claude-code, codex, ...). Repeatable.")],
+    host: Annotated[
+        list[str],
+        _list(
+            "Only calls from this machine (the hostname a remote ledger or `import --to` "
+            "tagged them with; calls recorded without one match no host). Repeatable."
+        ),
+    ],
     breakdown: Annotated[
         bool,
         Query(
@@ -181,7 +190,7 @@ def _shared(
     ] = False,
     cost: Cost = "auto",
 ) -> _Shared:
-    return _Shared(since, until, tz, source, project, model, agent, cost)
+    return _Shared(since, until, tz, source, project, model, agent, host, cost)
 
 
 Shared = Annotated[_Shared, Depends(_shared)]
@@ -341,7 +350,7 @@ def tokens_report(
         str,
         Query(
             description="Comma-separated: project, agent, command, day, model, job, action, "
-            "provider (the dimensions llmledger tokens --group-by takes).",
+            "provider, host (the dimensions llmledger tokens --group-by takes).",
             examples=["project,model"],
         ),
     ] = "model",
