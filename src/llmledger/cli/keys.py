@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
 from llmledger.display import safe_text
@@ -63,7 +64,7 @@ def keys_create(
             key = create_key(repo, name, scope)
         finally:
             repo.engine.dispose()
-    except (StoreError, UsageError) as exc:
+    except (StoreError, UsageError, SQLAlchemyError) as exc:
         raise fail(str(exc)) from None
     typer.echo(key)
     typer.secho(
@@ -116,7 +117,7 @@ def keys_revoke(name: NameArgument, db: DbOption = None) -> None:
             found = revoke_key(repo, name)
         finally:
             repo.engine.dispose()
-    except StoreError as exc:
+    except (StoreError, SQLAlchemyError) as exc:
         raise fail(str(exc)) from None
     if not found:
         raise fail(f"no key named {name!r}; `llmledger keys list` shows them", code=1)
