@@ -57,7 +57,8 @@ router = APIRouter(
     prefix="/v1",
     tags=["writes"],
     dependencies=[Depends(require("ingest"))],
-    responses=error_responses(401, 403),
+    # 413: any body over 16 MiB (a batch over 1000 items, too).
+    responses=error_responses(401, 403, 413),
 )
 
 Repo = Annotated[Repository, Depends(repository)]
@@ -185,7 +186,6 @@ def finish_run(run_id: str, body: RunFinish, repo: Repo) -> dict[str, Any]:
     "/calls",
     summary="Store a batch of calls (no run)",
     response_model=CallBatchResult,
-    responses=error_responses(413),
 )
 def post_calls(body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
     """Store up to 1000 calls, each ``{"call": <CallRecord>}`` or ``{"payload": ..., "format"?}``
@@ -199,7 +199,7 @@ def post_calls(body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
     "/runs/{run_id}/calls",
     summary="Store a batch of a run's calls",
     response_model=CallBatchResult,
-    responses=error_responses(404, 413),
+    responses=error_responses(404),
 )
 def post_run_calls(run_id: str, body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
     """``POST /v1/calls`` with every call filed under the run ``run_id`` (404 when the ledger

@@ -203,7 +203,9 @@ class CallBatch(BaseModel):
     model_config = _Forbid
 
     items: list[dict[str, Any]] = Field(
-        description="Each a CallItem or a PayloadItem (see their schemas); at most 1000."
+        description='At most 1000, each {"call": <CallRecord>} (`llmledger schema call`) or '
+        '{"payload": <JSON value or JSON-lines text>, "format"?: <parser name>}; each is '
+        "checked on its own (a bad one is listed in rejected)."
     )
     host: str | None = Field(
         None, max_length=255, description="Fills the host of calls that name none."
