@@ -394,3 +394,32 @@ def test_a_lost_answer_resends_the_same_calls(spool: Spool, service: FakeService
     sender._retry_at = 0.0
     assert sender.send_pending(time.monotonic() + 10)
     assert service.call_keys() == lost[0] == ["a", "b", "c"]
+
+
+def test_an_unwritable_spool_is_counted_never_raised(service: FakeService) -> None:
+    ledger = Ledger(
+        "http://ledger.test:8787",
+        spool="/proc/llmledger-cannot-be-here/spool.db",
+        _transport=httpx.MockTransport(service),
+    )
+    with ledger.run("task"):
+        assert ledger.record(Usage(input_tokens=1), model="gpt-4o") == []
+    assert ledger.failures == 3  # the run, the call, the finish
+    assert not ledger.flush(0.1)
+    ledger.close(0.1)
+
+
+def test_arun_on_a_remote_ledger(tmp_path: Path, service: FakeService) -> None:
+    import asyncio
+
+    ledger = _ledger(tmp_path, service)
+
+    async def work() -> str:
+        async with ledger.arun("task", key="async-1") as run:
+            ledger.record(Usage(input_tokens=4), model="gpt-4o")
+            return run.id
+
+    run_id = asyncio.run(work())
+    assert ledger.flush(10)
+    ledger.close()
+    assert service.paths() == ["/v1/runs", f"/v1/runs/{run_id}/calls", f"/v1/runs/{run_id}/finish"]

@@ -113,7 +113,8 @@ class RemoteWriter:
         self._unsent = 0
         self._closed = False
         if start:
-            self.spool.status()  # create the file now: a broken cache dir shows up here
+            # The spool file is opened by the first write (or the sender): a cache directory
+            # that cannot be written shows up as counted failures, never in the constructor.
             self.sender.start()
             _at_exit(self)
             # A dropped writer's thread stops (what it did not send stays in the spool).

@@ -107,6 +107,7 @@ class Sender:
         self._client: httpx.Client | None = None
         self._failures = 0
         self._retry_at = 0.0
+        self._checkpointed_at = 0.0
         self._limit: int | None = None  # a smaller batch while a refused batch is split
         self._limit_until = 0
         self._wake = threading.Event()
@@ -161,6 +162,8 @@ class Sender:
                 return False
             if not self.running:
                 return self.send_pending(deadline, upto=watermark)
+            if deadline is not None and self._failures and self._retry_at > deadline:
+                return False  # the next try comes after the deadline: waiting is pointless
             with self._progress:
                 self._progress.wait(0.05 if left is None else min(0.05, left))
             if not self.lock.held:
@@ -196,8 +199,13 @@ class Sender:
             if pause > 0:
                 wait = pause
                 continue
-            if not self.lock.acquire():
-                wait = max(wait, 0.5)
+            try:
+                if not self.lock.acquire():
+                    wait = max(wait, 0.5)
+                    continue
+            except OSError as exc:  # the cache directory is not writable: say so, retry
+                self._backoff(None, f"send lock {self.lock.path}: {exc}")
+                wait = max(self._retry_at - time.monotonic(), 0.0)
                 continue
             result = "idle"
             while not self._stopping:
@@ -206,14 +214,19 @@ class Sender:
                     break
             if result == "retry":
                 wait = max(self._retry_at - time.monotonic(), 0.0)
-            elif result == "idle":
-                self._idle()
+            self._checkpoint()
         self.lock.release()
 
-    def _idle(self) -> None:
+    def _checkpoint(self) -> None:
+        # Appends never checkpoint (spool.py); without this the write-ahead log would grow
+        # for as long as the process runs. At most once a second, off record()'s lock.
+        now = time.monotonic()
+        if now - self._checkpointed_at < 1.0:
+            return
+        self._checkpointed_at = now
         try:
             self.spool.checkpoint()
-        except Exception as exc:  # a busy spool: the next idle tick checkpoints
+        except Exception as exc:  # a busy spool: the next one checkpoints
             _log.debug("llmledger spool checkpoint skipped: %s", exc)
 
     # -- sending -------------------------------------------------------------------------
@@ -232,8 +245,7 @@ class Sender:
             pause = self._retry_at - now
             if pause > 0:
                 if deadline is not None and now + pause > deadline:
-                    time.sleep(max(0.0, deadline - now))
-                    return not self.spool.any_pending(upto)
+                    return False  # the next try comes after the deadline
                 time.sleep(pause)
             self._safe_step()
         return True

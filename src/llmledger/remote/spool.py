@@ -234,9 +234,10 @@ class Spool:
         return int(moved)
 
     def checkpoint(self) -> None:
-        """Fold the write-ahead log back into the file (the sender calls this when idle)."""
-        with self._lock:
-            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        """Fold the write-ahead log back into the file, on the read connection: appends go
+        on meanwhile (a passive checkpoint does not block writers, and its disk sync is not
+        done under the appends' lock)."""
+        self._read("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- reading -------------------------------------------------------------------------
 
