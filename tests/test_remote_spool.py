@@ -423,3 +423,15 @@ def test_arun_on_a_remote_ledger(tmp_path: Path, service: FakeService) -> None:
     assert ledger.flush(10)
     ledger.close()
     assert service.paths() == ["/v1/runs", f"/v1/runs/{run_id}/calls", f"/v1/runs/{run_id}/finish"]
+
+
+def test_a_spool_serves_one_service(tmp_path: Path) -> None:
+    from llmledger.remote.spool import SpoolError
+
+    first = Spool(tmp_path / "s.db", "http://a.test")
+    first.append("call", None, [_call("a")])
+    first.close()
+    other = Spool(tmp_path / "s.db", "http://b.test")
+    with pytest.raises(SpoolError, match="spool of http://a.test"):
+        other.append("call", None, [_call("b")])
+    assert Spool(tmp_path / "s.db").pending() == 1

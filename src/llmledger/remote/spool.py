@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
-__all__ = ["DeadLetter", "Op", "OpKind", "SendLock", "Spool", "SpoolStatus"]
+__all__ = ["DeadLetter", "Op", "OpKind", "SendLock", "Spool", "SpoolError", "SpoolStatus"]
 
 OpKind = Literal["run", "call", "finish", "status"]
 
@@ -38,6 +38,10 @@ _SCHEMA = (
     " body BLOB NOT NULL,"
     " created_at REAL NOT NULL, failed_at REAL NOT NULL, http_status INTEGER, error TEXT NOT NULL)",
 )
+
+
+class SpoolError(Exception):
+    """The spool cannot be used (it belongs to another service)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,11 @@ class Spool:
                 conn.execute(
                     "INSERT OR IGNORE INTO meta (name, value) VALUES ('url', ?)", (self.url,)
                 )
+                owner = conn.execute("SELECT value FROM meta WHERE name = 'url'").fetchone()[0]
+        if self.url is not None and owner != self.url:
+            conn.close()
+            # Its writes would go to the wrong service.
+            raise SpoolError(f"{self.path} is the spool of {owner}, not of {self.url}")
         self._conn, self._pid = conn, os.getpid()
         return conn
 
