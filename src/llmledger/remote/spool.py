@@ -110,7 +110,7 @@ class Spool:
 
     def __init__(self, path: str | Path, url: str | None = None) -> None:
         self.path = Path(path)
-        self.url = url
+        self.url = url.rstrip("/") if url else None
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
