@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,13 +82,30 @@ def test_serve_answers_healthz_with_the_revision(
     stop.append(process)
     url = f"http://127.0.0.1:{port}"
     assert _wait_healthy(url, process) == {"status": "ok", "revision": HEAD_REVISION}
-    response = httpx.post(
-        f"{url}/v1/calls",
-        json={"items": [{"call": {"dedupe_key": "k", "usage": {"input_tokens": 3}}}]},
-        timeout=30,
-    )
-    assert response.status_code == 200
-    assert response.json()["accepted"] == 1
+    # Batches posted at once (to every worker), each one twice: every call stored, once.
+    batches = [
+        {
+            "items": [
+                {"call": {"dedupe_key": f"{b}-{i}", "usage": {"input_tokens": 3}}}
+                for i in range(50)
+            ]
+        }
+        for b in range(8)
+    ] * 2
+
+    def post(body: dict[str, Any]) -> int:
+        answer = httpx.post(f"{url}/v1/calls", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["accepted"])
+
+    with ThreadPoolExecutor(8) as pool:
+        accepted = sum(pool.map(post, batches))
+    assert accepted == 400
+    repo = open_repository(db_url)
+    try:
+        assert repo.counts()["calls"] == 400
+    finally:
+        repo.engine.dispose()
     process.terminate()
     # uvicorn shuts down, then re-raises the SIGTERM it caught (a single worker does).
     assert process.wait(30) in (0, -15)
@@ -113,19 +131,40 @@ def test_serve_with_a_key_checks_requests(
     assert httpx.post(f"{url}/v1/runs", json={"kind": "task"}, headers=authorized).is_success
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.7", "ledger.example"])
-def test_a_non_loopback_bind_without_keys_is_refused(sqlite_url: str, host: str) -> None:
+def test_a_non_loopback_bind_without_keys_is_refused(sqlite_url: str) -> None:
     # Refused before anything listens: the command exits at once.
     result = subprocess.run(
-        [sys.executable, "-m", "llmledger", "serve", "--host", host, "--db", sqlite_url],
+        [sys.executable, "-m", "llmledger", "serve", "--host", "0.0.0.0", "--db", sqlite_url],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2
-    assert f"refusing to serve on {host}" in result.stderr
+    assert "refusing to serve on 0.0.0.0" in result.stderr
     assert "llmledger keys create" in result.stderr
     assert "--no-auth" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "refused"),
+    [
+        ("::", True),
+        ("192.0.2.7", True),
+        ("ledger.example", True),
+        ("localhost", False),
+        ("::1", False),
+        ("127.0.0.2", False),
+    ],
+)
+def test_which_addresses_are_loopback(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch, host: str, refused: bool
+) -> None:
+    seen = _captured_run(monkeypatch)
+    result = CliRunner().invoke(
+        app, ["serve", "--host", host, "--db", sqlite_url], catch_exceptions=False
+    )
+    assert result.exit_code == (2 if refused else 0), result.output
+    assert bool(seen) is not refused
 
 
 def _captured_run(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
