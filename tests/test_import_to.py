@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import sqlalchemy
 
 from llmledger.imports import ship
 from llmledger.records import CallRecord, call_of_record, record_of_call
@@ -439,12 +440,37 @@ def test_two_machines_add_up_on_one_server_and_rerunning_changes_nothing(
             cli = _cli(["daily", "--db", db_url, "--host", host, "--no-import", "--json"], {})
             assert cli.returncode == 0, cli.stderr
             assert _totals(orjson.loads(cli.stdout)) == _totals(document)
+        stored = _server_calls(db_url)
+        assert stored["hosts"] == {h: d["totals"]["calls"] for h, d in local.items()}
+        # The cost Claude Code logged stays the reported cost on the server.
+        assert stored["msg_B3:req_B3"] == ("reported", Decimal("0.0123"))
         # Again, both: nothing is sent, the server's books do not move.
         for env in (alpha, beta):
             result = _cli(["import", "--to", server.url, "--json"], env)
             assert result.returncode == 0, result.stderr
             assert orjson.loads(result.stdout)["sent"]["sent"] == 0
         assert httpx.get(server.url + "/v1/reports/daily").json() == daily
+
+
+def _server_calls(db_url: str) -> dict[str, Any]:
+    """The server ledger's calls per host, and the cost of the call logged with a cost."""
+    from llmledger.store import open_repository
+    from llmledger.store.schema import calls
+
+    repo = open_repository(db_url)
+    try:
+        with repo.engine.connect() as conn:
+            hosts = conn.execute(
+                sqlalchemy.select(calls.c.host, sqlalchemy.func.count()).group_by(calls.c.host)
+            ).all()
+            cost = conn.execute(
+                sqlalchemy.select(calls.c.cost_status, calls.c.cost_usd).where(
+                    calls.c.dedupe_key == "msg_B3:req_B3"
+                )
+            ).one()
+    finally:
+        repo.engine.dispose()
+    return {"hosts": {host: count for host, count in hosts}, "msg_B3:req_B3": tuple(cost)}
 
 
 @pytest.mark.slow
