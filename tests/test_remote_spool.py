@@ -350,7 +350,7 @@ def test_dead_letters_count_as_failures(tmp_path: Path, service: FakeService) ->
         pass
     assert ledger.flush(10)
     ledger.close()
-    assert ledger.failures == 1
+    assert ledger.failures == 2  # the run, and its finish that cannot be stored without it
 
 
 def test_remote_ledger_has_no_local_store(tmp_path: Path, service: FakeService) -> None:
@@ -432,6 +432,50 @@ def test_a_spool_serves_one_service(tmp_path: Path) -> None:
     first.append("call", None, [_call("a")])
     first.close()
     other = Spool(tmp_path / "s.db", "http://b.test")
-    with pytest.raises(SpoolError, match="spool of http://a.test"):
+    with pytest.raises(SpoolError, match=r"spool of http://a\.test"):
         other.append("call", None, [_call("b")])
     assert Spool(tmp_path / "s.db").pending() == 1
+
+
+def test_a_refused_run_takes_what_needs_it_to_the_dead_letters_at_once(
+    spool: Spool, service: FakeService
+) -> None:
+    service.answer = lambda request, body: (
+        httpx.Response(422, json={"detail": [{"loc": ["body", "name"]}]})
+        if request.url.path == "/v1/runs" and body["id"] == "bad"
+        else None
+    )
+    spool.append("run", "bad", [b'{"id":"bad","kind":"task"}'])
+    spool.append("run", "child", [b'{"id":"child","kind":"attempt","parent_id":"bad"}'])
+    spool.append("call", "child", [_call("c1")])
+    spool.append("call", "bad", [_call("b1")])
+    spool.append("status", "1.1", [b'{"id":"e1","to_status":"done","run_id":"bad"}'])
+    spool.append("finish", "child", [b'{"status":"succeeded"}'])
+    spool.append("finish", "bad", [b'{"status":"succeeded"}'])
+    spool.append("run", "fine", [b'{"id":"fine","kind":"task"}'])
+    spool.append("call", "fine", [_call("f1")])
+    sender = _sender(spool, service)
+    assert sender.send_pending(time.monotonic() + 10)
+    assert sender.failed_sends == 0  # nothing waited on 404 retries
+    assert len(spool.dead_letters()) == 7
+    assert service.call_keys() == ["f1"]
+    assert service.paths() == ["/v1/runs", "/v1/runs", "/v1/runs/fine/calls"]
+
+
+def test_ops_queued_after_their_run_was_refused_go_to_the_dead_letters(
+    spool: Spool, service: FakeService
+) -> None:
+    service.answer = lambda request, body: (
+        httpx.Response(409, json={"detail": "id: other kind"})
+        if request.url.path == "/v1/runs"
+        else None
+    )
+    spool.append("run", "bad", [b'{"id":"bad","kind":"task"}'])
+    sender = _sender(spool, service)
+    assert sender.send_pending(time.monotonic() + 10)
+    spool.append("call", "bad", [_call("late")])  # recorded after the refusal
+    spool.append("finish", "bad", [b'{"status":"succeeded"}'])
+    assert sender.send_pending(time.monotonic() + 10)
+    assert sender.failed_sends == 0
+    assert service.paths() == ["/v1/runs"]
+    assert [letter.kind for letter in spool.dead_letters()] == ["finish", "call", "run"]

@@ -179,7 +179,11 @@ class Sender:
         if not join:
             return
         if thread is not None and thread is not threading.current_thread():
-            thread.join(self._timeout + 5)
+            # A request in flight to a server that hangs is not waited for (a daemon thread);
+            # what it carries is still in the spool, and resending it is harmless.
+            thread.join(2.0)
+            if thread.is_alive():
+                return
         self._thread = None
         self.lock.release()
         if self._client is not None:
@@ -275,7 +279,13 @@ class Sender:
         if not ops:
             self._limit, self._limit_until = None, 0
             return "idle"
-        outcome = self._post(ops)
+        needed = _run_needed(ops[0])
+        if needed is not None and self.spool.run_refused(needed):
+            # Queued after its run was refused: it cannot be stored either.
+            error = f"its run {needed} was refused (see the dead letters)"
+            outcome = _Outcome([], [(op, error) for op in ops])
+        else:
+            outcome = self._post(ops)
         if outcome.split:
             self._limit = 1 if outcome.http_status != 413 else max(1, len(ops) // 2)
             self._limit_until = max(self._limit_until, ops[-1].seq)
@@ -287,7 +297,14 @@ class Sender:
         if outcome.ack:
             self.spool.ack([op.seq for op in outcome.ack])
             self.sent += len(outcome.ack)
+        bury = list(outcome.bury)
         for op, error in outcome.bury:
+            if op.kind == "run" and op.ref is not None:
+                # What needs this run cannot be stored either: dead now, not after retries
+                # that would hold up the whole queue.
+                reason = f"its run {op.ref} was refused ({error})"
+                bury += [(dependent, reason) for dependent in self.spool.dependents(op.ref)]
+        for op, error in bury:
             self.spool.bury([op], outcome.http_status, error)
             self.dead += 1
             if self.on_dead is None:
@@ -361,6 +378,20 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _run_needed(op: Op) -> str | None:
+    """The run that must exist on the server for ``op`` to be stored."""
+    if op.kind in ("call", "finish"):
+        return op.ref
+    if b'"parent_id"' not in op.body and b'"run_id"' not in op.body:
+        return None
+    try:
+        body = orjson.loads(op.body)
+    except orjson.JSONDecodeError:
+        return None
+    needed = body.get("parent_id" if op.kind == "run" else "run_id")
+    return needed if isinstance(needed, str) else None
 
 
 def _calls_body(ops: Sequence[Op], host: str | None) -> bytes:

@@ -37,6 +37,7 @@ _SCHEMA = (
     " id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, kind TEXT NOT NULL, ref TEXT,"
     " body BLOB NOT NULL,"
     " created_at REAL NOT NULL, failed_at REAL NOT NULL, http_status INTEGER, error TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS dead_by_ref ON dead (kind, ref)",
 )
 
 
@@ -219,6 +220,33 @@ class Spool:
                         (op.seq, op.kind, op.ref, op.body, op.created_at, now, http_status, error),
                     )
                     conn.execute("DELETE FROM ops WHERE seq = ?", (op.seq,))
+
+    def run_refused(self, run_id: str) -> bool:
+        """Whether the server refused to create run ``run_id`` (it is a dead letter)."""
+        return bool(
+            self._read("SELECT 1 FROM dead WHERE kind = 'run' AND ref = ? LIMIT 1", (run_id,))
+        )
+
+    def dependents(self, run_id: str) -> list[Op]:
+        """The pending ops that need run ``run_id`` on the server: its calls and finish, the
+        status events naming it, and its child runs with everything that needs them."""
+        found: list[Op] = []
+        todo = [run_id]
+        while todo:
+            ref = todo.pop()
+            rows = self._read(
+                "SELECT seq, kind, ref, body, created_at, tries FROM ops"
+                " WHERE (kind IN ('call', 'finish') AND ref = ?)"
+                " OR (kind = 'run' AND instr(body, ?) > 0)"
+                " OR (kind = 'status' AND instr(body, ?) > 0) ORDER BY seq",
+                (ref, f'"parent_id":"{ref}"'.encode(), f'"run_id":"{ref}"'.encode()),
+            )
+            for row in rows:
+                op = _op(row)
+                found.append(op)
+                if op.kind == "run" and op.ref is not None:
+                    todo.append(op.ref)
+        return found
 
     def note_failure(self, ops: Sequence[Op], error: str) -> None:
         """Count a failed send of ``ops`` and keep the reason (``spool status`` shows it)."""
