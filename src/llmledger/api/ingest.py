@@ -252,7 +252,9 @@ def ingest_calls(
             found.rejected.append((index, "an item is {'call': ...} or {'payload': ...}"))
     _add_records(found, records, pricer, batch.host)
     rows, row_indexes = _rows(repo, found, run_id)
-    written = repo.write_call_rows(rows) if rows else 0
+    # In key order: concurrent batches that share keys then lock them in the same order
+    # (PostgreSQL), so they wait for each other instead of deadlocking.
+    written = repo.write_call_rows(sorted(rows, key=_dedupe_key)) if rows else 0
     found.rejected.sort()
     return {
         "accepted": written,
@@ -269,6 +271,9 @@ def ingest_calls(
             for index, row in sorted(zip(row_indexes, rows, strict=True), key=_by_index)
         ],
     }
+
+
+_dedupe_key = itemgetter("dedupe_key")
 
 
 def _by_index(pair: tuple[int, dict[str, Any]]) -> int:
