@@ -479,3 +479,31 @@ def test_ops_queued_after_their_run_was_refused_go_to_the_dead_letters(
     assert sender.failed_sends == 0
     assert service.paths() == ["/v1/runs"]
     assert [letter.kind for letter in spool.dead_letters()] == ["finish", "call", "run"]
+
+
+def test_threads_record_concurrently_each_call_once(tmp_path: Path, service: FakeService) -> None:
+    ledger = _ledger(tmp_path, service, batch_size=64, flush_interval=0.0)
+
+    def work(k: int) -> None:
+        with ledger.run("task", key=f"t{k}"):
+            for i in range(200):
+                ledger.record(Usage(input_tokens=i + 1), model="gpt-4o")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert ledger.flush(30)
+    ledger.close()
+    keys = service.call_keys()
+    assert len(keys) == len(set(keys)) == 1600
+    assert ledger.failures == 0
+    # Each run's calls went out before its finish.
+    finished: set[str] = set()
+    for path, _ in service.requests:
+        run_id = path.split("/")[3] if path.count("/") >= 4 else None
+        if path.endswith("/finish"):
+            finished.add(str(run_id))
+        elif path.endswith("/calls"):
+            assert run_id not in finished
