@@ -69,16 +69,20 @@ def runs_command(
     except OptionError as exc:
         raise fail(str(exc)) from None
     try:
-        nodes = recent_runs(
-            open_repository(db),
-            kind=kind,
-            since=since_at,
-            until=until_at,
-            status=status,
-            agent=agent,
-            top_level=top,
-            limit=limit,
-        )
+        repo = open_repository(db)
+        try:
+            nodes = recent_runs(
+                repo,
+                kind=kind,
+                since=since_at,
+                until=until_at,
+                status=status,
+                agent=agent,
+                top_level=top,
+                limit=limit,
+            )
+        finally:
+            repo.engine.dispose()
     except StoreError as exc:
         raise fail(str(exc)) from None
     if as_json:
@@ -113,8 +117,11 @@ def show_command(
     """
     try:
         repo = open_repository(db)
-        run_id = find_run(repo, run)
-        tree = load_tree(repo, run_id) if run_id is not None else None
+        try:
+            run_id = find_run(repo, run)
+            tree = load_tree(repo, run_id) if run_id is not None else None
+        finally:
+            repo.engine.dispose()
     except StoreError as exc:
         raise fail(str(exc)) from None
     if tree is None:
