@@ -142,6 +142,7 @@ COMMAND_MODULES = {
     "run": "run",
     "runs": "runs",
     "show": "runs",
+    "schema": "schema",
     "serve": "serve",
 }
 
