@@ -47,10 +47,19 @@ class RunNode:
             "started_at": _iso(row["started_at"]),
             "finished_at": _iso(row["finished_at"]),
             "duration_ms": row["duration_ms"],
-            "own": self.own.to_dict(),
-            "inclusive": self.inclusive.to_dict(),
+            "own": _totals_dict(self.own),
+            "inclusive": _totals_dict(self.inclusive),
             "children": [child.to_dict() for child in self.children],
         }
+
+
+#: The totals of no call, and their JSON: most runs of a large tree have no call of their own.
+_NONE = Totals()
+_NONE_DICT = _NONE.to_dict()
+
+
+def _totals_dict(totals: Totals) -> dict[str, Any]:
+    return dict(_NONE_DICT) if totals.calls == 0 and totals == _NONE else totals.to_dict()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -79,21 +88,38 @@ def find_run(repo: Repository, ref: str) -> str | None:
     return None
 
 
+#: The columns of a :func:`load_tree` node's row: what :meth:`RunNode.to_dict` and ``show``
+#: print, and the parent that places it.
+_NODE_COLUMNS = [
+    runs.c[name]
+    for name in (
+        "id",
+        "parent_id",
+        "kind",
+        "name",
+        "key",
+        "status",
+        "attempt",
+        "agent_id",
+        "started_at",
+        "finished_at",
+        "duration_ms",
+    )
+]
+
+
 def load_tree(repo: Repository, run_id: str) -> RunNode | None:
     """The run ``run_id`` with its whole subtree and usage, in two queries."""
     with repo.engine.connect().execution_options(**READ_ONLY) as conn:
         base = select(runs.c.id).where(runs.c.id == run_id).cte("subtree", recursive=True)
         tree = base.union_all(select(runs.c.id).where(runs.c.parent_id == base.c.id))
-        rows = [
-            dict(row)
-            for row in conn.execute(
-                select(runs).where(runs.c.id.in_(select(tree.c.id))).order_by(runs.c.started_at)
-            ).mappings()
-        ]
+        # Only the columns a node shows: a large tree's metadata is not decoded for nothing.
+        query = select(*_NODE_COLUMNS).where(runs.c.id.in_(select(tree.c.id)))
+        rows = [dict(row) for row in conn.execute(query.order_by(runs.c.started_at)).mappings()]
         own = totals_by_run(conn, select(tree.c.id))
     if not rows:
         return None
-    nodes = {row["id"]: RunNode(row=row, own=own.get(row["id"], Totals())) for row in rows}
+    nodes = {row["id"]: RunNode(row=row, own=own.get(row["id"], _NONE)) for row in rows}
     children: dict[str, list[RunNode]] = defaultdict(list)
     for node in nodes.values():
         parent = node.row["parent_id"]
@@ -102,7 +128,9 @@ def load_tree(repo: Repository, run_id: str) -> RunNode | None:
 
     def settle(node: RunNode) -> Totals:
         node.children = children.get(node.row["id"], [])
-        node.inclusive = Totals.total([node.own, *(settle(child) for child in node.children)])
+        # Totals of no call add nothing: most runs of a large tree have none of their own.
+        parts = [t for t in (node.own, *map(settle, node.children)) if t.calls]
+        node.inclusive = Totals.total(parts) if parts else _NONE
         return node.inclusive
 
     root = nodes[run_id]
