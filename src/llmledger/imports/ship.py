@@ -4,8 +4,9 @@ The logs are imported as always (incrementally, copies settled: :mod:`.pipeline`
 *staging ledger*: a SQLite ledger of this machine kept for that server alone
 (:func:`staging_path`: ``staging/<hash of the URL>.db`` in the user data directory, or in
 ``$LLMLEDGER_STAGING_DIR``). The calls the server has not acknowledged yet are then posted to
-``POST /v1/calls`` in batches of :data:`BATCH_SIZE` as ``{"items": [{"call": <CallRecord>}],
-"host": <host>}``, each call tagged with this machine's host name.
+``POST /v1/calls`` in batches of :data:`BATCH_SIZE` (:data:`CONCURRENCY` on the wire at once)
+as ``{"items": [{"call": <CallRecord>}], "host": <host>}``, each call tagged with this
+machine's host name (or the one ``--host`` names).
 
 What the server still lacks
 ---------------------------
