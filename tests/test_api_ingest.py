@@ -333,6 +333,24 @@ def test_the_batch_host_fills_calls_that_name_none(client: TestClient, repo: Rep
     assert hosts == {"mine": "build-7", "theirs": "laptop", "chatcmpl-ingest-1": "laptop"}
 
 
+def test_a_call_whose_given_cost_was_invalid_stays_unpriced(
+    client: TestClient, repo: Repository
+) -> None:
+    """A remote ledger sends a call record() was given an unreadable cost for with the
+    bad_cost_usd flag: the server must not guess the cost from the usage either."""
+    flagged = _record("bad-cost", metadata={"flags": ["bad_cost_usd"]})
+    result = client.post("/v1/calls", json={"items": [flagged, _record("good")]}).json()
+    by_key = {c["dedupe_key"]: c for c in result["calls"]}
+    assert (by_key["bad-cost"]["cost_status"], by_key["bad-cost"]["cost_usd"]) == (
+        "unpriced",
+        None,
+    )
+    assert by_key["good"]["cost_status"] == "computed"
+    with repo.engine.connect() as conn:
+        stored = dict(conn.execute(select(calls.c.dedupe_key, calls.c.cost_status)).all())
+    assert stored == {"bad-cost": "unpriced", "good": "computed"}
+
+
 def test_a_larger_copy_replaces_a_stored_call(client: TestClient, repo: Repository) -> None:
     small = _record("stream", usage={"input_tokens": 10, "output_tokens": 1})
     large = _record("stream", usage={"input_tokens": 10, "output_tokens": 50})

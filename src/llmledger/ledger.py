@@ -598,8 +598,6 @@ class Ledger:
             self._send_calls(prepared, run, reported_by_model)
             return prepared
         prices = price_calls(self.pricer, prepared, reported_by_model)
-        if "cost_usd" in invalid:  # the caller's cost is unknown: not guessed from the usage
-            prices = [Price(None, "unpriced", None, "cost_usd given was invalid")] * len(prices)
         repo_rows = self.repository.call_rows(
             prepared, run_id=run.id if run is not None else None, prices=prices
         )

@@ -13,7 +13,7 @@ from llmledger.errors import ParseError
 from llmledger.pricing import Price, Pricer
 from llmledger.usage import Usage
 
-__all__ = ["PayloadCalls", "calls_in", "price_calls"]
+__all__ = ["INVALID_COST", "PayloadCalls", "calls_in", "price_call", "price_calls"]
 
 
 @dataclass(slots=True)
@@ -52,12 +52,26 @@ def calls_in(payload: Any, format: str | None = None) -> PayloadCalls:
     return PayloadCalls(parsed.calls, reported, skipped)
 
 
+#: The price of a call whose caller gave a cost that could not be read (``bad_cost_usd`` in
+#: its metadata flags): unknown, never guessed from the usage.
+INVALID_COST = Price(None, "unpriced", None, "the cost_usd given was invalid")
+
+
+def price_call(pricer: Pricer, call: Call) -> Price:
+    """The call's price: :data:`INVALID_COST` for a call flagged ``bad_cost_usd`` (by
+    ``record()``, here or on a remote ledger), else what ``pricer`` says."""
+    flags = call.metadata.get("flags")
+    if isinstance(flags, list) and "bad_cost_usd" in flags:
+        return INVALID_COST
+    return pricer.price(call)
+
+
 def price_calls(
     pricer: Pricer, calls: Sequence[Call], reported_by_model: Mapping[str, Decimal]
 ) -> list[Price]:
-    """A price for each call; a cost the payload's summary reports for a model is spread over
-    that model's calls (and wins over a computed one)."""
-    prices = [pricer.price(call) for call in calls]
+    """A price for each call (:func:`price_call`); a cost the payload's summary reports for a
+    model is spread over that model's calls (and wins over a computed one)."""
+    prices = [price_call(pricer, call) for call in calls]
     if reported_by_model:
         from llmledger.pricing import apportion_reported
 

@@ -42,7 +42,7 @@ from llmledger.api.models import (
 )
 from llmledger.call import Call
 from llmledger.errors import UsageError
-from llmledger.payloads import calls_in, price_calls
+from llmledger.payloads import calls_in, price_call, price_calls
 from llmledger.pricing import Price, Pricer
 from llmledger.records import CallRecord, call_of_record
 from llmledger.store import Repository
@@ -302,7 +302,7 @@ def _add_records(
             continue
         if call.host is None:
             call.host = host
-        found.add(index, call, pricer.price(call))
+        found.add(index, call, price_call(pricer, call))
 
 
 def _add_payload(
