@@ -227,3 +227,17 @@ def test_an_unreachable_store_stops_serve(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "--db", url], catch_exceptions=False)
     assert result.exit_code == 2
     assert "error:" in result.output
+
+
+@pytest.mark.parametrize("command", [["daily", "--no-import"], ["runs"], ["show", "1.1"]])
+def test_a_read_pointed_at_the_service_says_where_to_read(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LLMLEDGER_DB=http://... is right for writers; a report given it must say so and name
+    what to use instead, not fail on an 'unsupported database'."""
+    _register_commands(command[:1])
+    monkeypatch.setenv("LLMLEDGER_DB", "http://127.0.0.1:8787")
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2
+    assert "is a llmledger service, not a database" in result.output
+    assert "GET /v1/reports/daily" in result.output

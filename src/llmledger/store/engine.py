@@ -99,7 +99,17 @@ def open_engine(url: str | None = None, *, read_only: bool | None = None, **kwar
         _configure_sqlite(engine, read_only=bool(read_only))
         return engine
     if backend == "postgresql":
+        # A server that never answers must end in an error (a 503 from the service), not hang.
+        if "connect_timeout" not in parsed.query:
+            kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", 10)
         return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if backend in ("http", "https"):
+        raise StoreError(
+            f"{resolved!r} is a llmledger service, not a database: remote ledgers, "
+            "`llmledger import` and `llmledger spool` write to it; reports, `runs` and `show` "
+            "read a database (--db sqlite:///PATH or postgresql+psycopg://...), or ask the "
+            "service: GET /v1/reports/daily, /v1/runs/ID (docs/service.md)"
+        )
     raise StoreError(
         f"unsupported database {backend!r} in {resolved!r}: use sqlite:///PATH or "
         "postgresql+psycopg://USER@HOST/DB"
