@@ -328,3 +328,19 @@ def test_reads_need_a_read_or_admin_key(ledger_url: str) -> None:
         for scope, status in (("ingest", 403), ("read", 200), ("admin", 200)):
             headers = {"Authorization": f"Bearer {keys[scope]}"}
             assert client.get("/v1/runs", headers=headers).status_code == status, scope
+
+
+def test_a_deep_run_tree_is_served_whole(sqlite_url: str) -> None:
+    # Deeper than orjson nests (255 levels: two a run); the service answers all the same.
+    repo = open_repository(sqlite_url)
+    parent = top = repo.create_run("plan", name="deep")
+    for _ in range(150):
+        parent = repo.create_run("task", parent_id=parent)
+    repo.engine.dispose()
+    with TestClient(create_app(sqlite_url, no_auth=True)) as api:
+        node = _get(api, f"/v1/runs/{top}")["run"]
+    depth = 0
+    while node["children"]:
+        (node,) = node["children"]
+        depth += 1
+    assert depth == 150

@@ -16,6 +16,7 @@ workflow, task or agent a 404. The reads need a key with the ``read`` (or ``admi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -85,7 +86,11 @@ class Document(JSONResponse):
     """A JSON document as the CLI prints it (orjson, the same encoder), unindented."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+        except orjson.JSONEncodeError:
+            # orjson nests at most 255 levels: a run tree over ~120 deep goes through json.
+            return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _unreadable(exc: OptionError, value: object) -> RequestValidationError:
