@@ -96,3 +96,20 @@ def test_show_finds_a_run_by_name(plan_url: str) -> None:
     result = runner.invoke(app, ["show", "Refactor", "--db", plan_url, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["run"]["key"] == "plan-1"
+
+
+def test_show_json_prints_a_tree_deeper_than_orjson_nests(sqlite_url: str) -> None:
+    """orjson stops at 255 levels (about 120 nested runs); show --json must still print."""
+    from llmledger.store import open_repository
+
+    repo = open_repository(sqlite_url)
+    parent = repo.create_run("workflow", key="deep")
+    for depth in range(150):
+        parent = repo.create_run("task", key=f"d{depth}", parent_id=parent)
+    repo.engine.dispose()
+    result = runner.invoke(app, ["show", "deep", "--db", sqlite_url, "--json"])
+    assert result.exit_code == 0, result.output
+    node, depth = json.loads(result.output)["run"], 0
+    while node["children"]:
+        node, depth = node["children"][0], depth + 1
+    assert (depth, node["key"]) == (150, "d149")

@@ -98,7 +98,7 @@ async def _on_database_error(request: Request, exc: Exception) -> JSONResponse:
     if "IntegrityError" in kinds:
         return _json(409, f"the store refused the write: {_first_line(exc)}")
     if "DataError" in kinds:
-        return _json(422, f"the store refused a value: {_first_line(exc)}")
+        return unprocessable("body", f"the store refused a value: {_first_line(exc)}", "store")
     return store_unavailable(exc)
 
 

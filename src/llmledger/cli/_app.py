@@ -67,7 +67,14 @@ def echo_json(document: Any) -> None:
     milliseconds)."""
     import orjson
 
-    typer.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    try:
+        text = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        # orjson nests at most 255 levels: a run tree over ~120 deep goes through json.
+        import json
+
+        text = json.dumps(document, indent=2, ensure_ascii=False).encode()
+    typer.echo(text)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
