@@ -473,9 +473,9 @@ def test_a_store_whose_tables_vanish_is_503(pg_url: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
-        ({"source": "s" * 49}, "source: longer than the store's 48 characters"),
-        ({"model": "m" * 201}, "model: longer than"),
-        ({"agent_id": "a" * 129}, "agent_id: longer than"),
+        ({"source": "s" * 49}, "call.source: String should have at most 48 characters"),
+        ({"model": "m" * 201}, "call.model: String should have at most 200 characters"),
+        ({"agent_id": "a" * 129}, "call.agent_id: String should have at most 128 characters"),
         ({"model": "gpt\x00"}, "model: contains a NUL character"),
         ({"metadata": {"note": "a\x00b"}}, "metadata: contains a NUL character"),
         ({"metadata": {"n": 10**30}}, "metadata: holds an integer beyond 64 bits"),

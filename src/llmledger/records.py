@@ -52,8 +52,8 @@ class CallRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     usage: UsageRecord
-    source: str = Field(default="api", min_length=1, max_length=64)
-    model: str | None = Field(default=None, max_length=255)
+    source: str = Field(default="api", min_length=1, max_length=48)
+    model: str | None = Field(default=None, max_length=200)
     provider: str | None = Field(default=None, max_length=64)
     dedupe_key: str | None = Field(default=None, min_length=1, max_length=255)
     message_id: str | None = Field(default=None, max_length=255)
@@ -65,8 +65,8 @@ class CallRecord(BaseModel):
     status: Literal["ok", "error"] = "ok"
     token_provenance: Literal["reported", "estimated"] = "reported"
     session_id: str | None = Field(default=None, max_length=255)
-    project: str | None = Field(default=None, max_length=1024)
-    agent_id: str | None = Field(default=None, max_length=255)
+    project: str | None = Field(default=None, max_length=4096)
+    agent_id: str | None = Field(default=None, max_length=128)
     metadata: dict[str, Any] = Field(default_factory=dict)
     host: str | None = Field(default=None, max_length=255)
 
