@@ -1,6 +1,7 @@
-"""Writing an import's rows: large executemany batches in the import's transaction, the
-session runs the rows belong to, the bulk load of an empty SQLite ledger (indexes dropped and
-built once, the roll-up summed from the rows on a thread) and the import state of each file.
+"""Writing an import's rows: large batches in the import's transaction (one statement each on
+PostgreSQL, an executemany on SQLite), the session runs the rows belong to, the bulk load of
+an empty SQLite ledger (indexes dropped and built once, the roll-up summed from the rows on a
+thread) and the import state of each file.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from llmledger.imports.rows import (
     session_run_id,
 )
 from llmledger.imports.summary import MAX_ERRORS, ImportSummary
-from llmledger.store import rollup
+from llmledger.store import pg_write, rollup
 from llmledger.store.repository import driver_executemany, raw_insert_sql, raw_upsert_sql
 from llmledger.store.schema import calls, import_state, runs
 from llmledger.store.types import micros_to_datetime
@@ -166,7 +167,7 @@ class Writer:
         """Write the queued rows."""
         # A bulk load's table has no unique index to upsert on: each key comes once.
         for shared, rows in self.pending.items():
-            self._write(self._statement(not self.bulk, shared), rows)
+            self._write(not self.bulk, shared, rows)
         self.pending.clear()
         self.queued = 0
 
@@ -174,7 +175,7 @@ class Writer:
         """Write the rows that replace copies written before (a bulk load's, once the calls
         indexes are back): the upsert keeps the larger copy."""
         for shared, rows in self.late.items():
-            self._write(self._statement(True, shared), rows)
+            self._write(True, shared, rows)
         self.late.clear()
 
     def _statement(self, upsert: bool, shared: _Shared) -> str:
@@ -189,7 +190,16 @@ class Writer:
             )
         return sql
 
-    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    def _writer(self, upsert: bool, shared: _Shared) -> Callable[[list[tuple[Any, ...]]], int]:
+        """What writes rows that leave out the ``shared`` columns: on PostgreSQL one statement
+        per batch (:func:`pg_write.upsert_calls`), elsewhere one per row."""
+        if upsert and self.conn.dialect.name == "postgresql":
+            columns = ROW_COLUMNS[: len(ROW_COLUMNS) - len(shared)]
+            return lambda rows: pg_write.upsert_calls(self.conn, columns, rows, shared)
+        sql = self._statement(upsert, shared)
+        return lambda rows: driver_executemany(self.conn, sql, rows)
+
+    def _write(self, upsert: bool, shared: _Shared, rows: list[tuple[Any, ...]]) -> None:
         self._ensure_sessions()
         if self.moved:
             moved = self.moved
@@ -201,16 +211,17 @@ class Writer:
         # past 64 bits) fails its whole batch: the batch is written again row by row, and
         # only the rows that fail are left out, each named.
         refused = (OverflowError, self.conn.dialect.loaded_dbapi.DataError)
+        write = self._writer(upsert, shared)
         try:
             with self.conn.begin_nested():
-                self.changes += driver_executemany(self.conn, sql, rows)
+                self.changes += write(rows)
             return
         except refused:
             pass
         for row in rows:
             try:
                 with self.conn.begin_nested():
-                    self.changes += driver_executemany(self.conn, sql, [row])
+                    self.changes += write([row])
             except refused as exc:
                 self.refused += 1
                 if len(self.summary.errors) < MAX_ERRORS:

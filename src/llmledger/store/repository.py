@@ -53,11 +53,13 @@ from llmledger.totals import Totals
 from llmledger.usage import Usage
 
 __all__ = [
+    "COPY_TOTAL_COLUMNS",
     "THIS_PROCESS",
     "PriceLike",
     "Repository",
     "driver_executemany",
     "new_run_id",
+    "on_larger_copy_sql",
     "raw_insert_sql",
     "raw_upsert_sql",
     "rollup_of",
@@ -114,7 +116,8 @@ _REPLACED_ON_LARGER_COPY = (
 )
 
 
-_TOTAL_COLUMNS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
+#: The token columns whose sum says which of two copies of a call is larger.
+COPY_TOTAL_COLUMNS = ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens")
 
 #: Values per ``IN (...)`` of a query.
 _IN_CHUNK = 500
@@ -122,7 +125,7 @@ _IN_CHUNK = 500
 
 def _token_total(table: Any) -> ColumnElement[int]:
     total: ColumnElement[int] = literal(0)
-    for name in _TOTAL_COLUMNS:
+    for name in COPY_TOTAL_COLUMNS:
         total = total + func.coalesce(table[name], 0)
     return total
 
@@ -530,10 +533,17 @@ def raw_upsert_sql(
 ) -> str:
     """The call upsert of :meth:`Repository.write_call_rows` as driver SQL: the insert of
     :func:`raw_insert_sql`, where a copy of a stored call replaces it only when larger."""
-    total_new = " + ".join(f"COALESCE(excluded.{n}, 0)" for n in _TOTAL_COLUMNS)
-    total_old = " + ".join(f"COALESCE(calls.{n}, 0)" for n in _TOTAL_COLUMNS)
+    return f"{raw_insert_sql(dialect, columns, fixed)} {on_larger_copy_sql()}"
+
+
+@functools.cache
+def on_larger_copy_sql() -> str:
+    """The ``ON CONFLICT`` clause of the call upsert: a copy of a stored call replaces it
+    only when its total of :data:`COPY_TOTAL_COLUMNS` is larger."""
+    total_new = " + ".join(f"COALESCE(excluded.{n}, 0)" for n in COPY_TOTAL_COLUMNS)
+    total_old = " + ".join(f"COALESCE(calls.{n}, 0)" for n in COPY_TOTAL_COLUMNS)
     return (
-        f"{raw_insert_sql(dialect, columns, fixed)} ON CONFLICT (dedupe_key) DO UPDATE SET "
+        "ON CONFLICT (dedupe_key) DO UPDATE SET "
         + ", ".join(f"{name} = excluded.{name}" for name in _REPLACED_ON_LARGER_COPY)
         + f" WHERE ({total_new}) > ({total_old})"
     )
@@ -575,15 +585,17 @@ def driver_executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]
 def _write_calls(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> int:
     # Values are converted to their stored form once here; the driver's rowcount counts
     # inserts and replacements.
-    return driver_executemany(
-        conn,
-        _calls_upsert(conn.dialect.name),
-        [tuple(_stored_value(name, row.get(name)) for name in _CALL_COLUMNS) for row in rows],
-    )
+    values = [tuple(_stored_value(name, row.get(name)) for name in _CALL_COLUMNS) for row in rows]
+    if conn.dialect.name == "postgresql":
+        # One statement per batch (COPY into a temporary table), not one per row.
+        from llmledger.store.pg_write import upsert_calls
+
+        return upsert_calls(conn, _CALL_COLUMNS, values)
+    return driver_executemany(conn, _calls_upsert(conn.dialect.name), values)
 
 
 def _row_total(row: Mapping[str, Any]) -> int:
-    return sum(row[name] or 0 for name in _TOTAL_COLUMNS)
+    return sum(row[name] or 0 for name in COPY_TOTAL_COLUMNS)
 
 
 def _largest_per_key(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:

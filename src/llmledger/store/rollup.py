@@ -10,11 +10,12 @@ that a sum no call reported stays None (unknown is not zero) even after deletes;
 mode keeps its sum and how many calls it priced.
 
 Triggers add a call's contribution on insert, take it away on delete, and do both on update,
-on SQLite and PostgreSQL alike, so that every writer (the collector, the importer, repairs,
-``llmledger run``) keeps the roll-up exact without knowing it exists. A bulk load into an
-empty ledger drops the triggers and writes the roll-up from sums it works out with
-:func:`partial`, the triggers' arithmetic in Python. This module is SQL text and that mirror,
-free of SQLAlchemy, so that the reports' fast path loads it cheaply.
+on SQLite (row-level) and PostgreSQL (statement-level, from the statement's transition
+tables) alike, so that every writer (the collector, the importer, repairs, ``llmledger run``)
+keeps the roll-up exact without knowing it exists. A bulk load into an empty ledger drops the
+triggers and writes the roll-up from sums it works out with :func:`partial`, the triggers'
+arithmetic in Python. This module is SQL text and that mirror, free of SQLAlchemy, so that
+the reports' fast path loads it cheaply.
 """
 
 from __future__ import annotations
@@ -128,7 +129,61 @@ def _upsert(row: str, sign: str, dialect: str) -> str:
 _WATCHED = ("started_at", "source", "model", *SUMMED, "cost_usd", "cost_status", "metadata")
 
 
-def _trigger_sql(dialect: str) -> list[str]:
+def _statement_sum(sources: Sequence[tuple[str, str]], dialect: str) -> str:
+    """One statement adding to the roll-up the contributions of the rows of transition tables:
+    ``sources`` are (table, sign) pairs. Keys are written in order (concurrent statements then
+    lock roll-up rows in the same order), and a key whose sums net to nothing is left alone
+    (an update that moved no contribution)."""
+    parts = _contribution("r", dialect)
+    measures = [c for c in parts if c not in KEY_COLUMNS]
+    selects = [
+        "SELECT "
+        + ", ".join(
+            f"{parts[c]} AS {c}" if c in KEY_COLUMNS else f"{sign}({parts[c]}) AS {c}"
+            for c in parts
+        )
+        + f" FROM {table} AS r"
+        for table, sign in sources
+    ]
+    keys = ", ".join(KEY_COLUMNS)
+    having = (
+        " HAVING " + " OR ".join(f"SUM({c}) <> 0" for c in measures) if len(sources) > 1 else ""
+    )
+    updates = ", ".join(f"{c} = call_rollup.{c} + excluded.{c}" for c in measures)
+    return (
+        f"INSERT INTO call_rollup ({', '.join(parts)}) "
+        f"SELECT {keys}, {', '.join(f'SUM({c})' for c in measures)} "
+        f"FROM ({' UNION ALL '.join(selects)}) AS d GROUP BY {keys}{having} ORDER BY {keys} "
+        f"ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+    )
+
+
+def _statement_trigger_sql() -> list[str]:
+    # Statement-level triggers with transition tables: one roll-up statement per statement on
+    # calls (a batch written by one INSERT ... SELECT), not one per row. PostgreSQL allows no
+    # column list on a trigger with transition tables: every update fires, and nets to nothing
+    # unless it moved a contribution.
+    return [
+        f"""CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN {_statement_sum([("new_calls", "+")], "postgresql")};
+    ELSIF TG_OP = 'DELETE' THEN {_statement_sum([("old_calls", "-")], "postgresql")};
+    ELSE {_statement_sum([("new_calls", "+"), ("old_calls", "-")], "postgresql")};
+    END IF;
+    RETURN NULL;
+END $$""",
+        f"CREATE TRIGGER {_TRIGGERS[0]} AFTER INSERT ON calls REFERENCING NEW TABLE AS "
+        f"new_calls FOR EACH STATEMENT EXECUTE FUNCTION {_PG_FUNCTION}()",
+        f"CREATE TRIGGER {_TRIGGERS[1]} AFTER DELETE ON calls REFERENCING OLD TABLE AS "
+        f"old_calls FOR EACH STATEMENT EXECUTE FUNCTION {_PG_FUNCTION}()",
+        f"CREATE TRIGGER {_TRIGGERS[2]} AFTER UPDATE ON calls REFERENCING OLD TABLE AS "
+        f"old_calls NEW TABLE AS new_calls FOR EACH STATEMENT EXECUTE FUNCTION {_PG_FUNCTION}()",
+    ]
+
+
+def _trigger_sql(dialect: str, per_row: bool) -> list[str]:
+    if dialect == "postgresql" and not per_row:
+        return _statement_trigger_sql()
     if dialect == "postgresql":
         return [
             f"""CREATE OR REPLACE FUNCTION {_PG_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -152,10 +207,11 @@ END $$""",
     ]
 
 
-def create_triggers(conn: Any) -> None:
+def create_triggers(conn: Any, *, per_row: bool = False) -> None:
     """Create the triggers that keep ``call_rollup`` in step (``conn``: a SQLAlchemy
-    connection)."""
-    for statement in _trigger_sql(conn.dialect.name):
+    connection). On PostgreSQL they are statement-level (one roll-up statement per statement
+    on ``calls``); ``per_row`` makes them row-level, as migration 0003 created them."""
+    for statement in _trigger_sql(conn.dialect.name, per_row):
         conn.exec_driver_sql(statement)
 
 

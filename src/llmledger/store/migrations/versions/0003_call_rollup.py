@@ -32,8 +32,9 @@ def upgrade() -> None:
     )
     conn = op.get_bind()
     # The triggers and the backfill come from the module the application uses, so that the
-    # roll-up a migrated ledger holds is the one the code keeps.
-    rollup.create_triggers(conn)
+    # roll-up a migrated ledger holds is the one the code keeps (row-level at this revision:
+    # 0006 makes PostgreSQL's statement-level).
+    rollup.create_triggers(conn, per_row=True)
     rollup.rebuild(conn)
     op.drop_index("ix_calls_model", "calls")
     op.drop_index("ix_calls_agent_id", "calls")
