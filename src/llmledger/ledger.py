@@ -37,7 +37,7 @@ from sqlalchemy import select
 
 from llmledger.call import Call, CallStatus
 from llmledger.errors import UsageError
-from llmledger.payloads import calls_in, price_calls
+from llmledger.payloads import calls_in, missing_flags, price_calls
 from llmledger.pricing import Price, Pricer
 from llmledger.store import Repository, open_repository
 from llmledger.store.engine import READ_ONLY
@@ -577,15 +577,7 @@ class Ledger:
             )
             # A call the source gave no id for is a distinct event each time it is recorded.
             call.dedupe_key = key or f"rec:{uuid.uuid4().hex}"
-            flags = [
-                flag
-                for flag, missing in (
-                    ("no_run", run is None),
-                    ("no_model", call.model is None),
-                    ("no_usage", call.usage.is_empty),
-                )
-                if missing
-            ]
+            flags = missing_flags(call, has_run=run is not None)
             flags += [f"bad_{name}" for name in invalid]
             if flags:
                 call.metadata["flags"] = flags

@@ -13,7 +13,14 @@ from llmledger.errors import ParseError
 from llmledger.pricing import Price, Pricer
 from llmledger.usage import Usage
 
-__all__ = ["INVALID_COST", "PayloadCalls", "calls_in", "price_call", "price_calls"]
+__all__ = [
+    "INVALID_COST",
+    "PayloadCalls",
+    "calls_in",
+    "missing_flags",
+    "price_call",
+    "price_calls",
+]
 
 
 @dataclass(slots=True)
@@ -50,6 +57,18 @@ def calls_in(payload: Any, format: str | None = None) -> PayloadCalls:
         ]
     reported = getattr(parsed.summary, "reported_cost_by_model", None) or {}
     return PayloadCalls(parsed.calls, reported, skipped)
+
+
+def missing_flags(call: Call, *, has_run: bool) -> list[str]:
+    """The flags a stored call carries for what it lacks (``metadata["flags"]``): ``no_run``,
+    ``no_model``, ``no_usage``. A call without them is still stored; the flags say why its
+    totals may be incomplete."""
+    lacks = (
+        ("no_run", not has_run),
+        ("no_model", call.model is None),
+        ("no_usage", call.usage.is_empty),
+    )
+    return [flag for flag, missing in lacks if missing]
 
 
 #: The price of a call whose caller gave a cost that could not be read (``bad_cost_usd`` in

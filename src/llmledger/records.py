@@ -18,7 +18,7 @@ from llmledger.call import Call, content_hash
 from llmledger.usage import MAX_TOKENS, Usage
 from llmledger.values import EARLIEST, LATEST, MAX_USD
 
-__all__ = ["CallRecord", "UsageRecord", "call_of_record", "record_of_call"]
+__all__ = ["PLAIN_FIELDS", "CallRecord", "UsageRecord", "call_of_record", "record_of_call"]
 
 _Count = Field(default=None, ge=0, le=MAX_TOKENS)
 
@@ -117,24 +117,28 @@ def call_of_record(record: CallRecord) -> Call:
     return call
 
 
+#: The record's fields that hold a call's value as it is (text and numbers, no conversion).
+PLAIN_FIELDS: tuple[str, ...] = (
+    "source",
+    "model",
+    "provider",
+    "dedupe_key",
+    "message_id",
+    "request_id",
+    "duration_ms",
+    "session_id",
+    "project",
+    "agent_id",
+    "host",
+)
+
+
 def record_of_call(call: Call) -> dict[str, Any]:
     """The JSON object of ``call`` (a :class:`CallRecord`'s fields; the cost as a decimal
     string, times as ISO 8601, fields that are unknown left out)."""
     counts = call.usage.to_dict()
     out: dict[str, Any] = {"usage": {k: v for k, v in counts.items() if v is not None}}
-    for name in (
-        "source",
-        "model",
-        "provider",
-        "dedupe_key",
-        "message_id",
-        "request_id",
-        "duration_ms",
-        "session_id",
-        "project",
-        "agent_id",
-        "host",
-    ):
+    for name in PLAIN_FIELDS:
         value = getattr(call, name)
         if value is not None:
             out[name] = value

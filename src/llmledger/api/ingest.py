@@ -42,7 +42,7 @@ from llmledger.api.models import (
 )
 from llmledger.call import Call
 from llmledger.errors import UsageError
-from llmledger.payloads import calls_in, price_call, price_calls
+from llmledger.payloads import calls_in, missing_flags, price_call, price_calls
 from llmledger.pricing import Price, Pricer
 from llmledger.records import CallRecord, call_of_record
 from llmledger.store import Repository
@@ -333,15 +333,7 @@ def _add_payload(
         call.dedupe_key = call.key()
         if call.host is None:
             call.host = host
-        flags = [
-            flag
-            for flag, missing in (
-                ("no_run", run_id is None),
-                ("no_model", call.model is None),
-                ("no_usage", call.usage.is_empty),
-            )
-            if missing
-        ]
+        flags = missing_flags(call, has_run=run_id is not None)
         if flags:  # as Ledger.record marks them; after the key, which must not depend on it
             call.metadata = {**call.metadata, "flags": flags}
         calls.append(call)

@@ -63,6 +63,7 @@ import orjson
 
 from llmledger.agents import AGENTS
 from llmledger.errors import LedgerError
+from llmledger.records import PLAIN_FIELDS
 from llmledger.usage import BUCKETS as TOKEN_COLUMNS  # the calls table's token columns
 
 if TYPE_CHECKING:
@@ -144,21 +145,7 @@ _SELECT = (
 _AT = {name: i + 2 for i, name in enumerate(_COLUMNS)}
 _TOKENS = slice(_AT[TOKEN_COLUMNS[0]], _AT[TOKEN_COLUMNS[-1]] + 1)
 #: The record's fields taken as stored (when known), and its times.
-_PLAIN = tuple(
-    (name, _AT[name])
-    for name in (
-        "source",
-        "model",
-        "provider",
-        "dedupe_key",
-        "message_id",
-        "request_id",
-        "duration_ms",
-        "session_id",
-        "project",
-        "agent_id",
-    )
-)
+_PLAIN = tuple((name, _AT[name]) for name in PLAIN_FIELDS if name != "host")  # host: ours
 _TIMES = (("started_at", _AT["started_at"]), ("finished_at", _AT["finished_at"]))
 _COST, _COST_STATUS, _STATUS, _PROVENANCE, _METADATA = (
     _AT[name] for name in ("cost_usd", "cost_status", "status", "token_provenance", "metadata")
