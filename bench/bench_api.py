@@ -17,54 +17,21 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _service import PG_DEFAULT, pg_schema, serve
+
 RESULTS = Path(__file__).with_name("results")
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def server(db: str, workers: int = 1) -> Iterator[str]:
-    """``llmledger serve`` on ``db``; yields its base URL and stops it afterwards."""
-    port = _free_port()
-    env = {**os.environ, "LLMLEDGER_DB": db}
-    exe = Path(sys.executable).with_name("llmledger")
-    args = [str(exe), "serve", "--port", str(port), "--workers", str(workers), "--db", db]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"serve did not start: {err}")
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def _batch(prefix: str, start: int, size: int) -> dict[str, Any]:
@@ -179,18 +146,6 @@ def run_tree(db: str, url: str, descendants: int) -> dict[str, float]:
     return {"descendants": descendants, "get_ms_median": round(statistics.median(times), 1)}
 
 
-def _pg_schema(pg: str, schema: str, *, drop: bool = False) -> str:
-    """Create (or drop) ``schema`` on the PostgreSQL server; the URL that uses it."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(pg)
-    with engine.begin() as conn:
-        verb = f"DROP SCHEMA {schema} CASCADE" if drop else f"CREATE SCHEMA {schema}"
-        conn.exec_driver_sql(verb)
-    engine.dispose()
-    return f"{pg}?options=-csearch_path%3D{schema}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=20000)
@@ -199,34 +154,30 @@ def main() -> None:
     parser.add_argument("--pg", default=PG_DEFAULT)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
-    schema = f"bench_api_{uuid.uuid4().hex[:8]}"
     results: dict[str, Any] = {"machine": platform.platform(), "cpus": os.cpu_count()}
-    try:
-        pg = _pg_schema(args.pg, schema)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, tmp, ignore_errors=True)
+        pg = cleanup.enter_context(pg_schema(args.pg, "bench_api"))
         stores = {"sqlite": f"sqlite:///{tmp / 'ledger.db'}", "postgresql": pg}
         for name, db in stores.items():
             for workers in (1, 2):
-                with server(db, workers) as url:
+                with serve(db, workers) as url:
                     for clients in (1, 4):
                         rate = ingest(url, args.calls, clients)
                         key = f"ingest_{name}_{workers}w_{clients}c_calls_per_s"
                         results[key] = round(rate)
                         print(f"{key}: {rate:,.0f}")
-        with server(stores["sqlite"]) as url:
+        with serve(stores["sqlite"]) as url:
             figures = remote_record(url, args.records, tmp / "cache")
             results["remote_record"] = figures
             print("remote record():", figures)
             tree = run_tree(stores["sqlite"], url, args.tree)
             results["run_tree_sqlite"] = tree
             print("run tree (sqlite):", tree)
-        with server(stores["postgresql"]) as url:
+        with serve(stores["postgresql"]) as url:
             tree = run_tree(stores["postgresql"], url, args.tree)
             results["run_tree_postgresql"] = tree
             print("run tree (postgresql):", tree)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(Exception):
-            _pg_schema(args.pg, schema, drop=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "api.json").write_text(json.dumps(results, indent=2) + "\n")
 

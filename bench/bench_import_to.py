@@ -15,76 +15,26 @@ bench/results/import_to.json); asserts nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _service import EXE as _EXE
+from _service import PG_DEFAULT, pg_schema, serve
 from gen_claude_tree import generate
 
 RESULTS = Path(__file__).with_name("results")
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-_EXE = str(Path(sys.executable).with_name("llmledger"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _schema(pg: str) -> Iterator[str]:
-    """A fresh schema on the PostgreSQL server ``pg``: yields its URL, dropped afterwards."""
-    import sqlalchemy
-
-    name = f"bench_import_to_{uuid.uuid4().hex[:10]}"
-    admin = sqlalchemy.create_engine(pg)
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE SCHEMA "{name}"'))
-    try:
-        yield f"{pg}?options=-csearch_path%3D{name}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sqlalchemy.text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
-
-
-@contextlib.contextmanager
-def _server(db: str, workers: int) -> Iterator[str]:
-    """``llmledger serve`` on ``db``; yields its URL."""
-    port = _free_port()
-    args = [_EXE, "serve", "--port", str(port), "--workers", str(workers), "--db", db]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"serve did not start: {err}")
-            time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def _import(args: list[str], env: dict[str, str]) -> tuple[float, dict[str, Any]]:
@@ -115,7 +65,7 @@ def _round(tree: Path, pg: str, workers: int, work: Path) -> dict[str, Any]:
     first, summary = _import(["--db", sqlite_db], env)
     out["direct_sqlite"] = {"first_s": first, "calls": summary["calls_added"]}
     out["direct_sqlite"]["repeat_s"] = _import(["--db", sqlite_db], env)[0]
-    with _schema(pg) as direct:
+    with pg_schema(pg, "bench_import_to") as direct:
         first, summary = _import(["--db", direct], env)
         repeat = _import(["--db", direct], env)[0]
         out["direct_postgresql"] = {
@@ -123,7 +73,7 @@ def _round(tree: Path, pg: str, workers: int, work: Path) -> dict[str, Any]:
             "repeat_s": repeat,
             "calls": summary["calls_added"],
         }
-    with _schema(pg) as served, _server(served, workers) as url:
+    with pg_schema(pg, "bench_import_to") as served, serve(served, workers) as url:
         to_env = {**env, "LLMLEDGER_STAGING_DIR": str(staging)}
         first, summary = _import(["--to", url], to_env)
         repeat, again = _import(["--to", url], to_env)
