@@ -33,6 +33,13 @@ def repo(db_url: str) -> Iterator[Repository]:
     repo.engine.dispose()
 
 
+@pytest.fixture
+def pg_repo(pg_url: str) -> Iterator[Repository]:
+    repo = open_repository(pg_url)
+    yield repo
+    repo.engine.dispose()
+
+
 def _assert_rollup_is_a_rebuild(repo: Repository) -> None:
     with repo.engine.connect() as conn:
         kept = conn.exec_driver_sql(_ROLLUP).all()
@@ -152,10 +159,10 @@ def test_mixed_batches_keep_the_upsert_rule_and_the_rollup_exact(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("rows", [3, COPY_MIN_ROWS + 1])
-def test_shared_values_are_written_as_given(pg_url: str, rows: int) -> None:
+def test_shared_values_are_written_as_given(pg_repo: Repository, rows: int) -> None:
     # The import's shared columns go into the statement as literals: quotes and % stay as
     # they are, in both forms of the statement.
-    repo = open_repository(pg_url)
+    repo = pg_repo
     columns = ["dedupe_key", "recorded_at", "metadata", "status", "cost_status", "token_provenance"]
     values = [
         (f"k{i}", 1, orjson.dumps({"i": i}).decode(), "ok", "unpriced", "reported")
@@ -172,7 +179,6 @@ def test_shared_values_are_written_as_given(pg_url: str, rows: int) -> None:
             "SELECT DISTINCT source, project, metadata ->> 'i' IS NOT NULL FROM calls"
         ).all()
     assert stored == [("api", "50% o'clock", True)]
-    repo.engine.dispose()
 
 
 def _line(msg_id: str, out: int) -> dict[str, Any]:
@@ -192,10 +198,12 @@ def _line(msg_id: str, out: int) -> dict[str, Any]:
 
 
 @pytest.mark.postgres
-def test_a_refused_value_in_a_copied_batch_skips_only_its_call(pg_url: str, tmp_path: Path) -> None:
+def test_a_refused_value_in_a_copied_batch_skips_only_its_call(
+    pg_repo: Repository, tmp_path: Path
+) -> None:
     # A batch large enough to be copied, with one value PostgreSQL refuses: the batch is
     # written again row by row, and only that call is left out (and named).
-    repo = open_repository(pg_url)
+    repo = pg_repo
     lines = [_line(f"m{i}", i) for i in range(3 * COPY_MIN_ROWS)]
     lines[70] = _line("nul\x00id", 5)
     lines[71] = _line("m" * 300, 5)
@@ -210,7 +218,6 @@ def test_a_refused_value_in_a_copied_batch_skips_only_its_call(pg_url: str, tmp_
         assert conn.exec_driver_sql("SELECT SUM(calls) FROM call_rollup").scalar_one() == (
             len(lines) - 2
         )
-    repo.engine.dispose()
 
 
 _TRIGGERS = (
@@ -225,6 +232,13 @@ def test_0006_makes_the_postgresql_rollup_triggers_statement_level_and_back(
     pg_url: str,
 ) -> None:
     engine = sa.create_engine(pg_url)
+    try:
+        _migrate_0005_0006_and_back(engine)
+    finally:
+        engine.dispose()
+
+
+def _migrate_0005_0006_and_back(engine: sa.Engine) -> None:
     upgrade(engine, "0005")
     repo = Repository(engine)
     names = ["calls_rollup_delete", "calls_rollup_insert", "calls_rollup_update"]
@@ -247,4 +261,3 @@ def test_0006_makes_the_postgresql_rollup_triggers_statement_level_and_back(
         assert [row[1] for row in conn.exec_driver_sql(_TRIGGERS)] == [True, True]
     repo.add_calls([_call(rng, f"a{i}") for i in range(100, 200)])
     _assert_rollup_is_a_rebuild(repo)
-    engine.dispose()
