@@ -92,9 +92,13 @@ def status_for_exception(exc: BaseException | None) -> TerminalRunStatus:
 
 
 class LedgerObserver(Protocol):
-    """Told about what the ledger records; the metrics exporter implements this.
+    """Told about what the ledger records; the metrics exporters implement this.
 
     Observers must not raise; if one does, the error is logged and counted like any other.
+
+    An observer may also define ``on_run_start(self, run: Run) -> None``: it is then told
+    when a run opens (the OpenTelemetry exporter starts the run's span there). It is optional,
+    looked up with ``getattr``, so observers written before it existed keep working.
     """
 
     def on_record(self, call: Call, price: Price, run: Run | None) -> None: ...
@@ -431,6 +435,7 @@ class Ledger:
             }
             body = {name: value for name, value in body.items() if value is not None}
             self._guard(f"open {kind} run", remote.create_run, body)
+            self._run_started(run)
             return run
         self._guard(
             f"open {kind} run",
@@ -449,7 +454,15 @@ class Ledger:
                 metadata=metadata,
             ),
         )
+        self._run_started(run)
         return run
+
+    def _run_started(self, run: Run) -> None:
+        """Tell the observers that have ``on_run_start`` (optional) that ``run`` opened."""
+        for observer in self.observers:
+            hook = getattr(observer, "on_run_start", None)
+            if hook is not None:
+                self._guard("observer", hook, run)
 
     def _finalize(self, run: Run, status: TerminalRunStatus) -> None:
         if self._remote is not None:
