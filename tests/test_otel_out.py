@@ -253,6 +253,16 @@ def test_agent_runs_are_invoke_agent_spans(otel: Otel) -> None:
     assert "gen_ai.operation.name" not in _attrs(otel.span("session s"))
 
 
+def test_a_run_under_an_ended_parent_does_not_restart_its_span(otel: Otel) -> None:
+    with otel.ledger.run("task", "first") as first:
+        pass
+    with otel.ledger.run("attempt", "late", parent=first):
+        pass
+    names = sorted(span.name for span in otel.finished())
+    assert names == ["attempt late", "task first"]  # each exported once, every one ended
+    assert otel.span("attempt late").parent is None
+
+
 def test_failed_run_and_failed_call_have_error_status(otel: Otel) -> None:
     def doomed() -> None:
         with otel.ledger.run("task", "doomed"):

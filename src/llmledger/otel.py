@@ -240,7 +240,12 @@ class OtelObserver:
             span = self._spans.get(run.id)
         if span is not None:
             return span
-        parent = self._run_span(run.parent) if run.parent is not None else None
+        # An ended parent's span is not restarted (it would never end): the run hangs where
+        # the application's current span is.
+        live_parent = (
+            run.parent if run.parent is not None and run.parent.status == "running" else None
+        )
+        parent = self._run_span(live_parent) if live_parent is not None else None
         ctx = (
             trace.set_span_in_context(parent) if parent is not None else otel_context.get_current()
         )
