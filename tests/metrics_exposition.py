@@ -42,7 +42,7 @@ _COST_INCLUDED = (("anthropic", "claude-haiku-4-5", "claude-code", "reviewer"), 
 _CALLS = {_CLAUDE: {"ok": 9, "error": 1}, _GPT: {"ok": 10, "error": 0}, _ACME: {"ok": 2}}
 _UNPRICED = {("acme", "acme-large-2", "api"): 2}
 _RUNS = {("task", "succeeded"): 3, ("task", "failed"): 1, ("workflow", "succeeded"): 1}
-_INGEST_FAILURES = {"validation": 1, "unauthorized": 0}
+_INGEST_FAILURES = {"call": 1, "payload": 0}
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 # route -> per-scrape observations (seconds)
 _REQUESTS = {"/v1/calls": (0.004, 0.02, 0.03, 0.2), "/metrics": (0.008, 0.009)}

@@ -79,3 +79,9 @@ def test_the_rules_read_only_the_metric_names_the_service_exposes() -> None:
         "llmledger_unpriced_calls_total",
         "llmledger_ingest_failures_total",
     }
+
+
+def test_the_example_prometheus_configuration_loads_the_rules() -> None:
+    result = _promtool("check", "config", "prometheus.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 4 rules found" in result.stdout
