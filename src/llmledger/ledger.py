@@ -24,6 +24,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -95,6 +96,8 @@ class LedgerObserver(Protocol):
     """Told about what the ledger records; the metrics exporter implements this.
 
     Observers must not raise; if one does, the error is logged and counted like any other.
+    An observer may also define ``on_record_duration(seconds: float)``: it is then told how
+    long each :meth:`Ledger.record` took (``llmledger.metrics.PrometheusObserver`` does).
     """
 
     def on_record(self, call: Call, price: Price, run: Run | None) -> None: ...
@@ -511,6 +514,7 @@ class Ledger:
         reason, and the error is logged, counted and reported like any other failure.
         """
         target = run if run is not None else _current.get()
+        started = time.perf_counter()
         result = self._guard(
             "record",
             lambda: self._record(
@@ -528,7 +532,16 @@ class Ledger:
                 metadata=metadata,
             ),
         )
+        if self.observers:
+            self._timed(time.perf_counter() - started)
         return result or []
+
+    def _timed(self, seconds: float) -> None:
+        """Tell the observers that want it how long a ``record()`` took."""
+        for observer in self.observers:
+            timed = getattr(observer, "on_record_duration", None)
+            if timed is not None:
+                self._guard("observer", timed, seconds)
 
     def _record(
         self,
