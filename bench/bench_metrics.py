@@ -1,12 +1,12 @@
 """``GET /metrics`` scrape time on a ledger of N calls (default 1,000,000), SQLite and
-PostgreSQL: the collector's two ``GROUP BY`` queries plus the text exposition, timed through
+PostgreSQL: the collector's queries (``call_metrics``, runs) plus the text exposition, timed through
 the app (``TestClient``), median and best of several scrapes after a first warm one.
 
     python bench/bench_metrics.py [--calls N] [--pg URL | --no-pg]
 
 The calls are written straight into the store (24 models of 4 providers x 3 sources x 17
 agents, one unknown, x 2 statuses x 4 cost statuses: about 5,000 label sets in use), by bulk
-insert with the roll-up triggers off and the roll-up rebuilt after, so that a million rows
+insert with the roll-ups' triggers off and both rebuilt after, so that a million rows
 take seconds, not minutes.
 """
 
@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 
 from _service import PG_DEFAULT, pg_schema
 from llmledger.api import create_app
-from llmledger.store import open_repository, rollup
+from llmledger.store import metrics_rollup, open_repository, rollup
 
 _COLUMNS = (
     "dedupe_key",
@@ -86,6 +86,7 @@ def fill(url: str, total: int) -> None:
     try:
         with repo.engine.begin() as conn:
             rollup.drop_triggers(conn)
+            metrics_rollup.drop_triggers(conn)
             mark = "?" if conn.dialect.name == "sqlite" else "%s"
             sql = (
                 f"INSERT INTO calls ({', '.join(_COLUMNS)}) "
@@ -95,6 +96,8 @@ def fill(url: str, total: int) -> None:
                 conn.exec_driver_sql(sql, _rows(min(50_000, total - start), start))
             rollup.rebuild(conn)
             rollup.create_triggers(conn)
+            metrics_rollup.rebuild(conn)
+            metrics_rollup.create_triggers(conn)
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("ANALYZE calls")
     finally:

@@ -288,3 +288,28 @@ def test_observer_matches_the_scrape_of_the_same_ledger(db_url: str) -> None:
                 counted[sample.name].append((dict(sample.labels), sample.value))
     for name in ("llmledger_tokens_total", "llmledger_calls_total", "llmledger_cost_usd_total"):
         assert dict(map(_frozen, counted[name])) == dict(map(_frozen, scraped[name])), name
+
+
+def test_each_series_is_written_once_and_odd_label_values_survive(client: TestClient) -> None:
+    # Calls of one agent with different statuses and cost statuses: one token series each.
+    odd = 'team "a"\\b\nc'
+    _post(
+        client,
+        [
+            _item("gpt-4o", "o1", agent_id=odd, usage={"input_tokens": 1, "output_tokens": 1}),
+            _item(
+                "gpt-4o",
+                "o2",
+                agent_id=odd,
+                status="error",
+                reported_cost_usd="0.1",
+                usage={"input_tokens": 2, "output_tokens": 1},
+            ),
+        ],
+    )
+    text = client.get("/metrics").text
+    series = [line.rsplit(" ", 1)[0] for line in text.splitlines() if not line.startswith("#")]
+    assert len(series) == len(set(series))
+    got = _scrape(client)
+    assert _sum(got["llmledger_tokens_total"], type="input", agent=odd) == 3
+    assert len([s for s in got["llmledger_tokens_total"] if s[0]["type"] == "input"]) == 1
