@@ -313,3 +313,33 @@ def test_each_series_is_written_once_and_odd_label_values_survive(client: TestCl
     got = _scrape(client)
     assert _sum(got["llmledger_tokens_total"], type="input", agent=odd) == 3
     assert len([s for s in got["llmledger_tokens_total"] if s[0]["type"] == "input"]) == 1
+
+
+def test_the_collector_in_a_registry_says_what_the_route_says(
+    db_url: str, client: TestClient
+) -> None:
+    from prometheus_client.exposition import generate_latest
+
+    from llmledger.api.app import Store
+    from llmledger.api.metrics import LedgerCollector
+
+    _post(client, _ITEMS)
+    registry = CollectorRegistry()
+    store = Store(db_url)
+    registry.register(LedgerCollector(store))
+    try:
+        text = generate_latest(registry).decode()
+    finally:
+        store.close()
+    theirs = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    ours = {
+        (name, frozenset(labels.items())): value
+        for name, samples in _scrape(client).items()
+        if name in FAMILIES and name != "llmledger_ingest_failures_total"
+        for labels, value in samples
+    }
+    assert ours == theirs

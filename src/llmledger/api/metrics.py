@@ -1,13 +1,13 @@
 """``GET /metrics``: the ledger's counters, read from the store at scrape time.
 
-The call families (:data:`llmledger.metrics.FAMILIES`) are the rows of ``call_metrics``
+The call families (:data:`llmledger.metrics.FAMILIES`) are summed from ``call_metrics``
 (migration 0007), call totals per label set kept exact by triggers on ``calls``
 (``store/metrics_rollup.py``); finished runs are one ``GROUP BY`` on ``runs`` (by its status
 index). They therefore count every writer (imports, other processes, other machines, every
-worker of this server) and never go back across a restart, and a scrape reads a few hundred
-rows however many calls the ledger holds (``bench/bench_metrics.py``). ``call_rollup`` does
-not serve: it is keyed by (15-minute bucket, source, model) only, without the provider,
-agent, status and cost status the labels need.
+worker of this server) and never go back across a restart, and a scrape reads as many rows
+as there are label sets, however many calls the ledger holds (``bench/bench_metrics.py``).
+``call_rollup`` does not serve: it is keyed by (15-minute bucket, source, model) only,
+without the provider, agent, status and cost status the labels need.
 
 Two families are this process's own and start at zero with it, as any process's counters
 do: ``llmledger_ingest_failures_total{reason}`` (items of ``POST /v1/calls`` that were
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
     from llmledger.api.app import Store
 
-__all__ = ["LedgerCollector", "Metrics", "RequestTimer", "router"]
+__all__ = ["LedgerCollector", "Metrics", "RequestTimer", "render", "router"]
 
 router = APIRouter(tags=["service"])
 
