@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -343,3 +344,31 @@ def test_the_collector_in_a_registry_says_what_the_route_says(
         for labels, value in samples
     }
     assert ours == theirs
+
+
+def test_a_cost_past_64_bits_of_pico_dollars_still_scrapes(db_url: str, client: TestClient) -> None:
+    # Two series of the triggers' table (ok and error) that make one cost sample past 2**63
+    # pico-dollars (about $9.2M): the sample is the sum, not an error.
+    repo = open_repository(db_url)
+    try:
+        with repo.engine.begin() as conn:
+            # Different days: each call's roll-up row stays within 64 bits too.
+            for key, status, day in (("big1", "ok", 1), ("big2", "error", 2)):
+                conn.execute(
+                    calls.insert().values(
+                        dedupe_key=key,
+                        source="api",
+                        model="m",
+                        cost_usd=Decimal(5_000_000),
+                        cost_status="computed",
+                        status=status,
+                        token_provenance="reported",
+                        started_at=datetime(2026, 12, day, tzinfo=UTC),
+                        recorded_at=datetime(2026, 12, 2, tzinfo=UTC),
+                    )
+                )
+    finally:
+        repo.engine.dispose()
+    got = _scrape(client)
+    assert _sum(got["llmledger_cost_usd_total"]) == pytest.approx(10_000_000)
+    assert _sum(got["llmledger_calls_total"]) == 2

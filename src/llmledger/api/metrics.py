@@ -74,9 +74,9 @@ class LedgerCollector(Collector):
             out.append(family)
         return out
 
-    def sums(self) -> dict[str, dict[tuple[str, ...], int]]:
+    def sums(self) -> dict[str, dict[tuple[str, ...], Any]]:
         """Family name -> label values -> the ledger's sum (cost in pico-dollars)."""
-        sums: dict[str, dict[tuple[str, ...], int]] = {name: {} for name in _LEDGER_FAMILIES}
+        sums: dict[str, dict[tuple[str, ...], Any]] = {name: {} for name in _LEDGER_FAMILIES}
         engine = self._store.repository().engine
         with engine.connect() as conn:
             for family, labels, measures, where in _ledger_queries():
@@ -84,7 +84,7 @@ class LedgerCollector(Collector):
                     key = tuple(row[: len(labels)])
                     for name, value in zip(family, row[len(labels) :], strict=True):
                         if value is not None:  # unknown is not zero: no sample
-                            sums[name[0]][(*name[1:], *key)] = int(value)
+                            sums[name[0]][(*name[1:], *key)] = value
             for kind, status, count in conn.execute(_runs_query()):
                 sums[RUNS_FINISHED][(kind, status)] = int(count)
         return sums
@@ -94,8 +94,8 @@ class LedgerCollector(Collector):
 _LEDGER_FAMILIES = {name: spec for name, spec in FAMILIES.items() if name != INGEST_FAILURES}
 
 
-def _value(name: str, value: int) -> float:
-    """A sample's value: cost is summed in pico-dollars (exact) and exposed in dollars."""
+def _value(name: str, value: Any) -> float:
+    """A sample's value: cost is summed in pico-dollars and exposed in dollars."""
     return float(Decimal(value).scaleb(-12)) if name == COST else float(value)
 
 
@@ -132,14 +132,20 @@ def _family_query(labels: tuple[str, ...], measures: list[str], where: Any) -> A
     """The sums of ``measures`` per ``labels`` (None where no call knows the value)."""
     m = call_metrics.c
     keys = [m[name] for name in labels]
+    # Cost is summed as a real number: SQLite's SUM of integers fails past 64 bits (about
+    # $9.2M of pico-dollars in one series), and the sample is a float either way.
     sums = [
-        case((func.sum(m[f"{name}_known"]) > 0, func.sum(m[name])))
-        if name != "calls"
-        else func.sum(m.calls)
+        func.sum(m.calls)
+        if name == "calls"
+        else case((func.sum(m[f"{name}_known"]) > 0, func.sum(_real(m, name))))
         for name in measures
     ]
     query = select(*keys, *sums).where(m.calls > 0).group_by(*keys)
     return query if where is None else query.where(where)
+
+
+def _real(m: Any, name: str) -> Any:
+    return m[name] * 1.0 if name == "cost_usd" else m[name]
 
 
 def _runs_query() -> Any:
@@ -179,7 +185,7 @@ class Metrics:
             self.ingest_failures.labels("payload" if error.startswith("payload") else "call").inc()
 
 
-def render(sums: dict[str, dict[tuple[str, ...], int]]) -> bytes:
+def render(sums: dict[str, dict[tuple[str, ...], Any]]) -> bytes:
     """The ledger's families (:meth:`LedgerCollector.sums`) in the text format (0.0.4), as
     ``generate_latest`` writes a :class:`LedgerCollector`, but written straight from the
     sums: on 5,000 label sets (13,600 samples) prometheus-client's metric objects and
