@@ -53,6 +53,11 @@ EXPECTED_COLUMNS = {
         "cost_auto", "priced_auto", "cost_reported", "priced_reported", "cost_calculated",
         "priced_calculated",
     ],
+    "call_metrics": [
+        "provider", "model", "source", "agent", "status", "cost_status", "calls",
+        *(c for name in [*TOKENS[:5], "cache_write_unknown_tokens", *TOKENS[5:], "cost_usd"]
+          for c in (name, f"{name}_known")),
+    ],
 }  # fmt: skip
 
 EXPECTED_INDEXES = {
@@ -309,3 +314,28 @@ def test_rows_at_0004_survive_0005_and_get_no_host_or_event_id(engine: sa.Engine
         conn.execute(_INSERT_CALL, {"k": "k3", "at": at, "tokens": 1, "cost": 1})
         read = sa.text("SELECT calls, input_tokens FROM call_rollup")
         assert [tuple(r) for r in conn.execute(read)] == [(3, 18)]
+
+
+def test_calls_at_0006_fill_call_metrics_and_triggers_keep_it(engine: sa.Engine) -> None:
+    upgrade(engine, "0006")
+    at = 1_700_000_000_000_000
+    with engine.begin() as conn:
+        conn.execute(_INSERT_CALL, {"k": "k1", "at": at, "tokens": 10, "cost": 5})
+    upgrade(engine)
+    read = sa.text(
+        "SELECT provider, model, agent, calls, input_tokens, input_tokens_known, "
+        "output_tokens_known, cost_usd FROM call_metrics"
+    )
+    with engine.begin() as conn:
+        assert [tuple(r) for r in conn.execute(read)] == [("", "m", "", 1, 10, 1, 0, 5)]
+        conn.execute(_INSERT_CALL, {"k": "k2", "at": at, "tokens": 7, "cost": 1})  # triggers
+        conn.execute(sa.text("UPDATE calls SET agent_id = 'a' WHERE dedupe_key = 'k1'"))
+        rows = sorted(tuple(r) for r in conn.execute(read))
+        assert rows == [("", "m", "", 1, 7, 1, 0, 1), ("", "m", "a", 1, 10, 1, 0, 5)]
+        conn.execute(sa.text("DELETE FROM calls WHERE dedupe_key = 'k2'"))
+        counts = sorted(tuple(r)[2:4] for r in conn.execute(read))
+        assert counts == [("", 0), ("a", 1)]
+    downgrade(engine, "0006")
+    assert "call_metrics" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:  # no trigger left behind writes into a missing table
+        conn.execute(_INSERT_CALL, {"k": "k3", "at": at, "tokens": 1, "cost": 1})

@@ -24,6 +24,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -99,6 +100,9 @@ class LedgerObserver(Protocol):
     An observer may also define ``on_run_start(self, run: Run) -> None``: it is then told
     when a run opens (the OpenTelemetry exporter starts the run's span there). It is optional,
     looked up with ``getattr``, so observers written before it existed keep working.
+
+    An observer may also define ``on_record_duration(seconds: float)``: it is then told how
+    long each :meth:`Ledger.record` took (``llmledger.metrics.PrometheusObserver`` does).
     """
 
     def on_record(self, call: Call, price: Price, run: Run | None) -> None: ...
@@ -524,6 +528,7 @@ class Ledger:
         reason, and the error is logged, counted and reported like any other failure.
         """
         target = run if run is not None else _current.get()
+        started = time.perf_counter()
         result = self._guard(
             "record",
             lambda: self._record(
@@ -541,7 +546,16 @@ class Ledger:
                 metadata=metadata,
             ),
         )
+        if self.observers:
+            self._timed(time.perf_counter() - started)
         return result or []
+
+    def _timed(self, seconds: float) -> None:
+        """Tell the observers that want it how long a ``record()`` took."""
+        for observer in self.observers:
+            timed = getattr(observer, "on_record_duration", None)
+            if timed is not None:
+                self._guard("observer", timed, seconds)
 
     def _record(
         self,

@@ -74,7 +74,7 @@ def create_app(
     the SQLite file in the user data directory). With ``no_auth`` every request is allowed;
     else requests need a key with the route's scope once any active key exists. ``pricer``
     prices posted calls (default: the prices in effect, overrides file included)."""
-    from llmledger.api import ingest, reads
+    from llmledger.api import ingest, metrics, reads
     from llmledger.pricing import Pricer
 
     store = Store(db)
@@ -100,8 +100,10 @@ def create_app(
     app.state.store = store
     app.state.no_auth = no_auth
     app.state.pricer = pricer or Pricer()
+    app.state.metrics = metrics.Metrics(store)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(metrics.RequestTimer, metrics=app.state.metrics)
     app.add_api_route(
         "/healthz",
         _healthz,
@@ -112,6 +114,7 @@ def create_app(
     )
     app.include_router(ingest.router)
     app.include_router(reads.router)
+    app.include_router(metrics.router)
     return app
 
 

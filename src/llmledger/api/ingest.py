@@ -20,7 +20,7 @@ from operator import itemgetter
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import BigInteger, Integer, String, Text, select
 
@@ -187,12 +187,12 @@ def finish_run(run_id: str, body: RunFinish, repo: Repo) -> dict[str, Any]:
     summary="Store a batch of calls (no run)",
     response_model=CallBatchResult,
 )
-def post_calls(body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
+def post_calls(request: Request, body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
     """Store up to 1000 calls, each ``{"call": <CallRecord>}`` or ``{"payload": ..., "format"?}``
     (parsed as ``Ledger.record`` parses it). A bad item is listed in ``rejected`` with its
     index and the field or line at fault; the others are stored. Every call is stored once
     under its dedupe key, however often the batch is sent."""
-    return _json(ingest_calls(repo, prices, body, None))
+    return _json(_counted(request, ingest_calls(repo, prices, body, None)))
 
 
 @router.post(
@@ -201,11 +201,20 @@ def post_calls(body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
     response_model=CallBatchResult,
     responses=error_responses(404),
 )
-def post_run_calls(run_id: str, body: CallBatch, repo: Repo, prices: ServerPricer) -> Response:
+def post_run_calls(
+    request: Request, run_id: str, body: CallBatch, repo: Repo, prices: ServerPricer
+) -> Response:
     """``POST /v1/calls`` with every call filed under the run ``run_id`` (404 when the ledger
     has no such run)."""
     _existing_run(repo, run_id)
-    return _json(ingest_calls(repo, prices, body, run_id))
+    return _json(_counted(request, ingest_calls(repo, prices, body, run_id)))
+
+
+def _counted(request: Request, document: dict[str, Any]) -> dict[str, Any]:
+    """``document``, after counting its rejected items in ``llmledger_ingest_failures_total``."""
+    if document["rejected"]:
+        request.app.state.metrics.rejected(item["error"] for item in document["rejected"])
+    return document
 
 
 def _json(document: dict[str, Any]) -> Response:

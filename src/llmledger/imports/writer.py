@@ -30,7 +30,7 @@ from llmledger.imports.rows import (
     session_run_id,
 )
 from llmledger.imports.summary import MAX_ERRORS, ImportSummary
-from llmledger.store import pg_write, rollup
+from llmledger.store import metrics_rollup, pg_write, rollup
 from llmledger.store.repository import driver_executemany, raw_insert_sql, raw_upsert_sql
 from llmledger.store.schema import calls, import_state, runs
 from llmledger.store.types import micros_to_datetime
@@ -255,6 +255,7 @@ def bulk_load(conn: Connection) -> list[Index]:
     for index in dropped:
         index.drop(conn)
     rollup.drop_triggers(conn)
+    metrics_rollup.drop_triggers(conn)
     conn.exec_driver_sql("DELETE FROM call_rollup")  # rows emptied by deletes, if any
     return dropped
 
@@ -274,6 +275,9 @@ def end_bulk_load(conn: Connection, summed: dict[rollup.Key, list[int]] | None) 
         ]
         driver_executemany(conn, rollup.insert_sql(conn.dialect.name), rows)
     rollup.create_triggers(conn)
+    # The metrics' totals (GET /metrics): one GROUP BY over the calls just loaded.
+    metrics_rollup.rebuild(conn)
+    metrics_rollup.create_triggers(conn)
 
 
 def no_calls_yet(conn: Connection) -> bool:

@@ -21,6 +21,8 @@ from sqlalchemy import (
     Text,
 )
 
+from llmledger.store.metrics_rollup import KEY_COLUMNS as METRICS_KEY_COLUMNS
+from llmledger.store.metrics_rollup import MEASURE_COLUMNS as METRICS_MEASURE_COLUMNS
 from llmledger.store.rollup import MEASURE_COLUMNS
 from llmledger.store.types import BigIntId, JsonType, Money, Timestamp
 from llmledger.usage import BUCKETS
@@ -35,6 +37,7 @@ __all__ = [
     "RunStatus",
     "TerminalRunStatus",
     "api_keys",
+    "call_metrics",
     "call_rollup",
     "calls",
     "import_state",
@@ -202,4 +205,18 @@ call_rollup = Table(
     Column("source", String(48), primary_key=True),
     Column("model", String(200), primary_key=True),
     *(Column(name, BigInteger, nullable=False) for name in MEASURE_COLUMNS),
+)
+
+
+#: Call totals per label set of ``GET /metrics`` (0007), kept by triggers on ``calls`` (see
+#: ``store/metrics_rollup.py``).
+call_metrics = Table(
+    "call_metrics",
+    metadata,
+    # As long as the calls columns they come from (agent: agent_id).
+    *(
+        Column(name, String(length), primary_key=True)
+        for name, length in zip(METRICS_KEY_COLUMNS, (64, 200, 48, 128, 8, 16), strict=True)
+    ),
+    *(Column(name, BigInteger, nullable=False) for name in METRICS_MEASURE_COLUMNS),
 )
