@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from llmledger.store.rollup import grouped_upsert_sql
+
 __all__ = [
     "KEY_COLUMNS",
     "MEASURE_COLUMNS",
@@ -105,30 +107,8 @@ def _upsert(row: str, sign: str) -> str:
 
 
 def _statement_sum(sources: Sequence[tuple[str, str]]) -> str:
-    """One statement adding the contributions of the rows of transition tables (``sources``:
-    (table, sign) pairs), keys in order, a key whose sums net to nothing left alone."""
-    parts = _contribution("r")
-    measures = [c for c in parts if c not in KEY_COLUMNS]
-    selects = [
-        "SELECT "
-        + ", ".join(
-            f"{parts[c]} AS {c}" if c in KEY_COLUMNS else f"{sign}({parts[c]}) AS {c}"
-            for c in parts
-        )
-        + f" FROM {table} AS r"
-        for table, sign in sources
-    ]
-    keys = ", ".join(KEY_COLUMNS)
-    having = (
-        " HAVING " + " OR ".join(f"SUM({c}) <> 0" for c in measures) if len(sources) > 1 else ""
-    )
-    updates = ", ".join(f"{c} = call_metrics.{c} + excluded.{c}" for c in measures)
-    return (
-        f"INSERT INTO call_metrics ({', '.join(parts)}) "
-        f"SELECT {keys}, {', '.join(f'SUM({c})' for c in measures)} "
-        f"FROM ({' UNION ALL '.join(selects)}) AS d GROUP BY {keys}{having} ORDER BY {keys} "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {updates}"
-    )
+    """The statement-level trigger body (see :func:`~llmledger.store.rollup.grouped_upsert_sql`)."""
+    return grouped_upsert_sql("call_metrics", _contribution("r"), KEY_COLUMNS, sources)
 
 
 def _trigger_sql(dialect: str) -> list[str]:

@@ -130,31 +130,41 @@ _WATCHED = ("started_at", "source", "model", *SUMMED, "cost_usd", "cost_status",
 
 
 def _statement_sum(sources: Sequence[tuple[str, str]], dialect: str) -> str:
-    """One statement adding to the roll-up the contributions of the rows of transition tables:
-    ``sources`` are (table, sign) pairs. Keys are written in order (concurrent statements then
-    lock roll-up rows in the same order), and a key whose sums net to nothing is left alone
-    (an update that moved no contribution)."""
-    parts = _contribution("r", dialect)
-    measures = [c for c in parts if c not in KEY_COLUMNS]
+    """The roll-up's statement-level trigger body (see :func:`grouped_upsert_sql`)."""
+    return grouped_upsert_sql("call_rollup", _contribution("r", dialect), KEY_COLUMNS, sources)
+
+
+def grouped_upsert_sql(
+    table: str,
+    parts: Mapping[str, str],
+    keys: Sequence[str],
+    sources: Sequence[tuple[str, str]],
+) -> str:
+    """One statement adding to ``table`` (a roll-up kept by triggers) the contributions of the
+    rows of transition tables: ``parts`` maps each column to its SQL over a call row ``r``,
+    ``keys`` are the columns the roll-up is keyed by, and ``sources`` are (table, sign)
+    pairs. Keys are written in order (concurrent statements then lock roll-up rows in the same
+    order), and a key whose sums net to nothing is left alone (an update that moved no
+    contribution)."""
+    measures = [c for c in parts if c not in keys]
     selects = [
         "SELECT "
         + ", ".join(
-            f"{parts[c]} AS {c}" if c in KEY_COLUMNS else f"{sign}({parts[c]}) AS {c}"
-            for c in parts
+            f"{parts[c]} AS {c}" if c in keys else f"{sign}({parts[c]}) AS {c}" for c in parts
         )
-        + f" FROM {table} AS r"
-        for table, sign in sources
+        + f" FROM {source} AS r"
+        for source, sign in sources
     ]
-    keys = ", ".join(KEY_COLUMNS)
+    key_list = ", ".join(keys)
     having = (
         " HAVING " + " OR ".join(f"SUM({c}) <> 0" for c in measures) if len(sources) > 1 else ""
     )
-    updates = ", ".join(f"{c} = call_rollup.{c} + excluded.{c}" for c in measures)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in measures)
     return (
-        f"INSERT INTO call_rollup ({', '.join(parts)}) "
-        f"SELECT {keys}, {', '.join(f'SUM({c})' for c in measures)} "
-        f"FROM ({' UNION ALL '.join(selects)}) AS d GROUP BY {keys}{having} ORDER BY {keys} "
-        f"ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+        f"INSERT INTO {table} ({', '.join(parts)}) "
+        f"SELECT {key_list}, {', '.join(f'SUM({c})' for c in measures)} "
+        f"FROM ({' UNION ALL '.join(selects)}) AS d GROUP BY {key_list}{having} "
+        f"ORDER BY {key_list} ON CONFLICT ({key_list}) DO UPDATE SET {updates}"
     )
 
 
