@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from llmledger.store.rollup import grouped_upsert_sql
+from llmledger.store.rollup import drop_calls_triggers, grouped_upsert_sql
 
 __all__ = [
     "KEY_COLUMNS",
@@ -147,14 +147,7 @@ def create_triggers(conn: Any) -> None:
 
 def drop_triggers(conn: Any) -> None:
     """Drop those triggers (for a bulk load, which then calls :func:`rebuild`)."""
-    for name in _TRIGGERS:
-        conn.exec_driver_sql(
-            f"DROP TRIGGER IF EXISTS {name} ON calls"
-            if conn.dialect.name == "postgresql"
-            else f"DROP TRIGGER IF EXISTS {name}"
-        )
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {_PG_FUNCTION}()")
+    drop_calls_triggers(conn, _TRIGGERS, _PG_FUNCTION)
 
 
 def rebuild(conn: Any) -> None:

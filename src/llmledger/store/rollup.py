@@ -227,14 +227,20 @@ def create_triggers(conn: Any, *, per_row: bool = False) -> None:
 
 def drop_triggers(conn: Any) -> None:
     """Drop those triggers (for a bulk load, which then calls :func:`rebuild`)."""
-    for name in _TRIGGERS:
+    drop_calls_triggers(conn, _TRIGGERS, _PG_FUNCTION)
+
+
+def drop_calls_triggers(conn: Any, names: Sequence[str], pg_function: str) -> None:
+    """Drop the triggers ``names`` on ``calls`` (and, on PostgreSQL, their function): what
+    keeps a roll-up table in step."""
+    for name in names:
         conn.exec_driver_sql(
             f"DROP TRIGGER IF EXISTS {name} ON calls"
             if conn.dialect.name == "postgresql"
             else f"DROP TRIGGER IF EXISTS {name}"
         )
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {_PG_FUNCTION}()")
+        conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {pg_function}()")
 
 
 def rebuild(conn: Any) -> None:
