@@ -1,7 +1,8 @@
 """The Grafana dashboard (issue 16): deploy/grafana/llmledger.json is importable (a data source
 chosen by a variable, no fixed data source), and every panel's query parses and returns data
-on a real Prometheus (Debian's) that scrapes every metric family and label the issue fixes
-(tests/metrics_exposition.py) every second."""
+on a real Prometheus (Debian's) that scrapes every second: once a stand-in that shows every
+metric family and label the issue fixes with known values (tests/metrics_exposition.py), and
+once a real ``llmledger serve`` fed with calls between its scrapes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from metrics_exposition import (
@@ -21,6 +25,7 @@ from metrics_exposition import (
     referenced_metrics,
 )
 from prometheus_tools import PrometheusProcess
+from server import ServerProcess
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "grafana"
 DASHBOARD = json.loads((DEPLOY / "llmledger.json").read_text())
@@ -151,3 +156,77 @@ def test_the_provisioning_example_points_at_the_dashboard_file() -> None:
         (DEPLOY / "provisioning/datasources/llmledger-prometheus.yml").read_text()
     )
     assert source["datasources"][0]["type"] == "prometheus"
+
+
+def _round(number: int) -> list[dict[str, Any]]:
+    """One batch of calls for the live server: priced, reported, an error, unpriced, no agent."""
+    at = datetime.now(UTC).isoformat()
+
+    def call(model: str, provider: str, **fields: Any) -> dict[str, Any]:
+        key = f"live-{number}-{model}-{fields.get('status', 'ok')}"
+        return {
+            "call": {
+                "model": model,
+                "provider": provider,
+                "message_id": key,
+                "started_at": at,
+                **fields,
+            }
+        }
+
+    usage = {
+        "input_tokens": 100,
+        "cache_read_tokens": 700,
+        "cache_write_tokens": 200,
+        "cache_write_5m_tokens": 150,
+        "output_tokens": 50,
+        "reasoning_tokens": 20,
+    }
+    return [
+        call("claude-sonnet-4-5", "anthropic", agent_id="coder", usage=usage),
+        call(
+            "gpt-4o",
+            "openai",
+            reported_cost_usd="0.02",
+            usage={"input_tokens": 400, "cache_read_tokens": 100, "output_tokens": 80},
+        ),
+        call("gpt-4o", "openai", status="error", usage={"input_tokens": 7, "output_tokens": 0}),
+        call(
+            "acme-large-2",
+            "acme",
+            agent_id="planner",
+            usage={"input_tokens": 10, "output_tokens": 5},
+        ),
+        {"call": {"usage": {"input_tokens": -1}}},  # refused: an ingest failure
+    ]
+
+
+@pytest.fixture(scope="module")
+def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusProcess]:
+    """A real Prometheus scraping a real ``llmledger serve`` that is fed calls between scrapes,
+    so every counter grows while Prometheus watches."""
+    workdir = tmp_path_factory.mktemp("live")
+    with (
+        ServerProcess(f"sqlite:///{workdir / 'ledger.db'}", log=workdir / "server.log") as server,
+        PrometheusProcess(workdir, target=server.url.removeprefix("http://")) as prom,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        for number in range(6):
+            assert client.post("/v1/calls", json={"items": _round(number)}).status_code == 200
+            run = client.post("/v1/runs", json={"kind": "task", "name": f"t{number}"}).json()
+            status = "failed" if number % 2 else "succeeded"
+            client.post(f"/v1/runs/{run['run']['id']}/finish", json={"status": status})
+            prom.wait_for_scrapes(number + 2)
+        yield prom
+
+
+@pytest.mark.parametrize(("where", "expr"), _targets(), ids=[where for where, _ in _targets()])
+def test_every_panel_query_returns_data_from_a_live_server(
+    live_prometheus: PrometheusProcess, where: str, expr: str
+) -> None:
+    answer = live_prometheus.query(expr)
+    assert answer["status"] == "success", f"{where}: {answer}"
+    result = answer["data"]["result"]
+    assert result, f"{where}: no data for {expr}"
+    # A route with no request in the window has no quantile (NaN): some series must have one.
+    assert any(not math.isnan(float(s["value"][1])) for s in result), f"{where}: {result}"
