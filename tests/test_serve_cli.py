@@ -4,6 +4,7 @@ non-loopback bind refused while no key exists (unless --no-auth, said loudly).""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -112,6 +113,25 @@ def test_serve_answers_healthz_with_the_revision(
     output = process.stdout.read().decode() if process.stdout else ""
     assert "requests to 127.0.0.1" in output
     assert "not checked" in output
+
+
+def test_every_worker_reports_the_whole_servers_own_counters(
+    sqlite_url: str, stop: list[subprocess.Popen[bytes]]
+) -> None:
+    port = _free_port()
+    process = _serve("--port", str(port), "--db", sqlite_url, "--workers", "2")
+    stop.append(process)
+    url = f"http://127.0.0.1:{port}"
+    _wait_healthy(url, process)
+    bad = {"items": [{"call": {"usage": {"input_tokens": -1}}}]}
+    for _ in range(20):  # a new connection each: the workers share them
+        assert httpx.post(f"{url}/v1/calls", json=bad, timeout=30).json()["accepted"] == 0
+    failures = re.compile(r'^llmledger_ingest_failures_total\{reason="call"\} (\S+)$', re.M)
+    seen = set()
+    for _ in range(10):  # whichever worker answers
+        (value,) = failures.findall(httpx.get(f"{url}/metrics", timeout=30).text)
+        seen.add(float(value))
+    assert seen == {20.0}
 
 
 def test_serve_with_a_key_checks_requests(

@@ -9,8 +9,9 @@ as there are label sets, however many calls the ledger holds (``bench/bench_metr
 ``call_rollup`` does not serve: it is keyed by (15-minute bucket, source, model) only,
 without the provider, agent, status and cost status the labels need.
 
-Two families are this process's own and start at zero with it, as any process's counters
-do: ``llmledger_ingest_failures_total{reason}`` (items of ``POST /v1/calls`` that were
+Two families are the server's own and start at zero with it, as any process's counters do
+(with ``serve --workers N``, summed over the workers through prometheus-client's multiprocess
+files): ``llmledger_ingest_failures_total{reason}`` (items of ``POST /v1/calls`` that were
 rejected: ``payload`` for a payload no parser reads, ``call`` for a call record that fails
 validation or the store's limits) and ``llmledger_request_duration_seconds{route}`` (the
 route template, such as ``/v1/runs/{run_id}``, never the raw path).
@@ -18,6 +19,7 @@ route template, such as ``/v1/runs/{run_id}``, never the raw path).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from decimal import Decimal
@@ -27,6 +29,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import case, func, select
 
@@ -176,8 +179,13 @@ class Metrics:
         )
 
     def exposition(self) -> bytes:
-        """Every family in the text format: the ledger's, then this process's own."""
-        return render(self.ledger.sums()) + generate_latest(self.registry)
+        """Every family in the text format: the ledger's, then the server's own (summed over
+        its workers when ``serve --workers N`` set ``PROMETHEUS_MULTIPROC_DIR``)."""
+        own = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            own = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(own)
+        return render(self.ledger.sums()) + generate_latest(own)
 
     def rejected(self, errors: Iterable[str]) -> None:
         """Count the items of an ingest batch that were rejected (their error messages)."""

@@ -103,7 +103,20 @@ def _run(db: str | None, *, host: str, port: int, workers: int, no_auth: bool) -
         os.environ["LLMLEDGER_DB"] = db
     # Set either way: an LLMLEDGER_NO_AUTH left in the environment must not turn checks off.
     os.environ["LLMLEDGER_NO_AUTH"] = "1" if no_auth else "0"
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+    if workers == 1:
+        uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+        return
+    # Several workers: each one's own counters (ingest failures, request durations) go to
+    # files in one directory that every scrape sums (prometheus-client's multiprocess mode),
+    # so whichever worker answers a scrape reports the whole server.
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="llmledger-metrics-") as directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        try:
+            uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def is_loopback(host: str) -> bool:
