@@ -184,7 +184,7 @@ class Metrics:
         own = self.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             own = CollectorRegistry(auto_describe=False)
-            MultiProcessCollector(own)
+            MultiProcessCollector(own)  # type: ignore[no-untyped-call]
         return render(self.ledger.sums()) + generate_latest(own)
 
     def rejected(self, errors: Iterable[str]) -> None:
