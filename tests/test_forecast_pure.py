@@ -9,8 +9,8 @@ import pytest
 from llmledger.forecast.backtest import run_backtest
 from llmledger.forecast.eta import Eta, compute_eta
 from llmledger.forecast.lanes import DEFAULT_LANES, LaneSet, parse_lanes
-from llmledger.forecast.timeline import StatusEvent, by_task, position
-from llmledger.forecast.velocity import TaskRun, lane_velocities
+from llmledger.forecast.timeline import History, StatusEvent, by_task, position
+from llmledger.forecast.velocity import TaskRun, lane_velocities, samples_of
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -244,3 +244,16 @@ def test_backtest_on_a_hand_computed_history() -> None:
     assert result.mape_pct == pytest.approx((75 + 200 / 3) / 2)
     assert result.bias_pct == pytest.approx(-(75 + 200 / 3) / 2)
     assert len(run_backtest(events, lanes, predict, points=1).points) == 1
+
+
+def test_samples_worked_out_later_give_the_velocities_of_an_earlier_moment() -> None:
+    # eta_report works the samples out once, at the report's moment, for every backtest point.
+    history = History(WORKED)
+    later = samples_of(history, DEFAULT_LANES, NOW)
+    for hours in (3, 4, 5, 5.5, 8, 10):
+        moment = at(hours)
+        direct = lane_velocities(WORKED, DEFAULT_LANES, moment)
+        assert lane_velocities(history, DEFAULT_LANES, moment, samples=later) == direct
+        assert compute_eta(history, DEFAULT_LANES, direct, moment) == compute_eta(
+            WORKED, DEFAULT_LANES, direct, moment
+        )

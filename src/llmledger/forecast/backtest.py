@@ -110,8 +110,7 @@ def run_backtest(
     ``points`` usable completion events at or before ``until`` (None: all)."""
     if points < 1:
         raise ValueError("points: at least 1")
-    everything = list(events)
-    tasks = by_task(everything, until)
+    tasks = by_task(events, until)
     moments = sorted(
         {e.at for items in tasks.values() for e in items if e.to_status == lanes.done},
         reverse=True,

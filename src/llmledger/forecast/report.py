@@ -7,7 +7,7 @@ ledger holds no status event to work from.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +17,14 @@ from llmledger.forecast.cost import CostForecast, forecast_cost
 from llmledger.forecast.eta import Eta, compute_eta
 from llmledger.forecast.history import load_events, load_task_runs
 from llmledger.forecast.lanes import LaneSet
-from llmledger.forecast.timeline import StatusEvent, by_task, status_at
-from llmledger.forecast.velocity import LaneVelocity, Mode, TaskRun, lane_velocities
+from llmledger.forecast.timeline import History, Sample, StatusEvent, by_task, status_at
+from llmledger.forecast.velocity import (
+    LaneVelocity,
+    Mode,
+    TaskRun,
+    lane_velocities,
+    samples_of,
+)
 from llmledger.store import Repository
 
 __all__ = [
@@ -56,7 +62,11 @@ class Settings:
 
 
 def _velocities(
-    events: Sequence[StatusEvent], runs: Sequence[TaskRun], settings: Settings, at: datetime
+    events: Iterable[StatusEvent],
+    runs: Sequence[TaskRun],
+    settings: Settings,
+    at: datetime,
+    samples: Mapping[str, Sequence[Sample]] | None = None,
 ) -> list[LaneVelocity]:
     return lane_velocities(
         events,
@@ -67,6 +77,7 @@ def _velocities(
         mode=settings.mode,
         alpha=settings.alpha,
         agent=settings.agent,
+        samples=samples,
     )
 
 
@@ -115,11 +126,13 @@ def eta_report(
 ) -> EtaReport:
     """The ETA at ``at`` (events and runs up to it only) with its cost, and the backtest over
     the last ``points`` usable completions before it (None: no backtest)."""
-    events = _load(repo, settings, at)
+    events = History(_load(repo, settings, at))
     runs = load_task_runs(repo, until=at)
+    # Worked out once: the backtest asks for the velocities at many earlier moments.
+    samples = samples_of(events, settings.lanes, at, agent=settings.agent)
 
     def predict(moment: datetime, extra: int = 0) -> Eta:
-        velocities = _velocities(events, runs, settings, moment)
+        velocities = _velocities(events, runs, settings, moment, samples)
         return compute_eta(
             events, settings.lanes, velocities, moment, workers=workers, backlog=extra
         )

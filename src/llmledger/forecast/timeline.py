@@ -9,13 +9,15 @@ transition to any other status; it is a *sample* only if that status is the lane
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from llmledger.forecast.lanes import Lane, LaneSet
 
 __all__ = [
+    "History",
     "Position",
     "Sample",
     "StatusEvent",
@@ -84,10 +86,34 @@ def by_task(
     events: Iterable[StatusEvent], at: datetime | None = None
 ) -> dict[TaskId, list[StatusEvent]]:
     """Each task's events at or before ``at`` (None: all), in timestamp order."""
+    if isinstance(events, History):
+        return events.until(at)
     tasks: dict[TaskId, list[StatusEvent]] = {}
     for event in _ordered(events, at):
         tasks.setdefault(event.task, []).append(event)
     return tasks
+
+
+class History:
+    """Events grouped by task in timestamp order, sorted once and cut at any moment: what a
+    backtest uses, which asks for the same events at many moments."""
+
+    def __init__(self, events: Iterable[StatusEvent]) -> None:
+        self.tasks = by_task(events)
+        self._times = {task: [e.at for e in items] for task, items in self.tasks.items()}
+
+    def __iter__(self) -> Iterator[StatusEvent]:
+        for items in self.tasks.values():
+            yield from items
+
+    def until(self, at: datetime | None) -> dict[TaskId, list[StatusEvent]]:
+        """Each task's events at or before ``at`` (None: all); tasks with none left out."""
+        if at is None:
+            return dict(self.tasks)
+        cut = {
+            task: items[: bisect_right(self._times[task], at)] for task, items in self.tasks.items()
+        }
+        return {task: items for task, items in cut.items() if items}
 
 
 def status_at(events: Sequence[StatusEvent], at: datetime | None = None) -> str | None:

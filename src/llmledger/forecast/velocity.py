@@ -13,7 +13,7 @@ used. The velocity ``d`` of a lane, by mode:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from statistics import fmean, median
@@ -113,16 +113,22 @@ def lane_velocities(
     mode: Mode = "empirical",
     alpha: float = 0.5,
     agent: str | None = None,
+    samples: Mapping[str, Sequence[Sample]] | None = None,
 ) -> list[LaneVelocity]:
-    """The velocity of every lane at ``at`` (see the module's docstring)."""
+    """The velocity of every lane at ``at`` (see the module's docstring). ``samples``: the
+    lanes' samples worked out once at a later moment (:func:`samples_of`), for speed; a
+    sample depends only on the events up to its end, so those ending by ``at`` are used."""
     if window < 1:
         raise ValueError("window: at least 1 sample")
     if not 0 <= alpha <= 1:
         raise ValueError("alpha: between 0 and 1")
-    samples = samples_of(events, lanes, at, agent=agent)
+    if samples is None:
+        found = samples_of(events, lanes, at, agent=agent)
+    else:
+        found = {name: [s for s in items if s.end <= at] for name, items in samples.items()}
     result = []
     for index, lane in enumerate(lanes.lanes):
-        hours = [s.hours for s in samples[lane.name][-window:]]
+        hours = [s.hours for s in found[lane.name][-window:]]
         source: str | None = "events" if hours else None
         if not hours and index == 0:
             hours = _run_hours(runs, at, window, agent)
