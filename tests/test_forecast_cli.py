@@ -223,3 +223,30 @@ def test_the_commands_run_as_a_program(sqlite_url: str) -> None:
     )
     assert result.returncode == 1
     assert "no status history yet" in result.stderr
+
+
+def test_task_status_to_a_service(sqlite_url: str, tmp_path: Path) -> None:
+    from server import ServerProcess
+
+    with ServerProcess(sqlite_url, log=tmp_path / "server.log") as server:
+        env = {"LLMLEDGER_SPOOL": str(tmp_path / "spool.db")}
+        first = CliRunner().invoke(
+            app,
+            ["task", "status", "R", "in_progress", "--at", "2026-12-01T00:00Z"],
+            env={**env, "LLMLEDGER_DB": server.url},
+        )
+        assert first.exit_code == 0, first.stderr
+        assert f"sent to {server.url}" in first.stdout
+        second = CliRunner().invoke(
+            app,
+            ["task", "status", "R", "ready_to_review", "--at", "2026-12-01T03:00Z"],
+            env={**env, "LLMLEDGER_DB": server.url},
+        )
+        assert second.exit_code == 0, second.stderr
+    code, out, _ = run("task", "show", "R", "--at", NOW, "--db", sqlite_url, "--json")
+    assert code == 0
+    transitions = json.loads(out)["transitions"]
+    assert [(t["from"], t["to"], t["hours"]) for t in transitions] == [
+        (None, "in_progress", 3.0),
+        ("in_progress", "ready_to_review", 7.0),
+    ]

@@ -167,13 +167,22 @@ def task_status_command(
     in time order). A task never seen is created; a --from the task is not in is stored with a
     warning.
 
+    With --db http(s)://SERVER the event goes to an llmledger service (through the local
+    spool, as a remote Ledger sends it); the server fills in --from.
+
     Examples:
 
       llmledger task status 1.2 in_progress --agent codex
 
       llmledger task status 1.2 ready_to_review --at 2026-12-01T15:00Z --project web
     """
+    from llmledger.remote import is_remote_url
+
     moment = _at(at) if at is not None else None
+    if is_remote_url(db):
+        assert db is not None
+        _send_status(db, key, status, from_status, moment, agent, command, job, project, as_json)
+        return
     with _repository(db) as repo:
         written = _read(
             lambda: write_status(
@@ -208,6 +217,45 @@ def task_status_command(
         f"task {plain_text(key)}: {plain_text(source)} -> {plain_text(status)} "
         f"at {_when(written.at)}"
     )
+
+
+def _send_status(
+    url: str,
+    key: str,
+    status: str,
+    from_status: str | None,
+    moment: datetime | None,
+    agent: str | None,
+    command: str | None,
+    job: str | None,
+    project: str | None,
+    as_json: bool,
+) -> None:
+    from llmledger.ledger import Ledger
+
+    moment = moment or datetime.now(UTC)
+    with Ledger(url) as ledger:
+        ledger.task_status(
+            key,
+            status,
+            from_status=from_status,
+            at=moment,
+            agent_id=agent,
+            command_name=command,
+            job=job,
+            project=project,
+        )
+        sent = ledger.flush()
+    if ledger.failures or not sent:
+        raise fail(
+            f"the event for task {key!r} is not delivered to {url} yet: it waits in the spool "
+            f"(`llmledger spool status --db {url}`; `llmledger spool flush` sends it)",
+            code=1,
+        )
+    if as_json:
+        echo_json({"key": key, "project": project, "to": status, "at": moment.isoformat()})
+        return
+    typer.echo(f"task {plain_text(key)}: -> {plain_text(status)} at {_when(moment)}, sent to {url}")
 
 
 @task_app.command("show")
