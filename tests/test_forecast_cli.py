@@ -132,6 +132,10 @@ def test_eta_shows_its_backtest_record(sqlite_url: str) -> None:
     code, out, _ = run("eta", "--backtest", "--points", "1", *common)
     assert code == 0
     assert "-75 %" in out
+    # at +8.5 every task then known is done (T4 starts at +9)
+    code, out, _ = run("eta", "--at", "2026-12-01T08:30Z", *common[2:])
+    assert code == 0
+    assert "no open tasks at 2026-12-01 08:30 UTC: nothing to wait for" in out
 
 
 def test_velocity_json_shape(worked: str) -> None:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from llmledger.forecast.backtest import run_backtest
 from llmledger.forecast.eta import Eta, compute_eta
-from llmledger.forecast.lanes import DEFAULT_LANES, LaneSet, parse_lanes
+from llmledger.forecast.lanes import (
+    DEFAULT_LANES,
+    PLAN_LANES,
+    Lane,
+    LaneSet,
+    parse_lanes,
+    resolve_lanes,
+)
 from llmledger.forecast.timeline import History, StatusEvent, by_task, position
 from llmledger.forecast.velocity import TaskRun, lane_velocities, samples_of
 
@@ -257,3 +265,16 @@ def test_samples_worked_out_later_give_the_velocities_of_an_earlier_moment() -> 
         assert compute_eta(history, DEFAULT_LANES, direct, moment) == compute_eta(
             WORKED, DEFAULT_LANES, direct, moment
         )
+
+
+def test_which_lanes_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no lanes.toml there
+    monkeypatch.delenv("LLMLEDGER_LANES", raising=False)
+    assert resolve_lanes(None) is DEFAULT_LANES
+    assert resolve_lanes("plan") is PLAN_LANES
+    path = tmp_path / "lanes.toml"
+    path.write_text('[[lanes]]\nname = "build"\nfrom = "doing"\nto = "done"\nhours = 2\n')
+    monkeypatch.setenv("LLMLEDGER_LANES", str(path))
+    found = resolve_lanes(None)
+    assert found.lanes == (Lane("build", "doing", "done", 2.0),)
+    assert (found.terminal, found.blocked, found.done) == ({"done"}, {"blocked"}, "done")

@@ -453,7 +453,9 @@ def eta_command(
         )
     console = Console()
     console.print(table)
-    if eta.finish_at is None:
+    if eta.open_tasks == 0:
+        line = f"no open tasks at {_when(eta.at)}: nothing to wait for"
+    elif eta.finish_at is None:
         line = f"ETA unknown for {eta.open_tasks} open task(s): {eta.reason}"
     else:
         line = (
