@@ -278,3 +278,17 @@ def test_which_lanes_apply(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     found = resolve_lanes(None)
     assert found.lanes == (Lane("build", "doing", "done", 2.0),)
     assert (found.terminal, found.blocked, found.done) == ({"done"}, {"blocked"}, "done")
+
+
+def test_the_plan_lanes_read_what_plan_run_writes() -> None:
+    events = history(
+        ("t1", "running", 0),
+        ("t1", "retrying", 1),  # between attempts: the clock stops
+        ("t1", "running", 1.5),
+        ("t1", "succeeded", 3),
+        ("t2", "running", 3),
+        ("t3", "failed", 3),  # terminal: not open
+    )
+    assert velocities(events, at(4), PLAN_LANES) == {"work": (1, 2.5, "events")}
+    eta = compute_eta(events, PLAN_LANES, lane_velocities(events, PLAN_LANES, at(4)), at(4))
+    assert (eta.open_tasks, eta.finish_at) == (1, at(4) + timedelta(hours=1.5))
