@@ -38,7 +38,7 @@ EXPECTED_COLUMNS = {
     ],
     "task_status_events": [
         "id", "run_id", "task_key", "from_status", "to_status", "at", "command_name",
-        "job", "agent_id", "metadata", "event_id",
+        "job", "agent_id", "metadata", "event_id", "project",
     ],
     "import_state": [
         "path", "source", "device", "inode", "size", "mtime_ns", "offset", "head_sha256",
@@ -76,7 +76,11 @@ EXPECTED_INDEXES = {
         "ix_calls_session_id",
         "ix_calls_message_id",
     },
-    "task_status_events": {"ix_task_status_events_task_key_at", "ix_task_status_events_run_id_at"},
+    "task_status_events": {
+        "ix_task_status_events_task_key_at",
+        "ix_task_status_events_run_id_at",
+        "ix_task_status_events_project_task_key_at",
+    },
 }
 
 

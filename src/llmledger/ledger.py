@@ -50,6 +50,7 @@ from llmledger.values import EARLIEST, LATEST, MAX_USD
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from llmledger.forecast.status import StatusWrite
     from llmledger.remote import RemoteWriter
     from llmledger.remote.spool import Op
 
@@ -698,6 +699,59 @@ class Ledger:
                 task_key=task_key or (run.key if run is not None else None),
                 from_status=from_status,
                 agent_id=run.agent if run is not None else None,
+                metadata=metadata,
+            ),
+        )
+
+    def task_status(
+        self,
+        key: str,
+        to_status: str,
+        *,
+        from_status: str | None = None,
+        at: datetime | None = None,
+        agent_id: str | None = None,
+        command_name: str | None = None,
+        job: str | None = None,
+        project: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> StatusWrite | None:
+        """Write that task ``key`` (of ``project``, when given) moved to ``to_status`` at ``at``
+        (default now; an aware datetime, possibly in the past). ``from_status`` defaults to the
+        task's last known status; a different one is stored with a warning (logged, and on the
+        result). The same code path as ``llmledger task status`` and ``POST
+        /v1/tasks/{key}/status`` (:func:`llmledger.forecast.status.write_status`). Never
+        raises: a failure is logged and counted, and None returned (also for a remote
+        ledger, whose server resolves ``from_status``)."""
+        if self._remote is not None:
+            body = {
+                "id": uuid.uuid4().hex,
+                "to_status": to_status,
+                "from_status": from_status,
+                "at": (at or datetime.now(UTC)).isoformat(),
+                "agent_id": agent_id,
+                "command_name": command_name,
+                "job": job,
+                "project": project,
+                "metadata": dict(metadata) if metadata else None,
+            }
+            body = {name: value for name, value in body.items() if value is not None}
+            self._guard("write a task status", self._remote.status_event, key, body)
+            return None
+        from llmledger.forecast.status import write_status
+
+        return self._guard(
+            "write a task status",
+            lambda: write_status(
+                self.repository,
+                key,
+                to_status,
+                from_status=from_status,
+                at=at,
+                agent_id=agent_id,
+                command_name=command_name,
+                job=job,
+                project=project,
                 metadata=metadata,
             ),
         )

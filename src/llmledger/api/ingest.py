@@ -42,6 +42,7 @@ from llmledger.api.models import (
 )
 from llmledger.call import Call
 from llmledger.errors import UsageError
+from llmledger.forecast.status import write_status
 from llmledger.payloads import calls_in, missing_flags, price_call, price_calls
 from llmledger.pricing import Price, Pricer
 from llmledger.records import CallRecord, call_of_record
@@ -434,6 +435,7 @@ def _described(exc: ValidationError, prefix: str = "") -> str:
     "/tasks/{key:path}/status",
     status_code=201,
     response_model=StatusEventResult,
+    response_model_exclude_none=True,
     summary="Add a task status event (idempotent by event id)",
     responses={
         200: {"model": StatusEventResult, "description": "The event was stored already"},
@@ -445,25 +447,29 @@ def add_status_event(
 ) -> StatusEventResult:
     """A ``task_status_events`` row: the task ``key`` moved to ``to_status``. 201 when stored,
     200 when an event with this id was stored already. Without ``id`` the event id is the
-    SHA-256 of the key and the body, so identical posts are one event."""
+    SHA-256 of the key and the body, so identical posts are one event. ``from_status``
+    defaults to the task's last known status; a different one is stored with a ``warning``
+    (the same code path as ``Ledger.task_status``: ``forecast.status.write_status``)."""
     event_id = body.id or _event_id(key, body)
     if body.run_id is not None:
         _existing_run(repo, body.run_id)
-    created = repo.add_status_event(
+    written = write_status(
+        repo,
+        key,
         body.to_status,
         run_id=body.run_id,
-        task_key=key,
         from_status=body.from_status,
         at=body.at,
         command_name=body.command_name,
         job=body.job,
         agent_id=body.agent_id,
+        project=body.project,
         metadata=body.metadata,
         event_id=event_id,
     )
-    if not created:
+    if not written.stored:
         response.status_code = 200
-    return StatusEventResult(event_id=event_id, created=created)
+    return StatusEventResult(event_id=event_id, created=written.stored, warning=written.warning)
 
 
 def _event_id(key: str, body: StatusEventCreate) -> str:

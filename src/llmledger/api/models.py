@@ -260,10 +260,13 @@ class StatusEventCreate(_Input):
     job: str | None = Field(None, max_length=255)
     run_id: RunId | None = None
     metadata: dict[str, Any] | None = None
+    project: str | None = Field(None, max_length=255, description="The task's project.")
 
 
 class StatusEventResult(BaseModel):
-    """The event's id and whether this post stored it (false: it was stored already)."""
+    """The event's id and whether this post stored it (false: it was stored already); a
+    warning when ``from_status`` was not the task's last known status (stored all the same)."""
 
     event_id: str
     created: bool
+    warning: str | None = None

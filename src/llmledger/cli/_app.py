@@ -151,6 +151,9 @@ COMMAND_MODULES = {
     "show": "runs",
     "schema": "schema",
     "serve": "serve",
+    "task": "tasks",
+    "velocity": "tasks",
+    "eta": "tasks",
 }
 
 

@@ -313,6 +313,8 @@ def plan_estimate(
     """Expected cost of a plan before running it: per task the median and p90 of past runs
     with the same task name, agent and model in the ledger, else the pre-run estimate of the
     prompt (a floor: it counts the prompt, not the agent's turns). Each task says which.
+    Beside it, the expected duration: per task the median of its past attempts (same task
+    key), else unknown; the plan's is their sum, one task at a time.
 
     Example: llmledger plan estimate plan.yaml --json
     """
@@ -332,7 +334,7 @@ def plan_estimate(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("task", "name", "basis", "expected", "p90 / high", "note")
+    table = Table("task", "name", "basis", "expected", "p90 / high", "duration", "note")
     for t in result.tasks:
         table.add_row(
             safe_text(t.task_id),
@@ -340,6 +342,7 @@ def plan_estimate(
             safe_text(t.basis),
             _usd(t.expected_usd),
             _usd(t.p90_usd),
+            _hours(t.expected_hours),
             safe_text(t.note or ""),
         )
     console = Console()
@@ -347,7 +350,8 @@ def plan_estimate(
     unknown = f" ({result.unknown} task(s) unknown)" if result.unknown else ""
     console.print(
         f"plan {plain_text(repr(plan.name))}: expected {_usd(result.expected_usd)}, "
-        f"p90 {_usd(result.p90_usd)}{unknown}",
+        f"p90 {_usd(result.p90_usd)}{unknown}; duration {_hours(result.expected_hours)}"
+        f"{_untimed(result.unknown_durations)}",
         markup=False,
     )
     sys.stdout.flush()
@@ -355,6 +359,14 @@ def plan_estimate(
 
 def _usd(value: Decimal | None) -> str:
     return "-" if value is None else f"${value:.4f}"
+
+
+def _hours(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f} h"
+
+
+def _untimed(count: int) -> str:
+    return f" ({count} task(s) never run before: not counted)" if count else ""
 
 
 __all__ = ["EXIT_CODES", "plan_app", "plan_files"]

@@ -8,13 +8,15 @@ Per task, in order of preference:
    tokens from text length, priced; expected and high). It counts the prompt alone, not the
    agent's system prompt, tool results and turns, so for agent tasks it is a floor.
 3. ``unknown`` — a ``command`` task with no history, or a prompt with no model to price.
+
+Duration: per task, the median of the past attempts of task runs with the same key (else
+unknown); the plan's is their sum, the tasks run one at a time (parallel tasks may overlap).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from statistics import median
 from typing import Any
@@ -22,6 +24,8 @@ from typing import Any
 from sqlalchemy import select
 
 from llmledger.estimate import estimate_cost
+from llmledger.forecast.cost import p90
+from llmledger.forecast.history import attempt_hours
 from llmledger.plans.model import Plan, Task
 from llmledger.pricing import Pricer
 from llmledger.store import Repository
@@ -55,6 +59,9 @@ class TaskEstimate:
     p90_usd: Decimal | None = None
     samples: int = 0
     note: str = ""
+    #: The median hours of one past attempt of this task (same key); None: unknown.
+    expected_hours: float | None = None
+    duration_samples: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (money as floats; None when unknown)."""
@@ -68,6 +75,8 @@ class TaskEstimate:
             "p90_usd": _f(self.p90_usd),
             "samples": self.samples,
             "note": self.note,
+            "expected_hours": self.expected_hours,
+            "duration_samples": self.duration_samples,
         }
 
 
@@ -93,12 +102,25 @@ class PlanEstimate:
         """Tasks whose cost could not be estimated."""
         return sum(1 for t in self.tasks if t.expected_usd is None)
 
+    @property
+    def expected_hours(self) -> float | None:
+        """Sum of the tasks' expected durations, one task at a time (None when none known)."""
+        known = [t.expected_hours for t in self.tasks if t.expected_hours is not None]
+        return sum(known) if known else None
+
+    @property
+    def unknown_durations(self) -> int:
+        """Tasks with no past attempt to time them by."""
+        return sum(1 for t in self.tasks if t.expected_hours is None)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "plan_name": self.plan_name,
             "expected_usd": _f(self.expected_usd),
             "p90_usd": _f(self.p90_usd),
+            "expected_hours": self.expected_hours,
+            "unknown_duration_tasks": self.unknown_durations,
             "unknown_tasks": self.unknown,
             "tasks": [t.to_dict() for t in self.tasks],
         }
@@ -111,11 +133,6 @@ def _f(value: Decimal | None) -> float | None:
 def _sum(values: Iterable[Decimal | None]) -> Decimal | None:
     known = [v for v in values if v is not None]
     return sum(known, Decimal(0)) if known else None
-
-
-def _p90(values: list[Decimal]) -> Decimal:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
 def history_costs(repo: Repository, task: Task) -> list[Decimal]:
@@ -158,7 +175,7 @@ def estimate_task(
             "history",
             note,
             expected_usd=Decimal(median(costs)),
-            p90_usd=_p90(costs),
+            p90_usd=p90(costs),
             samples=len(costs),
         )
     if task.prompt is None:
@@ -172,8 +189,18 @@ def estimate_task(
     return _make(task, "estimate", note, expected_usd=est.cost_usd, p90_usd=est.cost_high_usd)
 
 
+def _timed(estimate: TaskEstimate, repo: Repository | None) -> TaskEstimate:
+    hours = attempt_hours(repo, estimate.task_id) if repo is not None else []
+    if not hours:
+        return estimate
+    return replace(estimate, expected_hours=median(hours), duration_samples=len(hours))
+
+
 def estimate_plan(
     plan: Plan, repo: Repository | None = None, *, pricer: Pricer | None = None
 ) -> PlanEstimate:
-    """Estimate every task of ``plan`` (``repo``: the ledger to read history from)."""
-    return PlanEstimate(plan.name, [estimate_task(t, repo, pricer) for t in plan.tasks])
+    """Estimate every task of ``plan`` (``repo``: the ledger to read history from): its
+    cost and its duration."""
+    return PlanEstimate(
+        plan.name, [_timed(estimate_task(t, repo, pricer), repo) for t in plan.tasks]
+    )

@@ -385,6 +385,7 @@ class Repository:
         agent_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         event_id: str | None = None,
+        project: str | None = None,
     ) -> bool:
         """Record that a task moved from one status to another (for velocity and ETA).
 
@@ -408,6 +409,7 @@ class Repository:
             "agent_id": agent_id,
             "metadata": dict(metadata) if metadata else None,
             "event_id": event_id,
+            "project": project,
         }
         insert = _dialect_insert(self.dialect)(task_status_events).values(**values)
         if event_id is not None:

@@ -162,7 +162,10 @@ task_status_events = Table(
     Column("metadata", JsonType, nullable=True),
     # A client-chosen id that makes posting the event idempotent (0005); NULL when none.
     Column("event_id", String(64), nullable=True),
+    # The project a task belongs to, when the writer names one (0010; forecast/).
+    Column("project", Text, nullable=True),
     Index(None, "task_key", "at"),
+    Index(None, "project", "task_key", "at"),
     Index(None, "run_id", "at"),
     Index("uq_task_status_events_event_id", "event_id", unique=True),
 )
