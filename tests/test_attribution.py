@@ -404,3 +404,46 @@ def test_codex_calls_carry_the_rollouts_cwd_and_git_branch(
         engine.dispose()
     assert [r[:4] for r in found] == [("main", "/home/dev/api", None, "codex")]
     assert found[0][4] > 1
+
+
+# -- the service answers the same ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "path", "params"),
+    [
+        (["daily", "--by-project"], "daily", {"by_project": True}),
+        (["weekly", "--branch", "main"], "weekly", {"branch": "main"}),
+        (
+            ["monthly", "--by-project", "--branch", "dev"],
+            "monthly",
+            {"by_project": 1, "branch": "dev"},
+        ),
+        (["sessions", "--branch", "feature/login"], "sessions", {"branch": "feature/login"}),
+        (["blocks", "--branch", "main"], "blocks", {"branch": "main"}),
+        (
+            ["tokens", "-g", "subagent,subagent_type,cwd"],
+            "tokens",
+            {"group_by": "subagent,subagent_type,cwd"},
+        ),
+        (
+            ["tokens", "-g", "branch", "--branch", "main", "--branch", "dev"],
+            "tokens",
+            {"group_by": "branch", "branch": ["main", "dev"]},
+        ),
+    ],
+)
+def test_the_service_answers_as_the_cli(
+    ledger: str, args: list[str], path: str, params: dict[str, Any]
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from llmledger.api import create_app
+
+    cli = _report(ledger, *args)
+    if path == "blocks":
+        del cli["totals"]  # added by _report
+    with TestClient(create_app(ledger, no_auth=True)) as api:
+        response = api.get(f"/v1/reports/{path}", params={"tz": "UTC", **params})
+    assert response.status_code == 200, response.text
+    assert response.json() == cli
