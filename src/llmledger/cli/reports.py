@@ -56,6 +56,14 @@ TzOption = Annotated[
     typer.Option("--tz", "-z", help="Time zone for dates: an IANA name or UTC (default: local)."),
 ]
 BreakdownOption = Annotated[bool, typer.Option("--breakdown", "-b", help="A row per model.")]
+ByProjectOption = Annotated[
+    bool,
+    typer.Option(
+        "--by-project",
+        help="A row per project within each period (ccusage's --instances); a period's "
+        "rows add up to its total.",
+    ),
+]
 SourceOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -389,16 +397,6 @@ def _period_command(
         _print_rows(
             title, rows, breakdown=breakdown, sessions=False, tz=ctx.tz, by_project=by_project
         )
-
-
-ByProjectOption = Annotated[
-    bool,
-    typer.Option(
-        "--by-project",
-        help="A row per project within each period (ccusage's --instances); a period's "
-        "rows add up to its total.",
-    ),
-]
 
 
 def _make(kind: str) -> None:
