@@ -34,7 +34,8 @@ EXPECTED_COLUMNS = {
         "id", "dedupe_key", "run_id", "source", "provider", "model", "message_id",
         "request_id", "session_id", "project", "agent_id", "started_at", "finished_at",
         "duration_ms", *TOKENS, "cost_usd", "cost_status", "currency", "price_version",
-        "status", "token_provenance", "metadata", "recorded_at", "host",
+        "status", "token_provenance", "metadata", "recorded_at", "host", "subagent",
+        "subagent_type", "branch", "cwd",
     ],
     "task_status_events": [
         "id", "run_id", "task_key", "from_status", "to_status", "at", "command_name",
@@ -343,3 +344,27 @@ def test_calls_at_0006_fill_call_metrics_and_triggers_keep_it(engine: sa.Engine)
     assert "call_metrics" not in inspect(engine).get_table_names()
     with engine.begin() as conn:  # no trigger left behind writes into a missing table
         conn.execute(_INSERT_CALL, {"k": "k3", "at": at, "tokens": 1, "cost": 1})
+
+
+def test_calls_at_0007_keep_their_rows_and_triggers_through_0009_and_back(
+    engine: sa.Engine,
+) -> None:
+    upgrade(engine, "0007")
+    at = 1_700_000_000_000_000
+    with engine.begin() as conn:
+        conn.execute(_INSERT_CALL, {"k": "k1", "at": at, "tokens": 10, "cost": 5})
+    upgrade(engine)
+    with engine.begin() as conn:  # no backfill: the new attributes are unknown
+        old = conn.execute(sa.text("SELECT subagent, subagent_type, branch, cwd FROM calls"))
+        assert [tuple(r) for r in old] == [(None, None, None, None)]
+        conn.execute(_INSERT_CALL, {"k": "k2", "at": at, "tokens": 7, "cost": 1})
+        conn.execute(sa.text("UPDATE calls SET branch = 'main' WHERE dedupe_key = 'k2'"))
+    downgrade(engine, "0007")
+    names = {c["name"] for c in inspect(engine).get_columns("calls")}
+    assert names.isdisjoint({"subagent", "subagent_type", "branch", "cwd"})
+    with engine.begin() as conn:  # the roll-up and metrics triggers survived the way down
+        conn.execute(_INSERT_CALL, {"k": "k3", "at": at, "tokens": 1, "cost": 1})
+        rollup = conn.execute(sa.text("SELECT calls, input_tokens FROM call_rollup"))
+        assert [tuple(r) for r in rollup] == [(3, 18)]
+        metrics = conn.execute(sa.text("SELECT calls, input_tokens FROM call_metrics"))
+        assert [tuple(r) for r in metrics] == [(3, 18)]

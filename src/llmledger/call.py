@@ -31,6 +31,10 @@ class Call:
     ``reported_cost_usd`` is a cost the source itself stated (Claude Code); it wins over a
     computed one. ``host`` is the machine the call was recorded or imported on (a remote
     ledger and ``import --to`` fill it in; the reports' ``--host`` filter reads it).
+    ``subagent`` and ``subagent_type`` name the agent log's subagent that made the call
+    (Claude Code's ``agentId`` and its type; None for the main thread); ``branch`` and ``cwd``
+    are the git branch and working directory the log records. None of these four is part of
+    the content hash.
     """
 
     usage: Usage
@@ -51,6 +55,10 @@ class Call:
     agent_id: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     host: str | None = None
+    subagent: str | None = None
+    subagent_type: str | None = None
+    branch: str | None = None
+    cwd: str | None = None
 
     def key(self) -> str:
         """The dedupe key, or a content hash of the call when the source gave no ids."""

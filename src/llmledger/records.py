@@ -47,6 +47,8 @@ class CallRecord(BaseModel):
     stored once. ``reported_cost_usd`` is a cost the source stated (a number or a decimal
     string); it wins over a computed one. ``host`` names the machine the call was recorded
     on (not part of the content hash: the same call from two machines is one call).
+    ``subagent``/``subagent_type`` name the subagent that made the call (None: the main
+    thread); ``branch`` and ``cwd`` the git branch and working directory it ran in.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -69,6 +71,10 @@ class CallRecord(BaseModel):
     agent_id: str | None = Field(default=None, max_length=128)
     metadata: dict[str, Any] = Field(default_factory=dict)
     host: str | None = Field(default=None, max_length=255)
+    subagent: str | None = Field(default=None, max_length=128)
+    subagent_type: str | None = Field(default=None, max_length=128)
+    branch: str | None = Field(default=None, max_length=255)
+    cwd: str | None = Field(default=None, max_length=4096)
 
     @field_validator("started_at", "finished_at")
     @classmethod
@@ -111,6 +117,10 @@ def call_of_record(record: CallRecord) -> Call:
         agent_id=record.agent_id,
         metadata=dict(record.metadata),
         host=record.host,
+        subagent=record.subagent,
+        subagent_type=record.subagent_type,
+        branch=record.branch,
+        cwd=record.cwd,
     )
     if call.dedupe_key is None:
         call.dedupe_key = content_hash(call)
@@ -130,6 +140,10 @@ PLAIN_FIELDS: tuple[str, ...] = (
     "project",
     "agent_id",
     "host",
+    "subagent",
+    "subagent_type",
+    "branch",
+    "cwd",
 )
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AgentTotals",
     "Block",
     "BlocksReport",
     "BurnRate",
@@ -145,8 +146,24 @@ class PeriodRow(ReportTotals):
         description="2026-11-30 (day, and a week's Monday) or 2026-11 (month); null for "
         "calls with no time."
     )
+    project: str | None = Field(
+        default=None,
+        description="With by_project (--by-project) only: the row's project (null for calls "
+        "with none); a period's rows then add up to its total.",
+    )
     models: list[str] = Field(description="The models used, by name.")
     breakdown: list[ModelTotals] = Field(description="Totals per model, by model name.")
+
+
+class AgentTotals(ReportTotals):
+    """The calls of a session's main thread, or of one of its subagents."""
+
+    subagent: str | None = Field(
+        description="The Claude Code subagent (its agentId); null for the main thread."
+    )
+    subagent_type: str | None = Field(
+        description="The subagent's type (Explore, general-purpose, ...) when its log names it."
+    )
 
 
 class SessionRow(ReportTotals):
@@ -159,6 +176,10 @@ class SessionRow(ReportTotals):
     project: str | None
     first_at: datetime | None = Field(description="The first call, in the report's zone.")
     last_at: datetime | None = Field(description="The last call, in the report's zone.")
+    agents: list[AgentTotals] = Field(
+        description="Totals of the main thread and of each subagent, main thread first (they "
+        "add up to the session's)."
+    )
 
 
 class PeriodReport(_Closed):
@@ -225,6 +246,14 @@ class TokensRow(ReportTotals):
     action: str | None = None
     provider: str | None = None
     host: str | None = None
+    branch: str | None = Field(default=None, description="The git branch the log recorded.")
+    cwd: str | None = Field(default=None, description="The working directory the log recorded.")
+    subagent: str | None = Field(
+        default=None, description="The Claude Code subagent (agentId); null: the main thread."
+    )
+    subagent_type: str | None = Field(
+        default=None, description="The subagent's type (Explore, general-purpose, ...)."
+    )
     duration_ms: int | None = Field(description="The calls' summed duration, if reported.")
 
 

@@ -141,6 +141,7 @@ class _Shared:
     model: list[str]
     agent: list[str]
     host: list[str]
+    branch: list[str]
     cost: str
 
     def query(self) -> ReportQuery:
@@ -154,6 +155,7 @@ class _Shared:
                 model=self.model,
                 agent=self.agent,
                 host=self.host,
+                branch=self.branch,
                 cost=self.cost,
             )
         except OptionError as exc:
@@ -186,6 +188,13 @@ def _shared(
             "tagged them with; calls recorded without one match no host). Repeatable."
         ),
     ],
+    branch: Annotated[
+        list[str],
+        _list(
+            "Only calls made on this git branch (as the agent's log records it; calls with no "
+            "branch recorded match no branch). Repeatable."
+        ),
+    ],
     breakdown: Annotated[
         bool,
         Query(
@@ -195,7 +204,7 @@ def _shared(
     ] = False,
     cost: Cost = "auto",
 ) -> _Shared:
-    return _Shared(since, until, tz, source, project, model, agent, host, cost)
+    return _Shared(since, until, tz, source, project, model, agent, host, branch, cost)
 
 
 Shared = Annotated[_Shared, Depends(_shared)]
@@ -279,8 +288,15 @@ def list_runs(
 
 
 def _period_route(kind: str) -> Callable[..., Response]:
-    def period(repo: Repo, shared: Shared) -> Response:
-        return Document(documents.period_document(repo, kind, shared.query()))
+    def period(
+        repo: Repo,
+        shared: Shared,
+        by_project: Annotated[
+            bool, Query(description="A row per project within each period (--by-project).")
+        ] = False,
+    ) -> Response:
+        query = shared.query()
+        return Document(documents.period_document(repo, kind, query, by_project=by_project))
 
     unit = {"daily": "day", "weekly": "week (Monday to Sunday)", "monthly": "month"}[kind]
     period.__name__ = f"{kind}_report"
@@ -355,7 +371,8 @@ def tokens_report(
         str,
         Query(
             description="Comma-separated: project, agent, command, day, model, job, action, "
-            "provider, host (the dimensions llmledger tokens --group-by takes).",
+            "provider, host, branch, cwd, subagent, subagent_type (the dimensions llmledger "
+            "tokens --group-by takes).",
             examples=["project,model"],
         ),
     ] = "model",

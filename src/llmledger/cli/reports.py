@@ -56,6 +56,14 @@ TzOption = Annotated[
     typer.Option("--tz", "-z", help="Time zone for dates: an IANA name or UTC (default: local)."),
 ]
 BreakdownOption = Annotated[bool, typer.Option("--breakdown", "-b", help="A row per model.")]
+ByProjectOption = Annotated[
+    bool,
+    typer.Option(
+        "--by-project",
+        help="A row per project within each period (ccusage's --instances); a period's "
+        "rows add up to its total.",
+    ),
+]
 SourceOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -80,6 +88,14 @@ HostOption = Annotated[
         "--host",
         help="Only calls from this machine (the hostname a remote ledger or `import --to` "
         "tagged them with; calls recorded without one match no --host). Repeatable.",
+    ),
+]
+BranchOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--branch",
+        help="Only calls made on this git branch (as the agent's log records it; calls "
+        "with no branch recorded match no --branch). Repeatable.",
     ),
 ]
 CostOption = Annotated[
@@ -110,6 +126,7 @@ class ReportOptions:
     model: list[str] | None = None
     agent: list[str] | None = None
     host: list[str] | None = None
+    branch: list[str] | None = None
     cost: str = "auto"
     no_import: bool = False
     ignore_overrides: bool = False
@@ -127,6 +144,7 @@ _OPTIONS: dict[str, object] = {
     "model": ModelOption,
     "agent": AgentOption,
     "host": HostOption,
+    "branch": BranchOption,
     "cost": CostOption,
     "no_import": NoImportOption,
     "ignore_overrides": IgnoreOverridesOption,
@@ -177,6 +195,7 @@ class _Context:
                 model=options.model or (),
                 agent=options.agent or (),
                 host=options.host or (),
+                branch=options.branch or (),
                 cost=options.cost,
             )
         except OptionError as exc:
@@ -296,12 +315,30 @@ def short_model(model: str | None) -> str:
     return head if tail.isdigit() and len(tail) == 8 else name
 
 
+def _agent_name(subagent: str | None, kind: str | None) -> str:
+    """A subagent as the sessions table shows it: ``Explore a1b2c3d``; ``(main)`` for the
+    main thread."""
+    if subagent is None:
+        return "(main)"
+    return f"{kind} {subagent}" if kind else subagent
+
+
 def _print_rows(
-    title: str, rows: Sequence[ReportRow], *, breakdown: bool, sessions: bool, tz: tzinfo
+    title: str,
+    rows: Sequence[ReportRow],
+    *,
+    breakdown: bool,
+    sessions: bool,
+    tz: tzinfo,
+    by_agent: bool = False,
+    by_project: bool = False,
 ) -> None:
     from rich.console import Console
 
-    first = ["Session", "Project", "Last activity", "Models"] if sessions else ["Period", "Models"]
+    if sessions:
+        first = ["Session", "Project", "Last activity", "Models"]
+    else:
+        first = ["Period", "Project", "Models"] if by_project else ["Period", "Models"]
     table = _table(title, first)
     for row in rows:
         lead = (
@@ -309,9 +346,16 @@ def _print_rows(
             if sessions
             else [safe_text(row.period or "(no time)")]
         )
+        if by_project:
+            lead.append(safe_text(row.project or "(no project)"))
         models = safe_text(", ".join(map(short_model, row.models)))
         table.add_row(*lead, models, *_cells(row.totals))
-        if breakdown:
+        if breakdown and by_agent:
+            for (sub, kind), t in sorted(row.agents.items(), key=lambda kv: str(kv[0][0] or "")):
+                pad = [""] * (len(first) - 1)
+                name = safe_text(_agent_name(sub, kind))
+                table.add_row(*pad, f"└ {name}", *_cells(t), style="dim")
+        elif breakdown:
             for model, t in sorted(row.breakdown.items(), key=lambda kv: str(kv[0])):
                 pad = [""] * (len(first) - 1)
                 table.add_row(*pad, f"└ {safe_text(short_model(model))}", *_cells(t), style="dim")
@@ -326,27 +370,42 @@ def _print_rows(
         )
 
 
-def _period_command(kind: str, ctx: _Context, as_json: bool, breakdown: bool) -> None:
+def _period_command(
+    kind: str, ctx: _Context, as_json: bool, breakdown: bool, by_project: bool = False
+) -> None:
     from llmledger.reports.periods import period_report
 
     try:
-        rows = period_report(ctx.reader(), kind, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
+        rows = period_report(
+            ctx.reader(),
+            kind,
+            tz=ctx.tz,
+            filters=ctx.filters,
+            cost=ctx.cost,
+            by_project=by_project,
+        )
     except LedgerError as exc:
         raise fail(str(exc)) from None
     if as_json:
-        echo_json(report_json(rows, tz=ctx.tz))
+        echo_json(report_json(rows, tz=ctx.tz, by_project=by_project))
     elif not rows:
         typer.echo(
             "no calls in the ledger for this selection (import logs with `llmledger import`)"
         )
     else:
-        title = f"{kind.capitalize()} usage"
-        _print_rows(title, rows, breakdown=breakdown, sessions=False, tz=ctx.tz)
+        title = f"{kind.capitalize()} usage" + (" by project" if by_project else "")
+        _print_rows(
+            title, rows, breakdown=breakdown, sessions=False, tz=ctx.tz, by_project=by_project
+        )
 
 
 def _make(kind: str) -> None:
-    def run(options: ReportOptions, breakdown: BreakdownOption = False) -> None:
-        _period_command(kind, _Context(options), options.as_json, breakdown)
+    def run(
+        options: ReportOptions,
+        breakdown: BreakdownOption = False,
+        by_project: ByProjectOption = False,
+    ) -> None:
+        _period_command(kind, _Context(options), options.as_json, breakdown, by_project)
 
     unit = {"daily": "day", "weekly": "week (Monday to Sunday)", "monthly": "month"}[kind]
     doc = (
@@ -354,7 +413,8 @@ def _make(kind: str) -> None:
         "Imports what is new in the agents' logs first (--no-import skips it).\n\n"
         f"Examples:\n\n  llmledger {kind} --since 7d\n\n"
         f"  llmledger {kind} --tz UTC --json\n\n"
-        f"  llmledger {kind} --source claude --project=-home-dev-alpha --breakdown"
+        f"  llmledger {kind} --source claude --project=-home-dev-alpha --breakdown\n\n"
+        f"  llmledger {kind} --by-project --branch main   (per project, on branch main)"
     )
     _report(kind, doc)(run)
 
@@ -363,18 +423,38 @@ for _kind in ("daily", "weekly", "monthly"):
     _make(_kind)
 
 
+_BREAKDOWNS = ("model", "agent")
+
+
 @_report("sessions")
-def sessions_command(options: ReportOptions, breakdown: BreakdownOption = False) -> None:
-    """Tokens and cost per agent session, with its project and first / last activity.
+def sessions_command(
+    options: ReportOptions,
+    breakdown: BreakdownOption = False,
+    by: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[model|agent]",
+            help="What --breakdown splits each session by: model (the default) or agent (the "
+            "main thread and each Claude Code subagent, by type and id).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Tokens and cost per agent session, with its project and first / last activity. A
+    Claude Code subagent's calls count in the session that started it.
 
     Examples:
 
       llmledger sessions --since 7d
 
-      llmledger sessions --json --tz UTC
+      llmledger sessions --breakdown agent   (what each subagent cost)
+
+      llmledger sessions --json --tz UTC   (rows hold both breakdowns)
     """
     from llmledger.reports.sessions import sessions_report
 
+    if by is not None and by not in _BREAKDOWNS:
+        raise fail(f"unknown breakdown {by!r}: use --breakdown model or --breakdown agent")
     ctx = _Context(options)
     rows = sessions_report(ctx.reader(), filters=ctx.filters, cost=ctx.cost)
     if options.as_json:
@@ -382,7 +462,14 @@ def sessions_command(options: ReportOptions, breakdown: BreakdownOption = False)
     elif not rows:
         typer.echo("no sessions in the ledger for this selection")
     else:
-        _print_rows("Sessions", rows, breakdown=breakdown, sessions=True, tz=ctx.tz)
+        _print_rows(
+            "Sessions",
+            rows,
+            breakdown=breakdown or by is not None,
+            sessions=True,
+            tz=ctx.tz,
+            by_agent=by == "agent",
+        )
 
 
 @_report("blocks")
@@ -453,7 +540,7 @@ def tokens_command(
             "--group-by",
             "-g",
             help="Comma-separated: project, agent, command, day, model, job, action, "
-            "provider, host.",
+            "provider, host, branch, cwd, subagent, subagent_type.",
         ),
     ] = "model",
 ) -> None:
@@ -467,6 +554,10 @@ def tokens_command(
       llmledger tokens -g day,agent --json
 
       llmledger tokens -g host,model --since 30d   (per machine, on a shared server ledger)
+
+      llmledger tokens -g branch --project=-home-dev-alpha   (what each git branch cost)
+
+      llmledger tokens -g subagent,subagent_type --since 7d   (Claude Code subagents)
     """
     from llmledger.reports.groups import group_tokens
 
@@ -481,7 +572,7 @@ def tokens_command(
         return
     from rich.console import Console
 
-    table = _table("Tokens by " + ", ".join(dims), [d.capitalize() for d in dims])
+    table = _table("Tokens by " + ", ".join(dims), [d.replace("_", " ").capitalize() for d in dims])
     for r in rows:
         table.add_row(*[safe_text(v) for v in r.key.values()], *_cells(r.totals))
     Console().print(table)

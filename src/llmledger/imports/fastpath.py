@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import orjson
 
+from llmledger.imports.logfiles import file_subagent, subagent_type
 from llmledger.imports.rows import AGENT_IDS, SYNTHETIC, run_of
 from llmledger.sources.anthropic import PROVIDER, plain_anthropic_counts, plain_counts
+from llmledger.sources.claude_transcript import BRANCH_MAX, NAME_MAX
 from llmledger.sources.claude_transcript import FORMAT as TRANSCRIPT
 from llmledger.values import EARLIEST, LATEST, MAX_USD, datetime_to_micros, money_to_pico
 
@@ -141,6 +143,7 @@ def fast_row(obj: dict[str, Any], task: ReadTask, pricer: Pricer) -> Fast | None
         obj.get("isSidechain") is True,
         u.get("speed"),
         obj.get("isApiErrorMessage") is True,
+        obj.get("gitBranch"),
     )
 
 
@@ -159,8 +162,11 @@ def _build_row(
     sidechain: bool,
     speed: Any,
     api_error: bool,
+    branch: Any,
 ) -> Fast | None:
-    """The fast paths' common part: the row of the fields they read from a line."""
+    """The fast paths' common part: the row of the fields they read from a line. The
+    line's ``agentId`` names its subagent (else an ``agent-<id>.jsonl`` file's name does);
+    the agent id is the agent's own (claude-code)."""
     inp, read, written, five, one, out = counts
     try:
         at = _fast_micros(timestamp)
@@ -194,6 +200,7 @@ def _build_row(
         metadata = orjson.dumps(meta).decode()
     key = f"{msg_id}:{request_id}" if request_id else msg_id
     session_id = task.session_id or session_id
+    subagent = agent_id[:NAME_MAX] if agent_id else file_subagent(task.path)
     # The columns before SHARED_COLUMNS; fast_shared() gives the rest.
     row = (
         key,
@@ -203,7 +210,7 @@ def _build_row(
         request_id,
         session_id,
         task.project or cwd,
-        agent_id or AGENT_IDS.get(task.agent),
+        AGENT_IDS.get(task.agent),
         at,
         inp,
         read,
@@ -216,6 +223,10 @@ def _build_row(
         version,
         "error" if api_error else "ok",
         metadata,
+        subagent,
+        None if subagent is None else subagent_type(task.path, subagent),
+        branch[:BRANCH_MAX] if type(branch) is str and branch else None,
+        cwd or None,
     )
     total = (inp or 0) + (read or 0) + (written or 0) + (out or 0)
     return key, row, (total, reported or 0, speed is not None, sidechain)
@@ -304,6 +315,7 @@ class _TLine(msgspec.Struct):
     sessionId: str | None = None
     cwd: str | None = None
     agentId: str | None = None
+    gitBranch: Any = None
     timestamp: str | None = None
     isSidechain: Any = None
     isApiErrorMessage: Any = None
@@ -393,4 +405,5 @@ def typed_row(
         line.isSidechain is True,
         speed,
         line.isApiErrorMessage is True,
+        line.gitBranch,
     )

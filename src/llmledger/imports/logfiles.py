@@ -3,13 +3,18 @@
 Claude Code (as ccusage derives them): every ``*.jsonl`` under ``<root>/projects/``; the
 project is the first path segment under ``projects/`` (the encoded cwd, ``-home-dev-alpha``);
 the session is the file stem for ``projects/<project>/<session>.jsonl`` and the session
-directory for ``projects/<project>/<session>/…/*.jsonl`` (sub-agent files). Codex: rollout
+directory for ``projects/<project>/<session>/…/*.jsonl`` (sub-agent files), and the session
+the lines name for a legacy ``projects/<project>/agent-<id>.jsonl`` (a subagent's transcript
+beside its parent's, before Claude Code 2.1.2). A subagent's type is in the
+``agent-<id>.meta.json`` beside its transcript (:func:`subagent_type`). Codex: rollout
 files under ``sessions/`` and ``archived_sessions/``. Gemini CLI: JSON files under
 ``~/.gemini/tmp``.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +27,10 @@ __all__ = [
     "claude_roots",
     "codex_roots",
     "discover",
+    "file_subagent",
+    "forget_subagent_types",
     "gemini_roots",
+    "subagent_type",
 ]
 
 
@@ -125,10 +133,76 @@ def _claude_file(path: str) -> LogFile:
         at = len(parts) - 1 - parts[::-1].index("projects")
         below = parts[at + 1 :]
         project = below[0] if len(below) > 1 else None
-        session = stem if len(below) <= 2 else below[1]
+        session: str | None = stem if len(below) <= 2 else below[1]
+        if len(below) == 2 and stem.startswith(_AGENT_PREFIX):
+            session = None  # a legacy subagent file: its lines name the parent session
     else:
         project, session = (parts[-2] if len(parts) > 1 else "") or None, stem
     return LogFile(path, "claude", session, project)
+
+
+_AGENT_PREFIX = "agent-"
+#: The longest subagent id and type stored (the calls columns' length).
+_NAME_MAX = 128
+_META_MAX_BYTES = 65_536
+
+
+@functools.lru_cache(maxsize=4096)
+def file_subagent(path: str) -> str | None:
+    """The subagent id a Claude Code ``agent-<id>.jsonl`` file's name gives (None for
+    another file): what its lines are filed under when they name no ``agentId``."""
+    name = os.path.basename(path)
+    if not name.startswith(_AGENT_PREFIX) or not name.endswith(".jsonl"):
+        return None
+    return name[len(_AGENT_PREFIX) : -len(".jsonl")][:_NAME_MAX] or None
+
+
+_TYPES: dict[tuple[str, str], str | None] = {}
+
+
+def forget_subagent_types() -> None:
+    """Forget the subagent types read so far (a meta file may be written after its
+    transcript: each file read looks again)."""
+    _TYPES.clear()
+
+
+def subagent_type(path: str, agent_id: str) -> str | None:
+    """The ``agentType`` of subagent ``agent_id`` as Claude Code records it in
+    ``agent-<id>.meta.json``: beside the transcript at ``path`` (a subagent's own file), or in
+    ``<session>/subagents/`` beside a parent transcript ``<session>.jsonl``. None when there
+    is no such file or it names no type."""
+    folder, name = os.path.split(path)
+    key = (path, agent_id)
+    if key in _TYPES:
+        return _TYPES[key]
+    found = None
+    if agent_id not in (".", "..") and os.sep not in agent_id and "\x00" not in agent_id:
+        meta = f"{_AGENT_PREFIX}{agent_id}.meta.json"
+        stem = os.path.splitext(name)[0]
+        for candidate in (
+            os.path.join(folder, meta),
+            os.path.join(folder, stem, "subagents", meta),
+        ):
+            found = _meta_type(candidate)
+            if found is not None:
+                break
+    if len(_TYPES) > 10_000:
+        _TYPES.clear()
+    _TYPES[key] = found
+    return found
+
+
+def _meta_type(path: str) -> str | None:
+    if not os.path.isfile(path):  # none, or a named pipe a read would wait on
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(_META_MAX_BYTES)
+        meta = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    kind = meta.get("agentType") if type(meta) is dict else None
+    return kind[:_NAME_MAX] if type(kind) is str and kind else None
 
 
 def _files(agent: str, roots: Sequence[Path]) -> list[tuple[LogFile, str]]:

@@ -34,6 +34,7 @@ from llmledger.imports.fastpath import (
     typed_rank,
     typed_row,
 )
+from llmledger.imports.logfiles import file_subagent, forget_subagent_types, subagent_type
 from llmledger.imports.plan import HEAD_BYTES, head_sha256
 from llmledger.imports.rows import (
     AGENT_IDS,
@@ -162,6 +163,11 @@ def _info(call: Call) -> tuple[int, int, bool, bool]:
 
 def _row(call: Call, task: ReadTask, pricer: Pricer) -> tuple[Any, ...]:
     cost, status, version, computed = _price(call, pricer)
+    subagent, kind = call.subagent, call.subagent_type
+    if task.agent == "claude":  # as the fast paths: the file names the subagent otherwise
+        subagent = subagent or file_subagent(task.path)
+        if subagent is not None and kind is None:
+            kind = subagent_type(task.path, subagent)
     meta = dict(call.metadata)
     if computed is not None:
         meta["computed_cost_pico"] = computed
@@ -187,6 +193,10 @@ def _row(call: Call, task: ReadTask, pricer: Pricer) -> tuple[Any, ...]:
         version,
         call.status,
         orjson.dumps(meta).decode() if meta else None,
+        subagent,
+        kind,
+        call.branch,
+        call.cwd,
         # SHARED_COLUMNS:
         call.source,
         call.provider,
@@ -492,6 +502,7 @@ def read_file(task: ReadTask, *, _typed: bool = True) -> FileResult:
     compare the paths).
     """
     result = FileResult(task.path, offset=task.offset, lines=0)
+    forget_subagent_types()
     try:
         head, data = _read_bytes(task)
     except _NotRegular as exc:

@@ -65,6 +65,10 @@ ROW_COLUMNS: tuple[str, ...] = (
     "price_version",
     "status",
     "metadata",
+    "subagent",
+    "subagent_type",
+    "branch",
+    "cwd",
     *SHARED_COLUMNS,
 )
 #: The length of a row the fast paths build.

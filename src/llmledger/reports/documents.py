@@ -52,12 +52,20 @@ def iso_in(at: datetime | None, tz: tzinfo) -> str | None:
 
 
 def report_json(
-    rows: Sequence[ReportRow], *, sessions: bool = False, tz: tzinfo = UTC
+    rows: Sequence[ReportRow],
+    *,
+    sessions: bool = False,
+    tz: tzinfo = UTC,
+    by_project: bool = False,
 ) -> dict[str, Any]:
-    """The ``--json`` document of a period or sessions report."""
+    """The ``--json`` document of a period or sessions report (``by_project``: a period
+    report's rows per period and project, each with its ``project``)."""
     out = []
     for row in rows:
-        item: dict[str, Any] = {"period": row.period, **row.totals.to_dict(JSON_FIELDS)}
+        item: dict[str, Any] = {"period": row.period}
+        if by_project:
+            item["project"] = row.project
+        item.update(row.totals.to_dict(JSON_FIELDS))
         item["models"] = row.models
         item["breakdown"] = [
             {"model": model, **t.to_dict(JSON_FIELDS)}
@@ -68,8 +76,18 @@ def report_json(
             item["project"] = row.project
             item["first_at"] = iso_in(row.first_at, tz)
             item["last_at"] = iso_in(row.last_at, tz)
+            item["agents"] = [
+                {"subagent": sub, "subagent_type": kind, **t.to_dict(JSON_FIELDS)}
+                for (sub, kind), t in sorted(row.agents.items(), key=_main_first)
+            ]
         out.append(item)
     return {"rows": out, "totals": Totals.total(r.totals for r in rows).to_dict(JSON_FIELDS)}
+
+
+def _main_first(item: tuple[tuple[str | None, str | None], Totals]) -> tuple[bool, str]:
+    """The main thread (no subagent) first, then the subagents by id."""
+    sub = item[0][0]
+    return sub is not None, sub or ""
 
 
 def block_json(block: Block, now: datetime, tz: tzinfo) -> dict[str, Any]:
@@ -127,12 +145,17 @@ def runs_json(nodes: Sequence[RunNode]) -> dict[str, Any]:
 # -- questions answered whole ------------------------------------------------------------------
 
 
-def period_document(reader: Reader, kind: str, query: ReportQuery) -> dict[str, Any]:
-    """The ``daily``/``weekly``/``monthly --json`` document (``kind``) for ``query``."""
+def period_document(
+    reader: Reader, kind: str, query: ReportQuery, *, by_project: bool = False
+) -> dict[str, Any]:
+    """The ``daily``/``weekly``/``monthly --json`` document (``kind``) for ``query``
+    (``--by-project``: rows per period and project)."""
     from llmledger.reports.periods import period_report
 
-    rows = period_report(reader, kind, tz=query.tz, filters=query.filters, cost=query.cost)
-    return report_json(rows, tz=query.tz)
+    rows = period_report(
+        reader, kind, tz=query.tz, filters=query.filters, cost=query.cost, by_project=by_project
+    )
+    return report_json(rows, tz=query.tz, by_project=by_project)
 
 
 def sessions_document(reader: Reader, query: ReportQuery) -> dict[str, Any]:

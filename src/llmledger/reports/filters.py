@@ -25,7 +25,9 @@ class Filters:
     """Which calls a report covers: a time range (inclusive) and value filters (any of).
 
     ``hosts`` selects calls by the machine they were recorded or imported on (``calls.host``,
-    set by a remote ledger and ``import --to``); a call with no host matches no host."""
+    set by a remote ledger and ``import --to``); a call with no host matches no host.
+    ``branches`` selects calls by the git branch their log line records (``calls.branch``);
+    a call with no branch matches no branch."""
 
     since: datetime | None = None
     until: datetime | None = None
@@ -34,6 +36,7 @@ class Filters:
     models: tuple[str, ...] = ()
     agents: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
+    branches: tuple[str, ...] = ()
 
 
 def in_values(column: str, values: Sequence[str], where: list[str], params: list[Any]) -> None:
@@ -46,8 +49,8 @@ def in_values(column: str, values: Sequence[str], where: list[str], params: list
 
 def calls_where(filters: Filters, since: int | None, until: int | None) -> tuple[str, list[Any]]:
     """The ``WHERE`` clause ('' for none) and its parameters that select the calls
-    ``filters`` names by source, project, model, agent and host, with ``since <= started_at <=
-    until`` (epoch microseconds, None for no bound)."""
+    ``filters`` names by source, project, model, agent, host and branch, with
+    ``since <= started_at <= until`` (epoch microseconds, None for no bound)."""
     where: list[str] = []
     params: list[Any] = []
     if since is not None:
@@ -61,4 +64,5 @@ def calls_where(filters: Filters, since: int | None, until: int | None) -> tuple
     in_values("model", filters.models, where, params)
     in_values("agent_id", filters.agents, where, params)
     in_values("host", filters.hosts, where, params)
+    in_values("branch", filters.branches, where, params)
     return ("WHERE " + " AND ".join(where) if where else ""), params

@@ -1,6 +1,6 @@
 """The group-by report (``llmledger tokens``): calls, tokens, duration and cost per
 combination of dimension values (project, agent, command, day, model, job, action, provider,
-host).
+host, branch, cwd, subagent, subagent_type).
 
 One SQL query over indexed ``calls`` columns (joined to ``runs`` for a run's command, action and
 key), through SQLAlchemy; a ``day`` dimension is the local day in ``tz``, exact per segment of
@@ -51,6 +51,10 @@ DIMENSIONS: tuple[str, ...] = (
     "action",
     "provider",
     "host",
+    "branch",
+    "cwd",
+    "subagent",
+    "subagent_type",
 )
 
 _EPOCH_DATE = date(1970, 1, 1)
@@ -70,6 +74,7 @@ def _clauses(filters: Filters) -> list[ColumnElement[bool]]:
         (calls.c.model, filters.models),
         (calls.c.agent_id, filters.agents),
         (calls.c.host, filters.hosts),
+        (calls.c.branch, filters.branches),
     ):
         if values:
             out.append(column.in_(values))
@@ -137,6 +142,10 @@ def _dimension(repo: Repository, name: str, tz: tzinfo) -> ColumnElement[Any]:
         "model": calls.c.model,
         "provider": calls.c.provider,
         "host": calls.c.host,
+        "branch": calls.c.branch,
+        "cwd": calls.c.cwd,
+        "subagent": calls.c.subagent,
+        "subagent_type": calls.c.subagent_type,
         "command": runs.c.command_name,
         "action": runs.c.action,
         "job": runs.c.key,
@@ -156,8 +165,10 @@ def group_tokens(
 ) -> list[GroupRow]:
     """Calls, tokens, duration and cost grouped by ``dimensions`` (names from
     :data:`DIMENSIONS`; ``command``, ``action`` and ``job`` are the call's run's command name,
-    action and external key; ``host`` the machine the call came from, None when not known);
-    largest cost first."""
+    action and external key; ``host`` the machine the call came from; ``branch`` and ``cwd``
+    the git branch and working directory its log recorded; ``subagent`` and ``subagent_type``
+    the Claude Code subagent that made it — each None when not known, a subagent None for the
+    main thread); largest cost first."""
     if not dimensions:
         raise ValueError(f"name at least one dimension: {', '.join(DIMENSIONS)}")
     cols = [_dimension(repo, d, tz).label(f"d_{i}") for i, d in enumerate(dimensions)]

@@ -68,17 +68,21 @@ def report_query(
     cost: str = "auto",
     now: datetime | None = None,
     host: Sequence[str] = (),
+    branch: Sequence[str] = (),
 ) -> ReportQuery:
     """The report options read: ``since``/``until`` a date, a datetime or a duration back
     from ``now`` (``7d``) in zone ``tz`` (an IANA name, ``UTC``; None for the local zone);
     an agent's name among ``source`` stands for every source its calls come from; ``host``
-    the machines the calls came from (``calls.host``). Raises
+    the machines the calls came from (``calls.host``); ``branch`` the git branches their logs
+    record (``calls.branch``). Raises
     :class:`OptionError` for the first option that cannot be read (cost, tz, since, until)."""
     if cost not in COST_MODES:
         raise OptionError("cost", f"unknown --cost {cost!r}: use one of {', '.join(COST_MODES)}")
     zone, start, end = time_range(since=since, until=until, tz=tz, now=now)
     sources = tuple(n for s in source for n in AGENT_SOURCES.get(s, (s,)))
-    filters = Filters(start, end, sources, tuple(project), tuple(model), tuple(agent), tuple(host))
+    filters = Filters(
+        start, end, sources, tuple(project), tuple(model), tuple(agent), tuple(host), tuple(branch)
+    )
     return ReportQuery(filters, zone, cast(CostMode, cost))
 
 

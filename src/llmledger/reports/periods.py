@@ -7,8 +7,10 @@ both engines. The sums come from the call roll-up (``store/rollup.py``: totals p
 bucket) wherever it answers exactly — every bucket wholly inside the selected range, in a zone
 whose offsets and changes fall on quarter hours — and from ``calls`` for the rest: the partial
 buckets at the ends of a ``--since``/``--until`` range, reports filtered by project or agent,
-and the rare zone off the quarter-hour grid. Sums keep None for a bucket no call reported (None
-is not 0); a cost is the sum of the known costs plus the count of unpriced calls, never hidden.
+and the rare zone off the quarter-hour grid. With ``by_project`` (``daily --by-project``, as
+ccusage's ``--instances``) the rows are per period and project, from ``calls``. Sums keep
+None for a bucket no call reported (None is not 0); a cost is the sum of the known costs plus
+the count of unpriced calls, never hidden.
 
 This module reads through the small :class:`~llmledger.store.sqlite_reader.Reader` protocol
 (SQL text with ``?`` placeholders) and does not import SQLAlchemy, so that a report on a
@@ -119,13 +121,16 @@ def _from_calls(
     cost: str,
     lo: int | None,
     hi: int | None,
+    by_project: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """(day, model, *sums) over the calls with ``lo <= started_at <= hi``."""
+    """(day, model, *sums) over the calls with ``lo <= started_at <= hi``; (day, project,
+    model, *sums) ``by_project``."""
     day = local_day_sql(segments, "started_at")
     where, params = calls_where(filters, lo, hi)
+    group = "day, project, model" if by_project else "day, model"
     sql = (
-        f"SELECT {day} AS day, model, {', '.join(calls_sums(reader, cost))} FROM calls "
-        f"{where} GROUP BY day, model"
+        f"SELECT {day} AS day, {group.removeprefix('day, ')}, "
+        f"{', '.join(calls_sums(reader, cost))} FROM calls {where} GROUP BY {group}"
     )
     return reader.fetch(sql, params)
 
@@ -139,11 +144,17 @@ def _on_grid(segments: Sequence[tuple[int | None, int]]) -> bool:
 
 
 def _day_totals(
-    reader: Reader, *, tz: tzinfo = UTC, filters: Filters = Filters(), cost: str = "auto"
+    reader: Reader,
+    *,
+    tz: tzinfo = UTC,
+    filters: Filters = Filters(),
+    cost: str = "auto",
+    by_project: bool = False,
 ) -> list[tuple[Any, ...]]:
     """(local day number or None, model, *sums) rows, several per (day, model) possibly;
     the sums are the input, cache read, cache write, output and reasoning tokens, the cost in
-    pico-dollars, the unpriced calls and the calls."""
+    pico-dollars, the unpriced calls and the calls. ``by_project``: (day, project, model,
+    *sums), one per (day, project, model)."""
     if cost not in COST_MODES:
         raise ValueError(f"unknown cost mode {cost!r}: one of {', '.join(COST_MODES)}")
     [(first, last)] = reader.fetch(
@@ -155,8 +166,12 @@ def _day_totals(
         segments = offset_segments(tz, first * BUCKET_MICROS, (last + 1) * BUCKET_MICROS - 1)
     since = None if filters.since is None else datetime_to_micros(filters.since)
     until = None if filters.until is None else datetime_to_micros(filters.until)
+    if by_project:  # the roll-up has no project
+        return _from_calls(reader, segments, filters, cost, since, until, by_project=True)
     # The roll-up sums by source and model only: other filters read the calls.
-    if filters.projects or filters.agents or filters.hosts or not _on_grid(segments):
+    if filters.projects or filters.agents or filters.hosts or filters.branches:
+        return _from_calls(reader, segments, filters, cost, since, until)
+    if not _on_grid(segments):
         return _from_calls(reader, segments, filters, cost, since, until)
     # Whole buckets inside [since, until] come from the roll-up, the partial ones at the ends
     # from the calls themselves.
@@ -189,26 +204,36 @@ def period_report(
     tz: tzinfo = UTC,
     filters: Filters = Filters(),
     cost: str = "auto",
+    by_project: bool = False,
 ) -> list[ReportRow]:
     """Daily, weekly or monthly totals with a per-model breakdown, oldest first; dates are in
-    ``tz``. Calls without a timestamp form a last row whose period is None.
+    ``tz``. Calls without a timestamp form a last row whose period is None. ``by_project``:
+    a row per project within each period (``ReportRow.project``; None for calls without
+    one), by project name; a period's rows add up to its total.
 
     ``reader`` is a :class:`~llmledger.store.Repository` or a
     :class:`~llmledger.store.sqlite_reader.SqliteReader`."""
     period_of = _period_of(kind)
-    acc: dict[tuple[str | None, str | None], list[Any]] = {}
-    for number, model, *values in _day_totals(reader, tz=tz, filters=filters, cost=cost):
+    acc: dict[tuple[str | None, str | None, str | None], list[Any]] = {}
+    found = _day_totals(reader, tz=tz, filters=filters, cost=cost, by_project=by_project)
+    for number, project, model, *values in (_with_project(r, by_project) for r in found):
         local = None if number is None else _EPOCH_DATE + timedelta(days=int(number))
-        key = (None if local is None else period_of(local), model)
+        key = (None if local is None else period_of(local), project, model)
         slot = acc.get(key)
         if slot is None:
             acc[key] = list(values)
         else:
             add_sums(slot, values)
-    rows: dict[str | None, ReportRow] = {}
-    for (period, model), values in acc.items():
-        row = rows.get(period)
+    rows: dict[tuple[str | None, str | None], ReportRow] = {}
+    for (period, project, model), values in acc.items():
+        row = rows.get((period, project))
         if row is None:
-            row = rows[period] = ReportRow(period)
+            row = rows[period, project] = ReportRow(period, project=project)
         row.add(model, sums_to_totals(values))
-    return sorted(rows.values(), key=lambda x: (x.period is None, x.period or ""))
+    return sorted(rows.values(), key=lambda x: (x.period is None, x.period or "", x.project or ""))
+
+
+def _with_project(row: tuple[Any, ...], by_project: bool) -> tuple[Any, ...]:
+    """(day, project, model, *sums): a row of :func:`_day_totals`, its project None unless
+    ``by_project``."""
+    return row if by_project else (row[0], None, *row[1:])

@@ -1,7 +1,10 @@
-"""The sessions report: totals per agent session, with a per-model breakdown.
+"""The sessions report: totals per agent session, with a per-model and a per-subagent
+breakdown.
 
-One query groups ``calls`` by (session, model); the rows are added up per session as raw SQL
-sums, and turned into :class:`~llmledger.totals.Totals` once per session and per model. Like
+One query groups ``calls`` by (session, model, subagent); the rows are added up per session as
+raw SQL sums, and turned into :class:`~llmledger.totals.Totals` once per session, per model and
+per subagent (a Claude Code subagent's calls carry the parent's session id, so the session's
+totals include them; the main thread's calls have no subagent). Like
 :mod:`llmledger.reports.periods` it reads through the :class:`~llmledger.store.sqlite_reader.Reader`
 protocol and does not import SQLAlchemy, so that ``llmledger sessions`` on a current SQLite
 ledger starts quickly.
@@ -23,8 +26,9 @@ __all__ = ["sessions_report"]
 def sessions_report(
     reader: Reader, *, filters: Filters = Filters(), cost: str = "auto"
 ) -> list[ReportRow]:
-    """Totals per session (``calls.session_id``) with a per-model breakdown, the project and
-    the first and last call times; ordered by last activity.
+    """Totals per session (``calls.session_id``) with a per-model and a per-subagent
+    breakdown (``ReportRow.agents``), the project and the first and last call times; ordered
+    by last activity.
 
     ``reader`` is a :class:`~llmledger.store.Repository` or a
     :class:`~llmledger.store.sqlite_reader.SqliteReader`."""
@@ -32,23 +36,26 @@ def sessions_report(
     until = None if filters.until is None else datetime_to_micros(filters.until)
     where, params = calls_where(filters, since, until)
     sql = (
-        "SELECT session_id, model, MAX(project), MIN(started_at), MAX(started_at), "
-        f"{', '.join(calls_sums(reader, cost))} FROM calls {where} GROUP BY session_id, model"
+        "SELECT session_id, model, subagent, MAX(subagent_type), MAX(project), "
+        f"MIN(started_at), MAX(started_at), {', '.join(calls_sums(reader, cost))} FROM calls "
+        f"{where} GROUP BY session_id, model, subagent"
     )
-    # session -> [project, first µs, last µs, sums, {model: sums}]
+    # session -> [project, first µs, last µs, sums, {model: sums}, {subagent: [type, sums]}]
     found: dict[str | None, list[Any]] = {}
-    for sid, model, project, first, last, *values in reader.fetch(sql, params):
+    for sid, model, sub, kind, project, first, last, *values in reader.fetch(sql, params):
         entry = found.get(sid)
         if entry is None:
-            found[sid] = [project, first, last, list(values), {model: values}]
-            continue
+            entry = found[sid] = [project, first, last, [None] * len(values), {}, {}]
         entry[0] = entry[0] or project
         if first is not None and (entry[1] is None or first < entry[1]):
             entry[1] = first
         if last is not None and (entry[2] is None or last > entry[2]):
             entry[2] = last
         add_sums(entry[3], values)
-        entry[4][model] = values
+        add_sums(entry[4].setdefault(model, [None] * len(values)), values)
+        agent = entry[5].setdefault(sub, [None, [None] * len(values)])
+        agent[0] = agent[0] or kind
+        add_sums(agent[1], values)
     rows = [
         ReportRow(
             sid,
@@ -58,8 +65,9 @@ def sessions_report(
             project=project,
             first_at=micros_to_datetime(first),
             last_at=micros_to_datetime(last),
+            agents={(sub, kind): sums_to_totals(part) for sub, (kind, part) in agents.items()},
         )
-        for sid, (project, first, last, sums, models) in found.items()
+        for sid, (project, first, last, sums, models, agents) in found.items()
     ]
     never = datetime.min.replace(tzinfo=UTC)
     return sorted(rows, key=lambda x: (x.last_at or never, x.session_id or ""))

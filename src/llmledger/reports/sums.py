@@ -24,7 +24,9 @@ __all__ = ["ReportRow", "add_sums", "calls_sums", "sums_to_totals"]
 
 @dataclass(slots=True)
 class ReportRow:
-    """One row of a report: its period (or session), totals, and totals per model."""
+    """One row of a report: its period (or session), totals, and totals per model; a
+    session's also per subagent (``agents``: (subagent, its type) -> totals, the main
+    thread's under (None, None))."""
 
     period: str | None
     totals: Totals = field(default_factory=Totals)
@@ -33,6 +35,7 @@ class ReportRow:
     project: str | None = None
     first_at: datetime | None = None
     last_at: datetime | None = None
+    agents: dict[tuple[str | None, str | None], Totals] = field(default_factory=dict)
 
     @property
     def models(self) -> list[str]:

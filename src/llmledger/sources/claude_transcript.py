@@ -5,6 +5,11 @@ content blocks is written as several lines sharing ``message.id`` and ``requestI
 sessions and sidechains copy lines across files. :func:`dedupe_calls` collapses the copies as
 ccusage v20 does: the largest token total wins, and a sidechain replay of a parent message
 (same id, other request id) yields to the parent copy.
+
+A line's ``agentId`` names the subagent that made the call (a sidechain: a Task subagent's
+transcript, or its progress lines in the parent's); ``gitBranch`` and ``cwd`` the branch and
+directory it ran in. The agent itself (``Call.agent_id``) is left to the caller (the importer
+files every call as claude-code).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ def transcript_call(
     speed = u.get("speed")
     if speed is not None:
         meta["speed"] = speed
+    subagent = _str(obj, "agentId", ctx) if "agentId" in obj else None
+    cwd = _str(obj, "cwd", ctx)
     return Call(
         usage=fast_anthropic_usage(u) or anthropic_usage(u, ctx, "message.usage"),
         source=FORMAT,
@@ -67,10 +74,26 @@ def transcript_call(
         reported_cost_usd=money(obj, "costUSD", ctx) if "costUSD" in obj else None,
         status="error" if obj.get("isApiErrorMessage") is True else "ok",
         session_id=_str(obj, "sessionId", ctx),
-        project=_str(obj, "cwd", ctx),
-        agent_id=_str(obj, "agentId", ctx) if "agentId" in obj else None,
+        project=cwd,
         metadata=meta,
+        subagent=subagent[:NAME_MAX] if subagent else None,
+        branch=branch_of(obj),
+        cwd=cwd or None,
     )
+
+
+#: The longest subagent id kept (the calls column's length; longer ids are cut).
+NAME_MAX = 128
+#: The longest branch name kept (the calls column's length).
+BRANCH_MAX = 255
+
+
+def branch_of(obj: Mapping[str, Any]) -> str | None:
+    """The git branch a line records (``gitBranch``); None when it records none, an empty one
+    (outside a repository) or not a string: a branch is an attribute, never a reason to skip
+    a line's usage."""
+    branch = obj.get("gitBranch")
+    return branch[:BRANCH_MAX] if type(branch) is str and branch else None
 
 
 def _str(obj: Mapping[str, Any], key: str, ctx: Ctx, name: str | None = None) -> str | None:
@@ -88,7 +111,12 @@ def _progress_call(
     inner = data.get("message") if type(data) is dict else None
     if type(inner) is not dict or type(inner.get("message")) is not dict:
         return None
-    merged = {k: obj[k] for k in ("sessionId", "cwd", "agentId", "timestamp") if k in obj}
+    keys = ("sessionId", "cwd", "agentId", "gitBranch", "timestamp")
+    merged = {k: obj[k] for k in keys if k in obj}
+    if (
+        "agentId" not in merged and type(data) is dict and "agentId" in data
+    ):  # data.agentId: the subagent's id
+        merged["agentId"] = data["agentId"]
     merged.update(inner)
     return transcript_call(merged, path=path, line=line)
 
@@ -216,4 +244,13 @@ def _better(new: Call, old: Call) -> bool:
     return "speed" in new.metadata and "speed" not in old.metadata
 
 
-__all__ = ["FORMAT", "dedupe_calls", "iter_transcript", "parse_transcript", "transcript_call"]
+__all__ = [
+    "BRANCH_MAX",
+    "FORMAT",
+    "NAME_MAX",
+    "branch_of",
+    "dedupe_calls",
+    "iter_transcript",
+    "parse_transcript",
+    "transcript_call",
+]

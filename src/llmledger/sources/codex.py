@@ -124,6 +124,9 @@ class _Rollout:
         self.ctx = ctx
         self.session_id: str | None = None
         self.project: str | None = None
+        # The working directory (the latest turn_context's) and git branch (session_meta's).
+        self.cwd: str | None = None
+        self.branch: str | None = None
         self.provider = PROVIDER
         self.model: str | None = None
         self.child = False
@@ -142,6 +145,10 @@ class _Rollout:
         project = get_str(payload, "cwd", ctx, "session_meta.cwd")
         created = event_time(payload.get("timestamp"), ctx, "session_meta.timestamp")
         self.session_id, self.project = session_id, project
+        self.cwd = self.cwd or project or None
+        git = payload.get("git")
+        branch = git.get("branch") if isinstance(git, dict) else None
+        self.branch = branch[:255] if isinstance(branch, str) and branch else None  # the column
         provider = payload.get("model_provider")
         if isinstance(provider, str) and provider:
             self.provider = provider
@@ -198,6 +205,8 @@ class _Rollout:
                 started_at=line_ts,
                 session_id=self.session_id,
                 project=self.project,
+                branch=self.branch,
+                cwd=self.cwd,
             )
         )
 
@@ -255,8 +264,10 @@ def _rollout_line(state: _Rollout, value: object, ctx: Ctx) -> None:
         state.session_meta(payload, line_ts)
     elif kind == "turn_context":
         state.model = get_str(payload, "model", ctx, "turn_context.model") or state.model
+        cwd = get_str(payload, "cwd", ctx, "turn_context.cwd")
         if state.project is None:
-            state.project = get_str(payload, "cwd", ctx, "turn_context.cwd")
+            state.project = cwd
+        state.cwd = cwd or state.cwd
     else:
         info = get_obj(payload, "info", ctx, "token_count.info")
         if info is not None:  # info: null is a rate-limit-only update

@@ -729,4 +729,8 @@ def _call_row(
         "metadata": call.metadata or None,
         "recorded_at": recorded_at,
         "host": call.host,
+        "subagent": call.subagent,
+        "subagent_type": call.subagent_type,
+        "branch": call.branch,
+        "cwd": call.cwd,
     }

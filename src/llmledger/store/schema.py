@@ -138,6 +138,12 @@ calls = Table(
     Column("recorded_at", Timestamp, nullable=False),
     # The machine the call was recorded or imported on, when known (0005).
     Column("host", String(255), nullable=True),
+    # What the agent log records of the call (0009): the Claude Code subagent (agentId) and
+    # its type, the git branch and the working directory; NULL where not recorded.
+    Column("subagent", String(128), nullable=True),
+    Column("subagent_type", String(128), nullable=True),
+    Column("branch", String(255), nullable=True),
+    Column("cwd", Text, nullable=True),
     # An index, not a constraint, so that a bulk load can drop it and build it once (0004).
     Index("uq_calls_dedupe_key", "dedupe_key", unique=True),
     Index(None, "run_id"),
