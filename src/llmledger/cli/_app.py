@@ -151,6 +151,7 @@ COMMAND_MODULES = {
     "show": "runs",
     "schema": "schema",
     "serve": "serve",
+    "statusline": "statusline",
 }
 
 
