@@ -425,7 +425,7 @@ def blocks_command(
 
       llmledger blocks --since 3d --session-length 5 --json
     """
-    from llmledger.reports.blocks import blocks, recent_blocks, set_token_limit, token_limit_of
+    from llmledger.reports import blocks as report
 
     try:
         block_hours(hours)
@@ -433,14 +433,20 @@ def blocks_command(
         raise fail(str(exc)) from None
     ctx = _Context(options)
     now = datetime.now(UTC)
-    found = blocks(ctx.reader(), filters=ctx.filters, cost=ctx.cost, hours=hours, now=now)
+    reader, filters, cost = ctx.reader(), ctx.filters, ctx.cost
+    if active and (token_limit or "").strip().lower() != "max":
+        # Only the active block: found without grouping the history (max needs every block).
+        current = report.active_block(reader, filters=filters, cost=cost, hours=hours, now=now)
+        found = [] if current is None else [current]
+    else:
+        found = report.blocks(reader, filters=filters, cost=cost, hours=hours, now=now)
     if token_limit is not None:
         try:
-            set_token_limit(found, token_limit_of(token_limit, found))
+            report.set_token_limit(found, report.token_limit_of(token_limit, found))
         except ValueError as exc:
             raise fail(f"--token-limit: {exc}") from None
     if recent:
-        found = recent_blocks(found, now)
+        found = report.recent_blocks(found, now)
     if active:
         found = [b for b in found if b.is_active]
     if options.as_json:
