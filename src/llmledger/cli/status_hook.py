@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -235,6 +234,8 @@ def _fallback(hook: HookInput | None, exc: BaseException) -> str:
 def _log(reason: str, exc: BaseException) -> None:
     """Append the failure and its traceback to the status line's log; never raises."""
     try:
+        import traceback
+
         import platformdirs
 
         from llmledger._private import make_private_dirs, open_private
