@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,7 @@ def test_the_line_has_every_segment(tree: Tree) -> None:
     model, session, today, block, burn, context = out.strip().split(" · ")
     assert model == "Sonnet 4"
     assert session == "session $0.07"  # 0.0684: imported from the transcript just now
-    assert block.startswith("block $0.07 (4h ") or block.startswith("block $0.07 (5h 00m")
+    assert re.fullmatch(r"block \$0\.07 \([345]h \d\dm left\)", block)
     assert re.fullmatch(r"\$\d+\.\d\d/h", burn)
     assert context == "ctx 25%"  # 2,000 + 48,000 of 200,000: the sidechain turn is not it
     assert today.startswith("today $")
@@ -179,7 +179,9 @@ def test_figures_as_of_an_injected_now(tree: Tree) -> None:
     repo = open_repository(tree.url)
     import_logs(repo, ["claude"], [tree.root], workers=1)
     hook = HookInput.parse(json.dumps(tree.hook()).encode())
-    figures = status_figures(repo, hook, session_id=_SESSION, now=tree.now, tz=UTC)
+    # A zone where it is about noon: the calls of the last minute are all today's.
+    noon = timezone(timedelta(hours=12 - tree.now.hour))
+    figures = status_figures(repo, hook, session_id=_SESSION, now=tree.now, tz=noon)
     assert figures.session.calls == 3  # the sub-agent's turn is the session's too
     assert figures.session.cost_usd == Decimal("0.06849")
     # Today: the session's calls and the other session's call of today, not the one 3 days ago.
