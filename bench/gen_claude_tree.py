@@ -141,8 +141,11 @@ class _Session:
             self.assistant(self.rng.choice((2, 2, 3)))
 
 
-def generate(out: Path, files: int, lines: int, seed: int) -> dict[str, int]:
-    """Write the tree and return its figures (files, lines, bytes)."""
+def generate(
+    out: Path, files: int, lines: int, seed: int, *, start: datetime = _START, days: int = 60
+) -> dict[str, int]:
+    """Write the tree and return its figures (files, lines, bytes); sessions start within
+    ``days`` days from ``start``."""
     rng = random.Random(seed)
     per_file = max(4, lines // files)
     projects = [f"-home-dev-project{n:02d}" for n in range(max(1, files // 50))]
@@ -151,8 +154,8 @@ def generate(out: Path, files: int, lines: int, seed: int) -> dict[str, int]:
     for index in range(files):
         project = rng.choice(projects)
         cwd = "/" + project[1:].replace("-", "/")
-        start = _START + timedelta(minutes=rng.randint(0, 60 * 24 * 60))
-        session = _Session(rng, project, cwd, start)
+        opened = start + timedelta(minutes=rng.randint(0, days * 24 * 60))
+        session = _Session(rng, project, cwd, opened)
         previous = earlier.get(project)
         if previous and rng.random() < 0.1:
             # A resumed session: starts with a copy of an earlier session's opening lines.

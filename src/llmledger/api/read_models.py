@@ -35,6 +35,7 @@ __all__ = [
     "SessionRow",
     "SessionsReport",
     "SubjectUsage",
+    "TokenLimit",
     "TokensReport",
     "TokensRow",
 ]
@@ -212,6 +213,18 @@ class Projection(_Closed):
     remaining_minutes: float
 
 
+class TokenLimit(_Closed):
+    """A block against ``blocks --token-limit``: its share, and the active block's projection."""
+
+    limit: int = Field(gt=0, description="Tokens: the number given, or the largest past block's.")
+    percent_used: float = Field(description="The block's tokens, in percent of the limit.")
+    projected_tokens: int | None = Field(description="The active block's only.")
+    projected_percent: float | None = Field(description="The active block's only.")
+    status: Literal["ok", "warning", "exceeds"] = Field(
+        description="warning past 80% of the limit; judged on the projection where there is one."
+    )
+
+
 class Block(ReportTotals):
     """A billing window (or the gap between two) of the blocks report."""
 
@@ -225,6 +238,7 @@ class Block(ReportTotals):
     models: list[str]
     burn_rate: BurnRate | None = Field(description="The active block's only.")
     projection: Projection | None = Field(description="The active block's only.")
+    token_limit: TokenLimit | None = Field(description="With --token-limit only; not for gaps.")
 
 
 class BlocksReport(_Closed):

@@ -154,6 +154,7 @@ COMMAND_MODULES = {
     "task": "tasks",
     "velocity": "tasks",
     "eta": "tasks",
+    "statusline": "statusline",
 }
 
 

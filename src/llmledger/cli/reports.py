@@ -40,6 +40,7 @@ from llmledger.totals import Totals
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from llmledger.reports.blocks import Block
     from llmledger.reports.sums import ReportRow
     from llmledger.store import Repository
     from llmledger.store.sqlite_reader import Reader
@@ -475,22 +476,43 @@ def sessions_command(
 @_report("blocks")
 def blocks_command(
     options: ReportOptions,
-    active: Annotated[bool, typer.Option("--active", help="Only the active block.")] = False,
+    active: Annotated[bool, typer.Option("--active", "-a", help="Only the active block.")] = False,
+    recent: Annotated[
+        bool,
+        typer.Option("--recent", "-r", help="Only blocks of the last 3 days (and the active one)."),
+    ] = False,
+    token_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--token-limit",
+            "-t",
+            help="Measure blocks against this many tokens, or 'max' (the most any finished "
+            "block used): percent used, and a warning when the active block's projection "
+            "passes 80% or the limit.",
+        ),
+    ] = None,
     hours: Annotated[
         float,
-        typer.Option("--hours", help=f"Block length in hours, {MIN_HOURS:g} to {MAX_HOURS:g}."),
+        typer.Option(
+            "--session-length",
+            "--hours",
+            "-n",
+            help=f"Block length in hours, {MIN_HOURS:g} to {MAX_HOURS:g}.",
+        ),
     ] = 5,
 ) -> None:
-    """5-hour usage windows as ccusage defines them, with the active block's burn rate and
-    its projection to the end of the window.
+    """5-hour usage windows as ccusage defines them, with the active block's burn rate
+    (tokens/min, $/h) and its projection to the end of the window.
 
     Examples:
 
-      llmledger blocks --since 3d
+      llmledger blocks --recent
 
-      llmledger blocks --active --json
+      llmledger blocks --active --token-limit max
+
+      llmledger blocks --since 3d --session-length 5 --json
     """
-    from llmledger.reports.blocks import blocks
+    from llmledger.reports import blocks as report
 
     try:
         block_hours(hours)
@@ -498,7 +520,20 @@ def blocks_command(
         raise fail(str(exc)) from None
     ctx = _Context(options)
     now = datetime.now(UTC)
-    found = blocks(ctx.reader(), filters=ctx.filters, cost=ctx.cost, hours=hours, now=now)
+    reader, filters, cost = ctx.reader(), ctx.filters, ctx.cost
+    if active and (token_limit or "").strip().lower() != "max":
+        # Only the active block: found without grouping the history (max needs every block).
+        current = report.active_block(reader, filters=filters, cost=cost, hours=hours, now=now)
+        found = [] if current is None else [current]
+    else:
+        found = report.blocks(reader, filters=filters, cost=cost, hours=hours, now=now)
+    if token_limit is not None:
+        try:
+            report.set_token_limit(found, report.token_limit_of(token_limit, found))
+        except ValueError as exc:
+            raise fail(f"--token-limit: {exc}") from None
+    if recent:
+        found = report.recent_blocks(found, now)
     if active:
         found = [b for b in found if b.is_active]
     if options.as_json:
@@ -507,27 +542,49 @@ def blocks_command(
     if not found:
         typer.echo("no active block" if active else "no calls in the ledger for this selection")
         return
+    _print_blocks(found, now, ctx.tz)
+
+
+def _print_blocks(found: Sequence[Block], now: datetime, tz: tzinfo) -> None:
     from rich.console import Console
 
+    limited = any(b.limit for b in found)
     table = _table("Usage blocks", ["Block start", "Status", "Models"])
+    if limited:
+        table.add_column("% of limit", justify="right", no_wrap=True)
     for b in found:
         if b.is_gap:
             hours_idle = (b.end - b.start).total_seconds() / 3600
             gap = f"gap ({hours_idle:.1f}h)"
-            blank = [""] * len(_TOKEN_HEADERS)
-            table.add_row(iso_in(b.start, ctx.tz) or "", gap, "", *blank, style="dim")
+            blank = [""] * (len(_TOKEN_HEADERS) + limited)
+            table.add_row(iso_in(b.start, tz) or "", gap, "", *blank, style="dim")
             continue
         status = "ACTIVE" if b.is_active else "done"
         models = safe_text(", ".join(map(short_model, b.models)))
-        table.add_row(iso_in(b.start, ctx.tz) or "", status, models, *_cells(b.totals))
+        share = b.limit_status(now)
+        extra = [f"{share['percent_used']:.1f}%"] if share else [""] * limited
+        table.add_row(iso_in(b.start, tz) or "", status, models, *_cells(b.totals), *extra)
     Console().print(table)
     for b in found:
         rate, projection = b.burn_rate(), b.projection(now)
         if rate and projection:
+            left = max(0, round(projection["remaining_minutes"]))
             Console().print(
                 f"active block: {rate['tokens_per_minute']:,.0f} tokens/min, "
-                f"${rate['cost_per_hour']:.2f}/h; projected by {iso_in(b.end, ctx.tz)}: "
+                f"${rate['cost_per_hour']:.2f}/h; {left // 60}h {left % 60:02d}m left; "
+                f"projected by {iso_in(b.end, tz)}: "
                 f"{projection['total_tokens']:,.0f} tokens, ${projection['cost_usd']:.2f}"
+            )
+        share = b.limit_status(now) if b.is_active else None
+        if share and share["status"] != "ok":
+            projected = share["projected_tokens"]
+            at = "projected" if projected is not None else "used"
+            tokens = projected if projected is not None else b.totals.usage.total_tokens or 0
+            percent = share["projected_percent"] or share["percent_used"]
+            verb = "exceeds" if share["status"] == "exceeds" else "is past 80% of"
+            Console(stderr=True).print(
+                f"[yellow]warning: the active block's {at} {tokens:,} tokens "
+                f"({percent:.0f}%) {verb} the limit of {share['limit']:,}[/yellow]"
             )
 
 

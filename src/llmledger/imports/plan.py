@@ -12,7 +12,6 @@ report can find out cheaply that there is nothing new to import.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Sequence
@@ -31,6 +30,9 @@ _STATE = ("path", "device", "inode", "size", "mtime_ns", "offset", "head_sha256"
 
 def head_sha256(data: bytes) -> str:
     """The hash the importer keeps of a file's first bytes."""
+    # Imported here: loading OpenSSL would cost every status line 10-20 ms (docs/statusline.md).
+    import hashlib
+
     return hashlib.sha256(data).hexdigest()
 
 

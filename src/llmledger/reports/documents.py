@@ -91,7 +91,8 @@ def _main_first(item: tuple[tuple[str | None, str | None], Totals]) -> tuple[boo
 
 
 def block_json(block: Block, now: datetime, tz: tzinfo) -> dict[str, Any]:
-    """One block of ``blocks --json``: its window, state, totals, burn rate and projection."""
+    """One block of ``blocks --json``: its window, state, totals, burn rate, projection and
+    token limit status."""
     return {
         "start": iso_in(block.start, tz),
         "end": iso_in(block.end, tz),
@@ -104,6 +105,7 @@ def block_json(block: Block, now: datetime, tz: tzinfo) -> dict[str, Any]:
         **block.totals.to_dict(JSON_FIELDS),
         "burn_rate": block.burn_rate(),
         "projection": block.projection(now),
+        "token_limit": block.limit_status(now),
     }
 
 
