@@ -21,6 +21,7 @@ from dashboard_seed import SMALL_TASKS, seed
 from llmledger.api import create_app
 from llmledger.keys import create_key
 from llmledger.store import open_repository
+from llmledger.web.prices import PriceSource
 
 _UTC = {"tz": "UTC"}
 
@@ -123,8 +124,8 @@ def test_unpriced_calls_link_to_their_models(client: TestClient) -> None:
     assert 'href="/models?period=30d&amp;tz=UTC#unpriced">2 — which models</a>' in page
     models = client.get("/models", params=_UTC).text
     unpriced = models[models.index('id="unpriced"') :]
-    assert "no-such-model-x: 1 calls with no known price" in unpriced
-    assert "(none): 1 calls with no known price" in unpriced
+    assert "no-such-model-x: 1 call with no known price" in unpriced
+    assert "(none): 1 call with no known price" in unpriced
 
 
 def test_models_page_is_the_tokens_report_with_price_sources(client: TestClient) -> None:
@@ -270,3 +271,19 @@ def test_pages_need_a_read_key_once_keys_exist(sqlite_url: str) -> None:
 def test_pages_are_open_on_a_service_without_keys(sqlite_url: str) -> None:
     with TestClient(create_app(sqlite_url)) as client:
         assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "version", "label"),
+    [
+        ("reported", None, "reported"),
+        ("computed", "genai-prices 0.2.3", "computed (genai-prices 0.2.3)"),
+        ("computed", "overrides:ab12cd34", "override (overrides:ab12cd34)"),
+        ("included", "overrides:ab12cd34", "included (overrides:ab12cd34)"),
+        ("unpriced", None, "unpriced"),
+    ],
+)
+def test_a_price_source_says_where_the_price_came_from(
+    status: str, version: str | None, label: str
+) -> None:
+    assert PriceSource("m", status, version, 1, None).label == label
