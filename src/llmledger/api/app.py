@@ -74,6 +74,7 @@ def create_app(
     the SQLite file in the user data directory). With ``no_auth`` every request is allowed;
     else requests need a key with the route's scope once any active key exists. ``pricer``
     prices posted calls (default: the prices in effect, overrides file included)."""
+    from llmledger import web
     from llmledger.api import ingest, metrics, reads
     from llmledger.pricing import Pricer
 
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(ingest.router)
     app.include_router(reads.router)
     app.include_router(metrics.router)
+    web.install(app)  # the dashboard's pages at / (docs/dashboard.md)
     return app
 
 
