@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -52,6 +53,14 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CsvOption = Annotated[
+    bool,
+    typer.Option(
+        "--csv",
+        help="Print CSV instead of a table: a header, then a row per row of the --json "
+        "document, with its keys as columns.",
+    ),
+]
 IgnoreOverridesOption = Annotated[
     bool,
     typer.Option(
@@ -75,6 +84,21 @@ def echo_json(document: Any) -> None:
 
         text = json.dumps(document, indent=2, ensure_ascii=False).encode()
     typer.echo(text)
+
+
+def echo_csv(rows: Sequence[Mapping[str, Any]], *, expand: str | None = None) -> None:
+    """Print the row list of a ``--json`` document as CSV on stdout (``expand``: the list in
+    each row to give a row per item, as ``--breakdown`` does), flattened as
+    :mod:`llmledger.reports.csv_rows` says."""
+    from llmledger.reports.csv_rows import write_csv
+
+    write_csv(rows, sys.stdout, expand=expand)
+
+
+def check_output(as_json: bool, as_csv: bool) -> None:
+    """Stop a command given both ``--json`` and ``--csv``: it prints one or the other."""
+    if as_json and as_csv:
+        raise fail("--json and --csv print different documents; give one of them")
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -16,11 +16,14 @@ import typer
 
 from llmledger.agents import AGENTS, SOURCE_OF
 from llmledger.cli._app import (
+    CsvOption,
     DbOption,
     IgnoreOverridesOption,
     JsonOption,
     app,
+    check_output,
     checked_overrides,
+    echo_csv,
     echo_json,
     fail,
 )
@@ -119,6 +122,7 @@ class ReportOptions:
 
     db: str | None = None
     as_json: bool = False
+    as_csv: bool = False
     since: str | None = None
     until: str | None = None
     tz: str | None = None
@@ -137,6 +141,7 @@ class ReportOptions:
 _OPTIONS: dict[str, object] = {
     "db": DbOption,
     "as_json": JsonOption,
+    "as_csv": CsvOption,
     "since": SinceOption,
     "until": UntilOption,
     "tz": TzOption,
@@ -185,6 +190,7 @@ class _Context:
     """The options every report shares, parsed and checked."""
 
     def __init__(self, options: ReportOptions) -> None:
+        check_output(options.as_json, options.as_csv)
         # Read as the service reads its query parameters (reports/options.py).
         try:
             query = report_query(
@@ -371,8 +377,13 @@ def _print_rows(
         )
 
 
+def _expand(breakdown: bool) -> str | None:
+    # --csv --breakdown: a row per model of each period, carrying the period's columns.
+    return "breakdown" if breakdown else None
+
+
 def _period_command(
-    kind: str, ctx: _Context, as_json: bool, breakdown: bool, by_project: bool = False
+    kind: str, ctx: _Context, options: ReportOptions, breakdown: bool, by_project: bool = False
 ) -> None:
     from llmledger.reports.periods import period_report
 
@@ -387,8 +398,11 @@ def _period_command(
         )
     except LedgerError as exc:
         raise fail(str(exc)) from None
-    if as_json:
+    if options.as_json:
         echo_json(report_json(rows, tz=ctx.tz, by_project=by_project))
+    elif options.as_csv:
+        document = report_json(rows, tz=ctx.tz, by_project=by_project)
+        echo_csv(document["rows"], expand=_expand(breakdown))
     elif not rows:
         typer.echo(
             "no calls in the ledger for this selection (import logs with `llmledger import`)"
@@ -406,7 +420,7 @@ def _make(kind: str) -> None:
         breakdown: BreakdownOption = False,
         by_project: ByProjectOption = False,
     ) -> None:
-        _period_command(kind, _Context(options), options.as_json, breakdown, by_project)
+        _period_command(kind, _Context(options), options, breakdown, by_project)
 
     unit = {"daily": "day", "weekly": "week (Monday to Sunday)", "monthly": "month"}[kind]
     doc = (
@@ -415,7 +429,8 @@ def _make(kind: str) -> None:
         f"Examples:\n\n  llmledger {kind} --since 7d\n\n"
         f"  llmledger {kind} --tz UTC --json\n\n"
         f"  llmledger {kind} --source claude --project=-home-dev-alpha --breakdown\n\n"
-        f"  llmledger {kind} --by-project --branch main   (per project, on branch main)"
+        f"  llmledger {kind} --by-project --branch main   (per project, on branch main)\n\n"
+        f"  llmledger {kind} --csv --breakdown > {kind}.csv   (a row per model per period)"
     )
     _report(kind, doc)(run)
 
@@ -460,6 +475,8 @@ def sessions_command(
     rows = sessions_report(ctx.reader(), filters=ctx.filters, cost=ctx.cost)
     if options.as_json:
         echo_json(report_json(rows, sessions=True, tz=ctx.tz))
+    elif options.as_csv:
+        echo_csv(report_json(rows, sessions=True, tz=ctx.tz)["rows"], expand=_expand(breakdown))
     elif not rows:
         typer.echo("no sessions in the ledger for this selection")
     else:
@@ -538,6 +555,9 @@ def blocks_command(
         found = [b for b in found if b.is_active]
     if options.as_json:
         echo_json(blocks_json(found, now, ctx.tz))
+        return
+    if options.as_csv:
+        echo_csv(blocks_json(found, now, ctx.tz)["blocks"])
         return
     if not found:
         typer.echo("no active block" if active else "no calls in the ledger for this selection")
@@ -626,6 +646,9 @@ def tokens_command(
     rows = group_tokens(ctx.repo(), dims, tz=ctx.tz, filters=ctx.filters, cost=ctx.cost)
     if options.as_json:
         echo_json(tokens_json(dims, rows))
+        return
+    if options.as_csv:
+        echo_csv(tokens_json(dims, rows)["rows"])
         return
     from rich.console import Console
 

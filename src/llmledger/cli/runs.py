@@ -10,7 +10,16 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from llmledger.cli._app import DbOption, JsonOption, app, echo_json, fail
+from llmledger.cli._app import (
+    CsvOption,
+    DbOption,
+    JsonOption,
+    app,
+    check_output,
+    echo_csv,
+    echo_json,
+    fail,
+)
 from llmledger.display import format_cost, format_tokens, plain_text, safe_text
 from llmledger.errors import StoreError
 from llmledger.reports.documents import run_json, runs_json
@@ -53,6 +62,7 @@ def runs_command(
     tz: Annotated[str | None, typer.Option(help="Time zone for --since/--until dates.")] = None,
     db: DbOption = None,
     as_json: JsonOption = False,
+    as_csv: CsvOption = False,
 ) -> None:
     """List runs, newest first, with status, duration, tokens and cost (whole subtree).
 
@@ -61,7 +71,10 @@ def runs_command(
       llmledger runs --kind task --since 7d
 
       llmledger runs --status failed --json
+
+      llmledger runs --kind task --csv > tasks.csv
     """
+    check_output(as_json, as_csv)
     if limit < 1:
         raise fail(f"--limit {limit}: show at least 1 run")
     try:
@@ -87,6 +100,9 @@ def runs_command(
         raise fail(str(exc)) from None
     if as_json:
         echo_json(runs_json(nodes))
+        return
+    if as_csv:
+        echo_csv(runs_json(nodes)["runs"])
         return
     table = Table("id", "kind", "name / key", "status", "started", "duration", "tokens", "cost")
     for node in nodes:

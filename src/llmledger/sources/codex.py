@@ -5,7 +5,7 @@ Codex ``TokenUsage`` is Responses usage: ``input_tokens`` includes ``cached_inpu
 ``total_token_usage``: events with ``info: null`` and re-emitted unchanged totals are skipped,
 and each call is the difference between two distinct totals, so the calls sum to the final
 total. A forked or spawned child rollout starts by replaying its parent's token counts; those
-only move the baseline (traps 15, 16).
+only move the baseline (traps 15, 16). docs/sources.md says where this differs from ccusage.
 """
 
 from __future__ import annotations
@@ -109,12 +109,23 @@ def _counts(info: JsonObj, key: str, ctx: Ctx) -> dict[str, int] | None:
     return out
 
 
-def _event_model(payload: JsonObj, info: JsonObj) -> str | None:
-    for obj, key in ((payload, "model"), (info, "model"), (info, "model_name")):
-        value = obj.get(key)
+def _model_of(obj: Mapping[str, Any]) -> str | None:
+    """The model an object names: ``model``, else ``model_name``, else ``metadata.model``
+    (ccusage 20's order), trimmed; None when none is a non-empty string."""
+    metadata = obj.get("metadata")
+    candidates = (
+        obj.get("model"),
+        obj.get("model_name"),
+        metadata.get("model") if isinstance(metadata, dict) else None,
+    )
+    for value in candidates:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return None
+
+
+def _event_model(payload: JsonObj, info: JsonObj) -> str | None:
+    return _model_of(payload) or _model_of(info)
 
 
 class _Rollout:
@@ -136,6 +147,9 @@ class _Rollout:
         self.keys: set[str] = set()
         self.events = 0
         self.replayed = 0
+        #: The second a child's replayed token counts were re-timestamped to (see
+        #: :func:`_replay_second`); None once a count outside it is read.
+        self.replay_second: datetime | None = None
 
     def session_meta(self, payload: JsonObj, line_ts: datetime | None) -> None:
         ctx = self.ctx
@@ -186,8 +200,7 @@ class _Rollout:
         self.previous = now
         if model is not None:
             self.model = model
-        # A child's replay of its parent: timestamps at or before the child's creation.
-        if self.child and (line_ts is None or self.created is None or line_ts <= self.created):
+        if self._replayed(line_ts):
             self.replayed += 1
             return
         key = _key(line_ts, *basis) or join_key(self.session_id, f"event{self.events}")
@@ -209,6 +222,48 @@ class _Rollout:
                 cwd=self.cwd,
             )
         )
+
+    def _replayed(self, line_ts: datetime | None) -> bool:
+        """Whether a token count of a child rollout is its replay of the parent's: timestamped
+        at or before the child's creation, or in the one second the leading counts were
+        re-timestamped to (ccusage 20.0.24 skips these too)."""
+        if not self.child:
+            return False
+        if line_ts is None or self.created is None or line_ts <= self.created:
+            return True
+        if self.replay_second is not None and line_ts.replace(microsecond=0) == self.replay_second:
+            return True
+        self.replay_second = None  # the replayed prefix is over
+        return False
+
+
+def _replay_second(records: Sequence[Record], ctx: Ctx) -> datetime | None:
+    """The second shared by the first two token counts of a rollout, if they share one. A
+    forked or spawned child replays its parent's counts re-timestamped to the moment it was
+    created, often a few milliseconds after its ``session_meta``, whereas a child's own calls
+    take seconds each (ccusage's rule, its PR #1369)."""
+    seconds: list[datetime] = []
+    for rec in records:
+        line = rec.value
+        if not isinstance(line, dict) or line.get("type") != "event_msg":
+            continue
+        payload = line.get("payload")
+        if not isinstance(payload, dict) or payload.get("type") != "token_count":
+            continue
+        info = payload.get("info")
+        if not isinstance(info, dict) or not (
+            info.get("total_token_usage") or info.get("last_token_usage")
+        ):
+            continue
+        try:
+            at = event_time(line.get("timestamp"), ctx)
+        except ParseError:
+            continue
+        if at is not None:
+            seconds.append(at.replace(microsecond=0))
+            if len(seconds) == 2:
+                break
+    return seconds[0] if len(seconds) == 2 and seconds[0] == seconds[1] else None
 
 
 def _key(at: datetime | None, kind: str, counts: Mapping[str, int]) -> str | None:
@@ -239,6 +294,7 @@ def parse_rollout(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summ
     ``ctx.skipped``; the next good total then covers its call.
     """
     state = _Rollout(ctx)
+    state.replay_second = _replay_second(records, ctx)
     for rec in records:
         ctx.line = rec.line
         try:
@@ -263,7 +319,7 @@ def _rollout_line(state: _Rollout, value: object, ctx: Ctx) -> None:
     if kind == "session_meta":
         state.session_meta(payload, line_ts)
     elif kind == "turn_context":
-        state.model = get_str(payload, "model", ctx, "turn_context.model") or state.model
+        state.model = _model_of(payload) or state.model
         cwd = get_str(payload, "cwd", ctx, "turn_context.cwd")
         if state.project is None:
             state.project = cwd
