@@ -58,6 +58,15 @@ EXPECTED_COLUMNS = {
         *(c for name in [*TOKENS[:5], "cache_write_unknown_tokens", *TOKENS[5:], "cost_usd"]
           for c in (name, f"{name}_known")),
     ],
+    "budgets": [
+        "name", "limit_usd", "window", "tz", "scope", "action", "thresholds", "notify",
+        "created_at", "updated_at",
+    ],
+    "budget_reservations": [
+        "id", "budget", "amount_usd", "created_at", "expires_at", "run_id", "owner_host",
+        "owner_pid",
+    ],
+    "budget_alerts": ["budget", "window_start", "kind", "threshold", "fired_at"],
 }  # fmt: skip
 
 EXPECTED_INDEXES = {
@@ -77,6 +86,7 @@ EXPECTED_INDEXES = {
         "ix_calls_message_id",
     },
     "task_status_events": {"ix_task_status_events_task_key_at", "ix_task_status_events_run_id_at"},
+    "budget_reservations": {"ix_budget_reservations_budget_expires_at"},
 }
 
 
