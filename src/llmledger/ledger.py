@@ -636,6 +636,9 @@ class Ledger:
         for call, price in zip(prepared, prices, strict=True):
             for observer in self.observers:
                 self._guard("observer", observer.on_record, call, price, run)
+        from llmledger.budgets.alerts import after_record
+
+        self._guard("check the budgets", after_record, self, prepared, run)
         return prepared
 
     def _send_calls(

@@ -16,12 +16,27 @@ from llmledger.store.schema import budget_alerts, budget_reservations, budgets
 
 __all__ = [
     "budget_of_row",
+    "generation",
     "get_budget",
     "list_budgets",
     "read_budgets",
     "remove_budget",
     "set_budget",
 ]
+
+
+_generation = 0
+
+
+def generation() -> int:
+    """A number that changes whenever this process sets or removes a budget (caches of the
+    budget list compare it)."""
+    return _generation
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
 
 
 def budget_of_row(row: Mapping[Any, Any]) -> Budget:
@@ -61,6 +76,7 @@ def set_budget(repo: Repository, budget: Budget) -> bool:
             conn.execute(budgets.insert().values(name=budget.name, created_at=now, **values))
         else:
             conn.execute(delete(budget_alerts).where(budget_alerts.c.budget == budget.name))
+    _changed()
     return bool(found)
 
 
@@ -92,4 +108,5 @@ def remove_budget(repo: Repository, name: str) -> bool:
         gone = conn.execute(delete(budgets).where(budgets.c.name == name)).rowcount
         conn.execute(delete(budget_reservations).where(budget_reservations.c.budget == name))
         conn.execute(delete(budget_alerts).where(budget_alerts.c.budget == name))
+    _changed()
     return bool(gone)

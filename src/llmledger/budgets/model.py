@@ -140,16 +140,22 @@ class Budget:
         """The current window (start, end); see :meth:`Window.bounds`."""
         return self.window.bounds(now, self.zone)
 
-    def matches(self, context: CallContext) -> bool:
-        """Whether a call made in ``context`` falls in this budget's scope (unknown values
-        match)."""
+    def matches(self, context: CallContext, *, unknown_matches: bool = True) -> bool:
+        """Whether a call made in ``context`` falls in this budget's scope. A value the
+        context does not know (None) matches when ``unknown_matches`` (before a call: hold
+        rather than let through); a recorded call's None is a value, and does not."""
         for key, wanted in self.scope.items():
             if key == "workflow":
-                if context.workflows is not None and wanted not in context.workflows:
+                if context.workflows is None:
+                    if not unknown_matches:
+                        return False
+                elif wanted not in context.workflows:
                     return False
                 continue
             known = getattr(context, key)
-            if known is not None and known != wanted:
+            if known is None and unknown_matches:
+                continue
+            if known != wanted:
                 return False
         return True
 
