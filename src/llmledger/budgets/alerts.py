@@ -30,7 +30,7 @@ from llmledger.store.schema import budget_alerts
 if TYPE_CHECKING:
     from llmledger.ledger import Ledger, Run
 
-__all__ = ["BUDGETS_TTL", "BudgetEvent", "after_record", "check_budget"]
+__all__ = ["BUDGETS_TTL", "BudgetEvent", "after_record", "check_budget", "known_budgets"]
 
 _log = logging.getLogger("llmledger")
 #: How long a ledger trusts the list of budgets it read (seconds): a budget set meanwhile by
@@ -139,7 +139,9 @@ def check_budget(
     return events
 
 
-def _budgets(ledger: Ledger) -> list[Budget]:
+def known_budgets(ledger: Ledger) -> list[Budget]:
+    """The ledger's budgets, read at most every :data:`BUDGETS_TTL` seconds (at once after
+    this process set or removed one)."""
     now = time.monotonic()
     cached = _known.get(ledger)
     if cached is not None and cached[0] > now and cached[1] == generation():
@@ -169,7 +171,7 @@ def _context(call: Call, run: Run | None) -> CallContext:
 
 def after_record(ledger: Ledger, calls: Sequence[Call], run: Run | None) -> None:
     """Check the budgets that hold any of ``calls`` and tell every warning that fires."""
-    budgets = _budgets(ledger)
+    budgets = known_budgets(ledger)
     if not budgets:
         return
     contexts = [_context(call, run) for call in calls]

@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from llmledger.ledger import Ledger, Run
     from llmledger.pricing import Pricer
 
-__all__ = ["call_context", "reservation", "worst_case"]
+__all__ = [
+    "call_context",
+    "give_back",
+    "has_block_budgets",
+    "hold",
+    "reservation",
+    "settling",
+    "worst_case",
+]
 
 
 def worst_case(
@@ -111,3 +119,77 @@ def reservation(
         reset(token)
         if held.holds:
             ledger._guard("release a budget reservation", release, ledger.repository, held)
+
+
+def has_block_budgets(ledger: Ledger) -> bool:
+    """Whether ``ledger`` (local) has a ``block`` budget; the list is cached for a few
+    seconds (:data:`llmledger.budgets.alerts.BUDGETS_TTL`), so asking on every call is cheap."""
+    if ledger.remote is not None:
+        return False
+    from llmledger.budgets.alerts import known_budgets
+
+    budgets = ledger._guard("read the budgets", known_budgets, ledger)
+    return any(b.action == "block" for b in budgets or ())
+
+
+def hold(
+    ledger: Ledger,
+    *,
+    model: str | None,
+    prompt: str | None,
+    max_output_tokens: int | None,
+    provider: str | None,
+) -> Reservation | None:
+    """For the integrations: reserve a call's worst case when the ledger has block budgets and
+    no reservation is open in this context already (the caller's own ``ledger.reserve``).
+    Raises :class:`BudgetExceeded`; returns the reservation (settled by the record the
+    integration makes; see :func:`settling`), or None when nothing is held."""
+    from llmledger.budgets.current import current_reservation
+    from llmledger.ledger import current_run
+
+    if current_reservation() is not None or not has_block_budgets(ledger):
+        return None
+    amount = worst_case(
+        None,
+        model=model,
+        prompt=prompt,
+        max_output_tokens=max_output_tokens,
+        provider=provider,
+        pricer=ledger.pricer,
+    )
+    run = current_run()
+    try:
+        held = reserve(
+            ledger.repository,
+            amount if amount is not None else Decimal(0),
+            call_context(run, model=model, provider=provider),
+            run_id=run.id if run is not None else None,
+        )
+    except BudgetExceeded:
+        raise
+    except Exception as exc:
+        ledger._failed("reserve against the budgets", exc)
+        return None
+    return held if held.holds else None
+
+
+@contextmanager
+def settling(ledger: Ledger, held: Reservation | None) -> Iterator[None]:
+    """Around a ``record()``: the record settles ``held``; what it does not settle (the
+    record failed) is given back."""
+    if held is None:
+        yield
+        return
+    token = using(held)
+    try:
+        yield
+    finally:
+        reset(token)
+        if held.holds:
+            ledger._guard("release a budget reservation", release, ledger.repository, held)
+
+
+def give_back(ledger: Ledger, held: Reservation | None) -> None:
+    """Release ``held`` (the call failed or was not made); never raises."""
+    if held is not None and held.holds:
+        ledger._guard("release a budget reservation", release, ledger.repository, held)
