@@ -158,3 +158,27 @@ def test_async_openai_and_anthropic_are_stopped_too(ledger: Ledger, fixtures_dir
     assert seen.requests == []
     assert claude_seen == []
     claude.close()
+
+
+def test_langchain_handler_stops_the_chain_and_settles(ledger: Ledger) -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    from llmledger.integrations.langchain import LedgerCallbackHandler
+
+    set_budget(ledger.repository, make_budget("cap", "1"))
+    usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+    reply = AIMessage(
+        content="ok", usage_metadata=usage, response_metadata={"model_name": "gpt-4o"}
+    )
+    model = GenericFakeChatModel(messages=iter([reply, reply]))
+    handler = LedgerCallbackHandler(ledger)
+    model.invoke("which clause?", config={"callbacks": [handler]})
+    budget = get_budget(ledger.repository, "cap")
+    assert budget is not None
+    status = budget_status(ledger.repository, budget)
+    assert (status.calls, status.reserved_usd) == (1, 0)  # recorded and settled
+    ledger.record(Usage(input_tokens=1), model="m", cost_usd="1")  # now the budget is spent
+    with pytest.raises(BudgetExceeded):
+        model.invoke("which clause?", config={"callbacks": [handler]})
+    assert budget_status(ledger.repository, budget).calls == 2  # the refused call made none
