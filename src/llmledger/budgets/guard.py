@@ -26,6 +26,7 @@ __all__ = [
     "hold",
     "reservation",
     "settling",
+    "start_refusal",
     "worst_case",
 ]
 
@@ -193,3 +194,29 @@ def give_back(ledger: Ledger, held: Reservation | None) -> None:
     """Release ``held`` (the call failed or was not made); never raises."""
     if held is not None and held.holds:
         ledger._guard("release a budget reservation", release, ledger.repository, held)
+
+
+def start_refusal(
+    ledger: Ledger,
+    *,
+    agent: str | None,
+    model: str | None,
+    keys: tuple[str, ...],
+    parent: Run | None = None,
+) -> BudgetExceeded | None:
+    """For ``llmledger run`` and ``plan run``, before an attempt starts: the refusal of a
+    ``block`` budget that the work (its agent, model, and the run keys it will be filed under
+    — ``keys`` plus those of ``parent`` and its ancestors) falls in and that is already at its
+    limit; None otherwise, and None when the budgets cannot be read (logged and counted)."""
+    if ledger.remote is not None:
+        return None
+    from llmledger.budgets.reserve import refusal
+
+    above = call_context(parent, model=model, provider=None)
+    context = CallContext(
+        agent=agent or above.agent,
+        workflows=tuple(k for k in keys if k) + (above.workflows or ()),
+        model=model,
+        host=above.host,
+    )
+    return ledger._guard("check the budgets", refusal, ledger.repository, context)

@@ -31,7 +31,7 @@ from llmledger.store import Repository
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.schema import budget_reservations, budgets
 
-__all__ = ["DEFAULT_EXPIRY", "Reservation", "release", "reserve", "settle"]
+__all__ = ["DEFAULT_EXPIRY", "Reservation", "refusal", "release", "reserve", "settle"]
 
 #: How long a reservation holds when it is neither settled nor released.
 DEFAULT_EXPIRY = timedelta(minutes=10)
@@ -121,3 +121,26 @@ def release(repo: Repository, reservation: Reservation) -> None:
         return
     with repo.engine.begin() as conn:
         settle(conn, reservation)
+
+
+def refusal(
+    repo: Repository, context: CallContext, *, now: datetime | None = None
+) -> BudgetExceeded | None:
+    """Before starting work that will spend (an agent attempt, a plan task): the refusal of
+    the first ``block`` budget matching ``context`` that is already at its limit (spent +
+    live reservations), else None. Reads only; holds nothing."""
+    now = now or datetime.now(UTC)
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        for budget in _matching(conn, context):
+            start, end = budget.bounds(now)
+            state = spent(conn, budget, start, end, now)
+            if state.cost_usd + state.reserved_usd >= budget.limit_usd:
+                return BudgetExceeded(
+                    budget.name,
+                    spent_usd=state.cost_usd,
+                    reserved_usd=state.reserved_usd,
+                    limit_usd=budget.limit_usd,
+                    requested_usd=Decimal(0),
+                    resets_at=end if budget.window.kind != "rolling" else None,
+                )
+    return None
