@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from llmledger.api.app import Store
+    from llmledger.store import Repository
 
 __all__ = ["LedgerCollector", "Metrics", "RequestTimer", "render", "router"]
 
@@ -62,6 +63,10 @@ class LedgerCollector(Collector):
 
     def __init__(self, store: Store) -> None:
         self._store = store
+
+    def repository(self) -> Repository:
+        """The store's repository (the budget gauges read it)."""
+        return self._store.repository()
 
     def collect(self) -> Iterable[Metric]:
         """The call and run families, from ``call_metrics`` and ``runs``."""
@@ -176,8 +181,12 @@ class Metrics:
         )
 
     def exposition(self) -> bytes:
-        """Every family in the text format: the ledger's, then this process's own."""
-        return render(self.ledger.sums()) + generate_latest(self.registry)
+        """Every family in the text format: the ledger's, its budgets' gauges (when it has
+        budgets), then this process's own."""
+        from llmledger.budgets.gauges import render_gauges
+
+        gauges = render_gauges(self.ledger.repository())
+        return render(self.ledger.sums()) + gauges + generate_latest(self.registry)
 
     def rejected(self, errors: Iterable[str]) -> None:
         """Count the items of an ingest batch that were rejected (their error messages)."""
