@@ -85,3 +85,32 @@ def test_status_of_an_unknown_budget_fails(sqlite_url: str) -> None:
     code, _, err = _budget("status", "nope", "--db", sqlite_url)
     assert code == 2
     assert "no budget named 'nope'" in err
+
+
+def test_daily_and_monthly_show_the_budgets_the_report_covers(sqlite_url: str) -> None:
+    code, _, err = _budget("set", "claude-day", "--limit", "10", "--window", "day",
+                           "--scope", "agent=claude", "--db", sqlite_url)  # fmt: skip
+    assert code == 0, err
+    code, _, err = _budget("set", "codex", "--limit", "5", "--scope", "agent=codex",
+                           "--db", sqlite_url)  # fmt: skip
+    assert code == 0, err
+    with Ledger(sqlite_url) as ledger, ledger.run("task", agent="claude"):
+        ledger.record(Usage(input_tokens=1), model="m", cost_usd="2")
+    _register_commands(["daily"])
+    for command, extra, shown, hidden in (
+        ("daily", [], ["claude-day", "codex"], []),
+        ("monthly", ["--agent", "claude"], ["claude-day"], ["codex"]),
+    ):
+        result = runner.invoke(
+            app,
+            [command, "--no-import", "--db", sqlite_url, *extra],
+            env={"COLUMNS": "200"},
+        )
+        assert result.exit_code == 0, result.output
+        table = result.stdout.split("budgets", 1)[1]  # the budgets table, under the report
+        for name in shown:
+            assert name in table
+        for name in hidden:
+            assert name not in table
+    assert "$2.00" in table
+    assert "$10.00" in table

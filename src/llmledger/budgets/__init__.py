@@ -19,7 +19,7 @@ from llmledger._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from llmledger.budgets.book import get_budget, list_budgets, remove_budget, set_budget
-    from llmledger.budgets.model import Budget, CallContext, Window, make_budget
+    from llmledger.budgets.model import Budget, CallContext, Window, covered, make_budget
     from llmledger.budgets.reserve import DEFAULT_EXPIRY, Reservation, release, reserve
     from llmledger.budgets.status import BudgetStatus, budget_status
 
@@ -31,6 +31,7 @@ __all__ = [
     "Reservation",
     "Window",
     "budget_status",
+    "covered",
     "get_budget",
     "list_budgets",
     "make_budget",
@@ -48,6 +49,7 @@ _LAZY = {
     "Budget": "llmledger.budgets.model",
     "CallContext": "llmledger.budgets.model",
     "Window": "llmledger.budgets.model",
+    "covered": "llmledger.budgets.model",
     "make_budget": "llmledger.budgets.model",
     "DEFAULT_EXPIRY": "llmledger.budgets.reserve",
     "Reservation": "llmledger.budgets.reserve",

@@ -29,6 +29,7 @@ __all__ = [
     "Budget",
     "CallContext",
     "Window",
+    "covered",
     "make_budget",
     "parse_scope",
     "parse_thresholds",
@@ -171,6 +172,26 @@ class Budget:
             "thresholds": list(self.thresholds),
             "notify": self.notify,
         }
+
+
+#: Report filter (``reports.filters.Filters`` field) -> the scope key it filters on.
+_FILTER_KEYS = {
+    "sources": "source",
+    "projects": "project",
+    "models": "model",
+    "agents": "agent",
+    "hosts": "host",
+}
+
+
+def covered(budget: Budget, filters: Any) -> bool:
+    """Whether a report with ``filters`` (:class:`~llmledger.reports.filters.Filters`) covers
+    every call of ``budget``'s scope: each value filter it sets names the budget's value."""
+    for field_name, key in _FILTER_KEYS.items():
+        values = getattr(filters, field_name, ())
+        if values and budget.scope.get(key) not in values:
+            return False
+    return True
 
 
 def parse_scope(items: Iterable[str]) -> dict[str, str]:

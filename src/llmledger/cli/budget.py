@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +14,7 @@ from llmledger.budgets import (
     Budget,
     BudgetStatus,
     budget_status,
+    covered,
     get_budget,
     list_budgets,
     make_budget,
@@ -24,7 +26,11 @@ from llmledger.display import format_money, safe_text
 from llmledger.errors import StoreError, UsageError
 from llmledger.store import Repository, open_repository
 
-__all__ = ["budget_app"]
+if TYPE_CHECKING:
+    from llmledger.reports.filters import Filters
+    from llmledger.store.sqlite_reader import Reader
+
+__all__ = ["budget_app", "print_covered_budgets", "status_table"]
 
 budget_app = typer.Typer(
     help=(
@@ -251,3 +257,20 @@ def _describe(budget: Budget) -> str:
         f"{budget.action} at {format_money(budget.limit_usd)} per {_window(budget)} "
         f"for {_scope(budget)}"
     )
+
+
+def print_covered_budgets(
+    reader: Reader, open_repo: Callable[[], Repository], filters: Filters
+) -> None:
+    """Under a period report's table: each budget whose scope the report covers (every
+    filter of the report is one of the budget's scope values), with spent/limit and forecast.
+    Prints nothing when the ledger has no budget (one cheap query)."""
+    try:
+        if not reader.fetch("SELECT 1 FROM budgets LIMIT 1"):
+            return
+    except Exception:  # a ledger without the table (read-only, older): nothing to show
+        return
+    repo = open_repo()
+    statuses = [budget_status(repo, b) for b in list_budgets(repo) if covered(b, filters)]
+    if statuses:
+        Console().print(status_table(statuses))

@@ -342,6 +342,9 @@ def _period_command(kind: str, ctx: _Context, as_json: bool, breakdown: bool) ->
     else:
         title = f"{kind.capitalize()} usage"
         _print_rows(title, rows, breakdown=breakdown, sessions=False, tz=ctx.tz)
+        from llmledger.cli.budget import print_covered_budgets
+
+        print_covered_budgets(ctx.reader(), ctx.repo, ctx.filters)
 
 
 def _make(kind: str) -> None:
