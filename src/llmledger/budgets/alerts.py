@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
+from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from llmledger.budgets.book import generation, list_budgets
@@ -37,6 +38,11 @@ _log = logging.getLogger("llmledger")
 #: another process starts warning this much later at most.
 BUDGETS_TTL = 10.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: What this process knows has fired, per (engine, budget, window): such a warning is
+#: neither claimed again nor worth a query.
+_fired: weakref.WeakKeyDictionary[Engine, dict[tuple[Any, ...], set[int | str]]] = (
+    weakref.WeakKeyDictionary()
+)
 _known: weakref.WeakKeyDictionary[Ledger, tuple[float, int, list[Budget]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -64,7 +70,7 @@ class BudgetEvent:
         }
 
 
-def _window_key(budget: Budget, status: BudgetStatus) -> datetime:
+def _window_key(budget: Budget, now: datetime) -> datetime:
     """What "this window" is for firing once: the window's start; a rolling window of N
     hours counts in consecutive N-hour blocks; ``total`` has one window."""
     if budget.window.kind == "total":
@@ -72,9 +78,10 @@ def _window_key(budget: Budget, status: BudgetStatus) -> datetime:
     if budget.window.kind == "rolling":
         assert budget.window.hours is not None
         block = timedelta(hours=budget.window.hours)
-        return _EPOCH + ((status.now - _EPOCH) // block) * block
-    assert status.window_start is not None
-    return status.window_start
+        return _EPOCH + ((now - _EPOCH) // block) * block
+    start, _ = budget.bounds(now)
+    assert start is not None
+    return start
 
 
 def _claim(repo: Repository, budget: str, window: datetime, kind: str, threshold: int) -> bool:
@@ -119,23 +126,29 @@ def check_budget(
     repo: Repository, budget: Budget, *, now: datetime | None = None
 ) -> list[BudgetEvent]:
     """The warnings ``budget`` fires now (each claimed in the ledger, so once per window)."""
-    status = budget_status(repo, budget, now=now)
-    window = _window_key(budget, status)
+    now = now or datetime.now(UTC)
+    window = _window_key(budget, now)
+    key = (budget.name, budget.limit_usd, budget.thresholds, str(budget.window), window)
+    seen = _fired.setdefault(repo.engine, {}).setdefault(key, set())
+    if all(t in seen for t in budget.thresholds) and (
+        "forecast" in seen or max(budget.thresholds, default=0) >= 100
+    ):
+        return []  # everything this window can fire has fired: no query
+    status = budget_status(repo, budget, now=now, last_hour=False)
     events = []
     for threshold in budget.thresholds:
-        if status.spent_usd * 100 >= budget.limit_usd * threshold and _claim(
-            repo, budget.name, window, "threshold", threshold
-        ):
+        if threshold in seen or status.spent_usd * 100 < budget.limit_usd * threshold:
+            continue
+        seen.add(threshold)
+        if _claim(repo, budget.name, window, "threshold", threshold):
             text = _text(budget, status, "threshold", threshold)
             events.append(BudgetEvent(budget.name, "threshold", threshold, status, text))
     over = status.forecast_usd is not None and status.forecast_usd > budget.limit_usd
-    if (
-        over
-        and status.spent_usd < budget.limit_usd
-        and _claim(repo, budget.name, window, "forecast", 0)
-    ):
-        text = _text(budget, status, "forecast", None)
-        events.append(BudgetEvent(budget.name, "forecast", None, status, text))
+    if over and "forecast" not in seen and status.spent_usd < budget.limit_usd:
+        seen.add("forecast")
+        if _claim(repo, budget.name, window, "forecast", 0):
+            text = _text(budget, status, "forecast", None)
+            events.append(BudgetEvent(budget.name, "forecast", None, status, text))
     return events
 
 

@@ -38,7 +38,7 @@ class BudgetStatus:
     calls: int
     unpriced_calls: int
     burn_usd_per_hour: Decimal | None
-    burn_last_hour_usd_per_hour: Decimal
+    burn_last_hour_usd_per_hour: Decimal | None
     forecast_usd: Decimal | None
     overrun_at: datetime | None
 
@@ -119,20 +119,28 @@ def forecast(
     return rate, projected, crossing
 
 
-def budget_status(repo: Repository, budget: Budget, *, now: datetime | None = None) -> BudgetStatus:
-    """Where ``budget`` stands at ``now`` (default: now)."""
+def budget_status(
+    repo: Repository, budget: Budget, *, now: datetime | None = None, last_hour: bool = True
+) -> BudgetStatus:
+    """Where ``budget`` stands at ``now`` (default: now). ``last_hour=False`` spares the
+    second query of a calendar window (its forecast does not use the last hour's pace; the
+    last hour's burn and, for ``total``, ``overrun_at`` are then None)."""
     now = now or datetime.now(UTC)
     start, end = budget.bounds(now)
+    last_rate: Decimal | None = None
     with repo.engine.connect().execution_options(**READ_ONLY) as conn:
         state: Spend = spent(conn, budget, start, end, now)
-        last_from = now - timedelta(hours=1)
-        if start is not None and start > last_from:
-            last_from = start
-        last = spent(conn, budget, last_from, now, now).cost_usd
-    # Spent in the last hour is the pace in $/h (also when the window began less than an
-    # hour ago: what it spent since, per hour).
-    last_rate = last
-    rate, projected, overrun = forecast(budget, now, start, end, state.cost_usd, last_rate)
+        if last_hour or budget.window.kind == "rolling":
+            last_from = now - timedelta(hours=1)
+            if start is not None and start > last_from:
+                last_from = start
+            # Spent in the last hour is the pace in $/h (also when the window began less
+            # than an hour ago: what it spent since, per hour).
+            last_rate = spent(conn, budget, last_from, now, now).cost_usd
+    pace = last_rate if last_rate is not None else Decimal(0)
+    rate, projected, overrun = forecast(budget, now, start, end, state.cost_usd, pace)
+    if last_rate is None and budget.window.kind == "total" and state.cost_usd < budget.limit_usd:
+        overrun = None  # unknown without the last hour's pace
     return BudgetStatus(
         budget=budget,
         now=now,
