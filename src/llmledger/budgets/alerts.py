@@ -128,8 +128,9 @@ def check_budget(
     """The warnings ``budget`` fires now (each claimed in the ledger, so once per window)."""
     now = now or datetime.now(UTC)
     window = _window_key(budget, now)
+    # generation(): a budget set again in this process may fire its warnings again.
     key = (budget.name, budget.limit_usd, budget.thresholds, str(budget.window), window)
-    seen = _fired.setdefault(repo.engine, {}).setdefault(key, set())
+    seen = _fired.setdefault(repo.engine, {}).setdefault((*key, generation()), set())
     if all(t in seen for t in budget.thresholds) and (
         "forecast" in seen or max(budget.thresholds, default=0) >= 100
     ):
