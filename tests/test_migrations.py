@@ -349,3 +349,26 @@ def test_calls_at_0006_fill_call_metrics_and_triggers_keep_it(engine: sa.Engine)
     assert "call_metrics" not in inspect(engine).get_table_names()
     with engine.begin() as conn:  # no trigger left behind writes into a missing table
         conn.execute(_INSERT_CALL, {"k": "k3", "at": at, "tokens": 1, "cost": 1})
+
+
+def test_calls_at_0007_stay_and_budgets_work_after_0008(engine: sa.Engine) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from llmledger.budgets import budget_status, make_budget, set_budget
+    from llmledger.store.repository import Repository
+
+    upgrade(engine, "0007")
+    at = 1_700_000_000_000_000
+    with engine.begin() as conn:
+        conn.execute(_INSERT_CALL, {"k": "k1", "at": at, "tokens": 10, "cost": 5 * 10**12})
+    upgrade(engine)
+    repo = Repository(engine)
+    budget = make_budget("all", "10")
+    set_budget(repo, budget)
+    status = budget_status(repo, budget, now=datetime.now(UTC))
+    assert (status.spent_usd, status.calls) == (Decimal(5), 1)  # the call from before counts
+    downgrade(engine, "0007")
+    tables = set(inspect(engine).get_table_names())
+    assert not tables & {"budgets", "budget_reservations", "budget_alerts"}
+    assert "calls" in tables
