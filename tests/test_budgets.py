@@ -315,3 +315,12 @@ def test_the_worst_case_comes_from_the_estimate(ledger: Ledger) -> None:
     assert expected > 0
     with ledger.reserve(model="gpt-4o", prompt=prompt, max_output_tokens=1000) as held:
         assert held.amount_usd == expected
+
+
+def test_a_pace_that_never_reaches_a_huge_limit_has_no_overrun(ledger: Ledger) -> None:
+    now = _utc("2026-12-03T12:00:00")
+    _call(ledger, "0.000001", "2026-12-03T11:30:00")
+    for window in ("total", "day", "rolling:24h"):
+        budget = make_budget("big", "900000", window=window)
+        status = budget_status(ledger.repository, budget, now=now)
+        assert status.overrun_at is None

@@ -23,6 +23,8 @@ from llmledger.store.engine import READ_ONLY
 __all__ = ["BudgetStatus", "budget_status", "forecast"]
 
 _MICROS_PER_HOUR = Decimal(3_600_000_000)
+#: A pace that crosses the limit further away than this (a century) never crosses it.
+_NEVER_HOURS = Decimal(24 * 366 * 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +113,14 @@ def forecast(
         return rate, projected, now
     if pace <= 0:
         return rate, projected, None
-    crossing = now + timedelta(hours=float((limit - spent_usd) / pace))
-    if horizon is not None and crossing >= horizon:
+    hours = (limit - spent_usd) / pace
+    if horizon is not None and hours >= _hours(horizon - now):
         return rate, projected, None
     if budget.window.kind == "rolling" and projected is not None and projected <= limit:
         return rate, projected, None
-    return rate, projected, crossing
+    if hours > _NEVER_HOURS:  # beyond any date: it will not be crossed
+        return rate, projected, None
+    return rate, projected, now + timedelta(hours=float(hours))
 
 
 def budget_status(
