@@ -159,6 +159,7 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record every generation that carries usage (see the class docstring)."""
+        self._refusing = False  # a recording problem here must never break the chain
         with self._lock:
             start = self._starts.pop(run_id, None) or _Start(Timer(), None, None)
         with settling(self.ledger, start.timer.reservation):  # the record settles it
