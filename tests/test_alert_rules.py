@@ -1,6 +1,6 @@
 """The alert rules (issue 16): deploy/prometheus/llmledger-alerts.yml is valid for Prometheus
 (`promtool check rules`), each alert fires and stays silent where its unit tests say
-(`promtool test rules deploy/prometheus/tests/*.yml`), and the file holds exactly the four
+(`promtool test rules deploy/prometheus/tests/*.yml`), and the file holds exactly the five
 alerts with what an on-call person needs."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ ALERTS = {
     "LLMLedgerTokenSpike",
     "LLMLedgerNoTraffic",
     "LLMLedgerUnpricedCalls",
+    "LLMLedgerBudgetBurn",
 }
 
 
@@ -38,7 +39,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules_accepts_the_file() -> None:
     result = _promtool("check", "rules", RULES.name)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 5 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_pass_for_every_alert() -> None:
@@ -59,7 +60,7 @@ def test_every_alert_has_unit_tests_that_fire_it_and_keep_it_silent() -> None:
     assert silent == ALERTS
 
 
-def test_exactly_the_four_alerts_each_with_severity_summary_and_description() -> None:
+def test_exactly_the_five_alerts_each_with_severity_summary_and_description() -> None:
     rules = _rules()
     assert sorted(rule["alert"] for rule in rules) == sorted(ALERTS)
     for rule in rules:
@@ -78,10 +79,13 @@ def test_the_rules_read_only_the_metric_names_the_service_exposes() -> None:
         "llmledger_tokens_total",
         "llmledger_unpriced_calls_total",
         "llmledger_ingest_failures_total",
+        "llmledger_budget_limit_usd",
+        "llmledger_budget_spent_usd",
+        "llmledger_budget_forecast_usd",
     }
 
 
 def test_the_example_prometheus_configuration_loads_the_rules() -> None:
     result = _promtool("check", "config", "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 4 rules found" in result.stdout
+    assert "SUCCESS: 5 rules found" in result.stdout

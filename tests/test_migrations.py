@@ -59,6 +59,15 @@ EXPECTED_COLUMNS = {
         *(c for name in [*TOKENS[:5], "cache_write_unknown_tokens", *TOKENS[5:], "cost_usd"]
           for c in (name, f"{name}_known")),
     ],
+    "budgets": [
+        "name", "limit_usd", "window", "tz", "scope", "action", "thresholds", "notify",
+        "created_at", "updated_at",
+    ],
+    "budget_reservations": [
+        "id", "budget", "amount_usd", "created_at", "expires_at", "run_id", "owner_host",
+        "owner_pid",
+    ],
+    "budget_alerts": ["budget", "window_start", "kind", "threshold", "fired_at"],
 }  # fmt: skip
 
 EXPECTED_INDEXES = {
@@ -82,6 +91,7 @@ EXPECTED_INDEXES = {
         "ix_task_status_events_run_id_at",
         "ix_task_status_events_project_task_key_at",
     },
+    "budget_reservations": {"ix_budget_reservations_budget_expires_at"},
 }
 
 
@@ -368,3 +378,26 @@ def test_calls_at_0007_keep_their_rows_and_triggers_through_0009_and_back(
         assert [tuple(r) for r in rollup] == [(3, 18)]
         metrics = conn.execute(sa.text("SELECT calls, input_tokens FROM call_metrics"))
         assert [tuple(r) for r in metrics] == [(3, 18)]
+
+
+def test_calls_at_0007_stay_and_budgets_work_after_0008(engine: sa.Engine) -> None:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from llmledger.budgets import budget_status, make_budget, set_budget
+    from llmledger.store.repository import Repository
+
+    upgrade(engine, "0007")
+    at = 1_700_000_000_000_000
+    with engine.begin() as conn:
+        conn.execute(_INSERT_CALL, {"k": "k1", "at": at, "tokens": 10, "cost": 5 * 10**12})
+    upgrade(engine)
+    repo = Repository(engine)
+    budget = make_budget("all", "10")
+    set_budget(repo, budget)
+    status = budget_status(repo, budget, now=datetime.now(UTC))
+    assert (status.spent_usd, status.calls) == (Decimal(5), 1)  # the call from before counts
+    downgrade(engine, "0007")
+    tables = set(inspect(engine).get_table_names())
+    assert not tables & {"budgets", "budget_reservations", "budget_alerts"}
+    assert "calls" in tables

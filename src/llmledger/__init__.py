@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmledger._lazy import lazy_getattr
-from llmledger.errors import LedgerError, ParseError, StoreError, UsageError
+from llmledger.errors import BudgetExceeded, LedgerError, ParseError, StoreError, UsageError
 from llmledger.totals import Totals
 from llmledger.usage import Usage
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BudgetExceeded",
     "Call",
     "Estimate",
     "Ledger",

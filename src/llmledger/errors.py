@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 
@@ -55,3 +57,38 @@ class ParseError(LedgerError, ValueError):
 
 class StoreError(LedgerError):
     """The ledger store could not be opened, migrated or written."""
+
+
+class BudgetExceeded(LedgerError):
+    """A reservation would take a ``block`` budget over its limit: the call was not made.
+
+    Names the budget, what its window has spent and has reserved, the limit, what was asked
+    for, and when the window resets (None for a ``total`` or rolling window)."""
+
+    def __init__(
+        self,
+        budget: str,
+        *,
+        spent_usd: Decimal,
+        reserved_usd: Decimal,
+        limit_usd: Decimal,
+        requested_usd: Decimal,
+        resets_at: datetime | None,
+    ) -> None:
+        self.budget = budget
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.limit_usd = limit_usd
+        self.requested_usd = requested_usd
+        self.resets_at = resets_at
+        reset = f"; the window resets at {resets_at.isoformat()}" if resets_at else ""
+        super().__init__(
+            f"budget {budget!r} would be exceeded: spent ${_usd(spent_usd)} + reserved "
+            f"${_usd(reserved_usd)} + this call's ${_usd(requested_usd)} > limit "
+            f"${_usd(limit_usd)}{reset}"
+        )
+
+
+def _usd(value: Decimal) -> str:
+    """An amount without trailing zeros (0.05, not 0.050000000000)."""
+    return f"{value.normalize():f}"

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import select
 
+from llmledger.budgets.current import current_reservation
 from llmledger.call import Call, CallStatus
 from llmledger.errors import UsageError
 from llmledger.payloads import calls_in, missing_flags, price_calls
@@ -50,6 +51,7 @@ from llmledger.values import EARLIEST, LATEST, MAX_USD
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from llmledger.budgets.current import Reservation
     from llmledger.forecast.status import StatusWrite
     from llmledger.remote import RemoteWriter
     from llmledger.remote.spool import Op
@@ -621,7 +623,13 @@ class Ledger:
         repo_rows = self.repository.call_rows(
             prepared, run_id=run.id if run is not None else None, prices=prices
         )
-        if self.durable:
+        reservation = current_reservation()
+        if reservation is not None:
+            # The call and the end of its reservation in one transaction (llmledger.budgets).
+            from llmledger.budgets.reserve import settle
+
+            self.repository.write_call_rows(repo_rows, also=lambda conn: settle(conn, reservation))
+        elif self.durable:
             self.repository.write_call_rows(repo_rows)
         else:
             with self._lock:
@@ -629,6 +637,9 @@ class Ledger:
         for call, price in zip(prepared, prices, strict=True):
             for observer in self.observers:
                 self._guard("observer", observer.on_record, call, price, run)
+        from llmledger.budgets.alerts import after_record
+
+        self._guard("check the budgets", after_record, self, prepared, run)
         return prepared
 
     def _send_calls(
@@ -656,6 +667,48 @@ class Ledger:
             for call, price in zip(calls, prices, strict=True):
                 for observer in self.observers:
                     self._guard("observer", observer.on_record, call, price, run)
+
+    # -- budgets -------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        estimate_usd: Decimal | float | str | None = None,
+        *,
+        model: str | None = None,
+        prompt: str | None = None,
+        max_output_tokens: int | None = None,
+        provider: str | None = None,
+        expires_in: float | None = None,
+    ) -> contextlib.AbstractContextManager[Reservation]:
+        """``with ledger.reserve(...):`` hold a call's worst case against every ``block``
+        budget whose scope matches the current run, before the call is made.
+
+        The worst case is ``estimate_usd``, else the estimate of ``prompt`` plus
+        ``max_output_tokens`` at ``model``'s output rate (:mod:`llmledger.estimate`). Raises
+        :class:`~llmledger.errors.BudgetExceeded` when a budget would go over. The next call
+        recorded in the block (same thread or asyncio task) settles the reservation at its
+        real cost; leaving the block without recording gives it back. A reservation left by a
+        crashed process expires after ``expires_in`` seconds (default 600). If the store
+        cannot be read, the failure is logged and counted and the call goes ahead unguarded.
+        See docs/budgets.md.
+        """
+        if self._remote is not None:
+            raise UsageError(
+                "url", f"the ledger {self.url} is remote: budgets are enforced on a local store"
+            )
+        from llmledger.budgets.guard import reservation, worst_case
+
+        amount = worst_case(
+            estimate_usd,
+            model=model,
+            prompt=prompt,
+            max_output_tokens=max_output_tokens,
+            provider=provider,
+            pricer=self.pricer,
+        )
+        return reservation(
+            self, _current.get(), amount, model=model, provider=provider, expires_in=expires_in
+        )
 
     # -- task status events --------------------------------------------------------------
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
     from llmledger.api.app import Store
+    from llmledger.store import Repository
 
 __all__ = ["LedgerCollector", "Metrics", "RequestTimer", "render", "router"]
 
@@ -65,6 +66,10 @@ class LedgerCollector(Collector):
 
     def __init__(self, store: Store) -> None:
         self._store = store
+
+    def repository(self) -> Repository:
+        """The store's repository (the budget gauges read it)."""
+        return self._store.repository()
 
     def collect(self) -> Iterable[Metric]:
         """The call and run families, from ``call_metrics`` and ``runs``."""
@@ -179,13 +184,17 @@ class Metrics:
         )
 
     def exposition(self) -> bytes:
-        """Every family in the text format: the ledger's, then the server's own (summed over
-        its workers when ``serve --workers N`` set ``PROMETHEUS_MULTIPROC_DIR``)."""
+        """Every family in the text format: the ledger's, its budgets' gauges (when it has
+        budgets), then the server's own (summed over its workers when ``serve --workers N``
+        set ``PROMETHEUS_MULTIPROC_DIR``)."""
+        from llmledger.budgets.gauges import render_gauges
+
         own = self.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             own = CollectorRegistry(auto_describe=False)
             MultiProcessCollector(own)  # type: ignore[no-untyped-call]
-        return render(self.ledger.sums()) + generate_latest(own)
+        gauges = render_gauges(self.ledger.repository())
+        return render(self.ledger.sums()) + gauges + generate_latest(own)
 
     def rejected(self, errors: Iterable[str]) -> None:
         """Count the items of an ingest batch that were rejected (their error messages)."""

@@ -157,6 +157,7 @@ def _root(
 
 #: Which module defines each command; a command line that names one imports only that module.
 COMMAND_MODULES = {
+    "budget": "budget",
     "db": "db",
     "import": "imports",
     "keys": "keys",

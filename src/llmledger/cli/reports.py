@@ -412,6 +412,9 @@ def _period_command(
         _print_rows(
             title, rows, breakdown=breakdown, sessions=False, tz=ctx.tz, by_project=by_project
         )
+        from llmledger.cli.budget import print_covered_budgets
+
+        print_covered_budgets(ctx.reader(), ctx.repo, ctx.filters)
 
 
 def _make(kind: str) -> None:

@@ -24,7 +24,7 @@ _EPILOG = (
     "  llmledger run --workflow nightly --task lint -- codex exec --json 'fix lint'\n\n"
     "  llmledger run --timeout 600 -- gemini -p 'summarize' --output-format json\n\n"
     "Exit status: the command's own; 128+N when it died of signal N; 124 after --timeout; "
-    "127 when it could not be started."
+    "127 when it could not be started; 3 when a block budget (llmledger budget) is spent."
 )
 
 
@@ -94,6 +94,13 @@ def run_command(
             raise fail(str(exc)) from None
         except Exception:  # an unreachable store: record() logs each loss, the agent runs
             pass
+        from llmledger.budgets.guard import start_refusal
+
+        refused = start_refusal(
+            ledger, agent=agent, model=model, keys=tuple(k for k in (task, workflow) if k)
+        )
+        if refused is not None:  # a block budget is spent: the command is not started
+            raise fail(f"{refused}; {command[0]} was not started", code=3)
         result = run_agent(
             command,
             ledger=ledger,

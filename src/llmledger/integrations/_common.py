@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from llmledger.budgets.current import Reservation
     from llmledger.call import CallStatus
     from llmledger.ledger import Ledger
 
@@ -34,6 +35,7 @@ __all__ = [
     "instrument_resource",
     "instrument_stream",
     "is_raw_response",
+    "prompt_text",
     "raw_body",
     "wrap_copies",
 ]
@@ -51,6 +53,8 @@ class Timer:
 
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     _t0: float = field(default_factory=time.perf_counter)
+    #: The budget reservation the call's record settles (:meth:`Recorder.hold`), if any.
+    reservation: Reservation | None = None
 
     def elapsed_ms(self) -> int:
         """Milliseconds since the start, rounded."""
@@ -62,9 +66,36 @@ class Recorder:
 
     provider = ""
 
-    def __init__(self, ledger: Ledger, agent: str | None) -> None:
+    def __init__(self, ledger: Ledger, agent: str | None, *, budgets: bool = True) -> None:
         self.ledger = ledger
         self.agent = agent
+        self.budgets = budgets
+
+    def hold(self, timer: Timer, kwargs: Mapping[str, Any]) -> None:
+        """Before the request: reserve its worst case against the ledger's ``block`` budgets
+        (when it has any, and ``budgets`` is on); raises ``BudgetExceeded``, so the request is
+        never sent. The call's record settles it (see docs/budgets.md)."""
+        if not self.budgets:
+            return
+        from llmledger.budgets.guard import hold
+
+        model = kwargs.get("model")
+        limit = next((kwargs[k] for k in _MAX_TOKENS if isinstance(kwargs.get(k), int)), None)
+        timer.reservation = hold(
+            self.ledger,
+            model=model if isinstance(model, str) else None,
+            prompt=prompt_text(kwargs),
+            max_output_tokens=limit,
+            provider=self.provider or None,
+        )
+
+    def give_back(self, timer: Timer) -> None:
+        """Release the call's reservation if its record did not settle it (the call failed,
+        or produced nothing to record)."""
+        if timer.reservation is not None:
+            from llmledger.budgets.guard import give_back
+
+            give_back(self.ledger, timer.reservation)
 
     def record(
         self,
@@ -76,18 +107,22 @@ class Recorder:
         status: CallStatus | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record ``payload`` (parsed as ``fmt``) with the measured start and duration."""
-        self.ledger.record(
-            payload,
-            format=fmt,
-            model=model if isinstance(model, str) else None,
-            provider=self.provider,
-            agent=self.agent,
-            status=status,
-            started_at=timer.started_at,
-            duration_ms=timer.elapsed_ms(),
-            metadata=metadata,
-        )
+        """Record ``payload`` (parsed as ``fmt``) with the measured start and duration; the
+        record settles the call's budget reservation."""
+        from llmledger.budgets.guard import settling
+
+        with settling(self.ledger, timer.reservation):
+            self.ledger.record(
+                payload,
+                format=fmt,
+                model=model if isinstance(model, str) else None,
+                provider=self.provider,
+                agent=self.agent,
+                status=status,
+                started_at=timer.started_at,
+                duration_ms=timer.elapsed_ms(),
+                metadata=metadata,
+            )
 
     def finish(
         self,
@@ -124,7 +159,34 @@ class Recorder:
             self.ledger._guard(
                 f"record {what}", lambda: self.record(dump(target, fields), fmt, timer, model)
             )
+        self.give_back(timer)
         return result
+
+
+#: Request arguments that bound the reply's length (OpenAI chat, OpenAI responses, Anthropic).
+_MAX_TOKENS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+#: Request arguments that hold the prompt.
+_PROMPT = ("messages", "input", "system", "prompt", "instructions")
+
+
+def prompt_text(kwargs: Mapping[str, Any]) -> str:
+    """Every string in a request's prompt arguments, joined: what a reservation estimates
+    the input from (roles and part types count too: an over- rather than an underestimate)."""
+    parts: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    for name in _PROMPT:
+        walk(kwargs.get(name))
+    return "\n".join(parts)
 
 
 def is_raw_response(result: Any) -> bool:
@@ -226,6 +288,12 @@ class _Once:
             return
         self.done = True
         self.ledger._guard("record a stream", self.watch.finish, error, ended)
+        # A stream that ended with nothing to record gives its budget reservation back.
+        timer = getattr(self.watch, "timer", None)
+        if isinstance(timer, Timer) and timer.reservation is not None:
+            from llmledger.budgets.guard import give_back
+
+            give_back(self.ledger, timer.reservation)
 
 
 def _ended_by(exc: BaseException) -> str:

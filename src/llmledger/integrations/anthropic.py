@@ -43,7 +43,9 @@ PROVIDER = "anthropic"
 _MESSAGE_FIELDS = {"id", "type", "model", "usage"}
 
 
-def instrument_anthropic(client: _C, ledger: Ledger, *, agent: str | None = None) -> _C:
+def instrument_anthropic(
+    client: _C, ledger: Ledger, *, agent: str | None = None, budgets: bool = True
+) -> _C:
     """Record every message ``client`` creates into ``ledger``; returns the same client.
 
     Each completed call is recorded under the current run with the model of the response,
@@ -52,14 +54,21 @@ def instrument_anthropic(client: _C, ledger: Ledger, *, agent: str | None = None
     after ``message_start`` is recorded with status ``error`` and the usage known so far.
     Copies made with ``client.with_options(...)`` are instrumented too; instrumenting again
     moves the client to the new ledger.
+
+    When the ledger has ``block`` budgets, each request first reserves its worst case
+    (prompt estimate + ``max_tokens``) and raises :class:`~llmledger.errors.BudgetExceeded`
+    instead of sending it when a budget would go over; the record settles the reservation.
+    ``budgets=False`` turns this off.
     """
-    recorder = _Recorder(ledger, agent)
+    recorder = _Recorder(ledger, agent, budgets=budgets)
     messages = getattr(client, "messages", None)
     if messages is not None:
         instrument_resource(messages, "messages", _method(recorder), ("create", "parse"))
         if hasattr(messages, "stream"):
             _wrap_stream_helper(messages, recorder)
-    wrap_copies(client, lambda copy: instrument_anthropic(copy, ledger, agent=agent))
+    wrap_copies(
+        client, lambda copy: instrument_anthropic(copy, ledger, agent=agent, budgets=budgets)
+    )
     return client
 
 
@@ -87,7 +96,12 @@ def _method(recorder: _Recorder) -> Callable[..., Any]:
     # One handler for both clients: whether the call is async shows in its result.
     def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         timer = Timer()
-        result = original(*args, **kwargs)
+        recorder.hold(timer, kwargs)  # BudgetExceeded: the request is not sent
+        try:
+            result = original(*args, **kwargs)
+        except BaseException:
+            recorder.give_back(timer)
+            raise
         if inspect.isawaitable(result):
             return _finish_async(result, recorder, timer, kwargs.get("model"))
         return recorder.result(result, timer, kwargs.get("model"), is_async=False)
@@ -98,7 +112,11 @@ def _method(recorder: _Recorder) -> Callable[..., Any]:
 async def _finish_async(
     pending: Awaitable[Any], recorder: _Recorder, timer: Timer, model: Any
 ) -> Any:
-    result = await pending
+    try:
+        result = await pending
+    except BaseException:
+        recorder.give_back(timer)
+        raise
     body = await araw_body(result)  # an async raw response parses asynchronously
     return recorder.result(result, timer, model, is_async=True, body=body)
 
@@ -108,7 +126,7 @@ def _wrap_stream_helper(messages: Any, recorder: _Recorder) -> None:
 
     def stream(*args: Any, **kwargs: Any) -> _StreamManager:
         manager = original(*args, **kwargs)
-        return _StreamManager(manager, recorder, kwargs.get("model"))
+        return _StreamManager(manager, recorder, kwargs)
 
     functools.update_wrapper(stream, original)
     stream.__llmledger_original__ = original  # type: ignore[attr-defined]
@@ -119,19 +137,31 @@ class _StreamManager:
     """Wraps the SDK's ``MessageStreamManager`` (sync or async): the request is made on
     entering the block; the raw event stream under the ``MessageStream`` is then watched."""
 
-    def __init__(self, manager: Any, recorder: _Recorder, model: Any) -> None:
+    def __init__(self, manager: Any, recorder: _Recorder, kwargs: dict[str, Any]) -> None:
         self._manager = manager
         self._recorder = recorder
-        self._model = model
+        self._kwargs = kwargs
+        self._model = kwargs.get("model")
+
+    def _held(self) -> Timer:
+        timer = Timer()
+        self._recorder.hold(timer, self._kwargs)  # BudgetExceeded: the request is not sent
+        return timer
 
     def __enter__(self) -> Any:
-        timer = Timer()
-        message_stream = self._manager.__enter__()
+        timer = self._held()
+        try:
+            message_stream = self._manager.__enter__()
+        except BaseException:
+            self._recorder.give_back(timer)
+            raise
         raw = getattr(message_stream, "_raw_stream", None)
         if raw is not None and hasattr(raw, "_iterator"):
             instrument_stream(
                 raw, _StreamWatch(self._recorder, timer, self._model), self._recorder.ledger
             )
+        else:
+            self._recorder.give_back(timer)  # nothing will record it
         return message_stream
 
     def __exit__(
@@ -143,13 +173,19 @@ class _StreamManager:
         return self._manager.__exit__(exc_type, exc, tb)
 
     async def __aenter__(self) -> Any:
-        timer = Timer()
-        message_stream = await self._manager.__aenter__()
+        timer = self._held()
+        try:
+            message_stream = await self._manager.__aenter__()
+        except BaseException:
+            self._recorder.give_back(timer)
+            raise
         raw = getattr(message_stream, "_raw_stream", None)
         if raw is not None and hasattr(raw, "_iterator"):
             instrument_async_stream(
                 raw, _StreamWatch(self._recorder, timer, self._model), self._recorder.ledger
             )
+        else:
+            self._recorder.give_back(timer)  # nothing will record it
         return message_stream
 
     async def __aexit__(

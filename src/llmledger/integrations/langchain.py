@@ -20,7 +20,9 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
-from llmledger.integrations._common import Timer
+from llmledger.budgets.guard import give_back, hold, settling
+from llmledger.errors import BudgetExceeded
+from llmledger.integrations._common import Timer, prompt_text
 from llmledger.ledger import Ledger
 from llmledger.sources import anthropic as anthropic_source
 from llmledger.sources import langchain as langchain_source
@@ -52,15 +54,21 @@ class LedgerCallbackHandler(BaseCallbackHandler):
 
     A failed call (``on_llm_error``) records nothing — a failed request is not billed and
     reports no usage — but is counted in :attr:`errors`.
+
+    When the ledger has ``block`` budgets, the start of each call reserves its worst case
+    (the prompt's estimate + ``max_tokens`` of the invocation) and raises
+    :class:`~llmledger.errors.BudgetExceeded` out of the chain before the model is called
+    when a budget would go over; the record settles it. ``budgets=False`` turns it off.
     """
 
-    raise_error = False  # a recording problem must never break the chain
     run_inline = True  # cheap and thread-safe: no need for a thread pool hop in async runs
 
-    def __init__(self, ledger: Ledger, *, agent: str | None = None) -> None:
+    def __init__(self, ledger: Ledger, *, agent: str | None = None, budgets: bool = True) -> None:
         super().__init__()
         self.ledger = ledger
         self.agent = agent
+        self.budgets = budgets
+        self._refusing = False
         #: Calls that ended in ``on_llm_error`` (nothing is recorded for them).
         self.errors = 0
         self._starts: dict[UUID, _Start] = {}
@@ -79,8 +87,9 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Remember when the call started and which model it asked for."""
-        self._start(run_id, serialized, metadata, kwargs.get("invocation_params"))
+        """Remember when the call started and which model it asked for (and reserve it
+        against the block budgets)."""
+        self._start(run_id, serialized, metadata, kwargs.get("invocation_params"), prompts)
 
     def on_chat_model_start(
         self,
@@ -93,8 +102,10 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Remember when the call started and which model it asked for."""
-        self._start(run_id, serialized, metadata, kwargs.get("invocation_params"))
+        """Remember when the call started and which model it asked for (and reserve it
+        against the block budgets)."""
+        contents = [getattr(m, "content", m) for batch in messages for m in batch]
+        self._start(run_id, serialized, metadata, kwargs.get("invocation_params"), contents)
 
     def _start(
         self,
@@ -102,6 +113,7 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         serialized: Mapping[str, Any] | None,
         metadata: Mapping[str, Any] | None,
         invocation: Any,
+        prompt: Any,
     ) -> None:
         model = _first_str(
             invocation if isinstance(invocation, Mapping) else None,
@@ -110,8 +122,30 @@ class LedgerCallbackHandler(BaseCallbackHandler):
             keys=("model_name", "model", "ls_model_name", "model_id"),
         )
         provider = _first_str(metadata, keys=("ls_provider",))
+        timer = Timer()
+        self._refusing = False
+        if self.budgets:
+            params = invocation if isinstance(invocation, Mapping) else {}
+            limit = params.get("max_tokens") or params.get("max_output_tokens")
+            try:
+                timer.reservation = hold(
+                    self.ledger,
+                    model=model,
+                    prompt=prompt_text({"messages": prompt}),
+                    max_output_tokens=limit if isinstance(limit, int) else None,
+                    provider=provider,
+                )
+            except BudgetExceeded:
+                self._refusing = True  # LangChain re-raises it (raise_error) out of the chain
+                raise
         with self._lock:
-            self._starts[run_id] = _Start(Timer(), model, provider)
+            self._starts[run_id] = _Start(timer, model, provider)
+
+    @property
+    def raise_error(self) -> bool:  # type: ignore[override]
+        """True only while a budget refuses a call: then LangChain lets BudgetExceeded out
+        of the chain; a recording problem never breaks it."""
+        return self._refusing
 
     # -- end ------------------------------------------------------------------------------
 
@@ -125,8 +159,13 @@ class LedgerCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record every generation that carries usage (see the class docstring)."""
+        self._refusing = False  # a recording problem here must never break the chain
         with self._lock:
             start = self._starts.pop(run_id, None) or _Start(Timer(), None, None)
+        with settling(self.ledger, start.timer.reservation):  # the record settles it
+            self._end(response, run_id, start)
+
+    def _end(self, response: LLMResult, run_id: UUID, start: _Start) -> None:
         duration = start.timer.elapsed_ms()
         output = response.llm_output or {}
         response_model = _first_str(output, keys=("model_name", "model"))
@@ -242,8 +281,10 @@ class LedgerCallbackHandler(BaseCallbackHandler):
     ) -> None:
         """Count the failure; record nothing (see the class docstring)."""
         with self._lock:
-            self._starts.pop(run_id, None)
+            start = self._starts.pop(run_id, None)
             self.errors += 1
+        if start is not None:
+            give_back(self.ledger, start.timer.reservation)
 
 
 def _first_str(*sources: Mapping[str, Any] | None, keys: tuple[str, ...]) -> str | None:

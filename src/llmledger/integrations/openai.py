@@ -37,7 +37,9 @@ _C = TypeVar("_C")
 PROVIDER = "openai"
 
 
-def instrument_openai(client: _C, ledger: Ledger, *, agent: str | None = None) -> _C:
+def instrument_openai(
+    client: _C, ledger: Ledger, *, agent: str | None = None, budgets: bool = True
+) -> _C:
     """Record every chat completion and response ``client`` makes into ``ledger``.
 
     Instruments the client in place and returns it. Works for ``OpenAI``, ``AsyncOpenAI``
@@ -51,8 +53,13 @@ def instrument_openai(client: _C, ledger: Ledger, *, agent: str | None = None) -
     did not, and the extra usage chunk is hidden from the caller. API errors propagate
     unchanged and record nothing; a stream that fails after its first chunk is recorded with
     status ``error`` and whatever usage it had reported.
+
+    When the ledger has ``block`` budgets, each request first reserves its worst case
+    (prompt estimate + ``max_tokens`` / ``max_completion_tokens`` / ``max_output_tokens``)
+    and raises :class:`~llmledger.errors.BudgetExceeded` instead of sending it when a budget
+    would go over; the record settles the reservation. ``budgets=False`` turns this off.
     """
-    recorder = _Recorder(ledger, agent)
+    recorder = _Recorder(ledger, agent, budgets=budgets)
     chat = getattr(client, "chat", None)
     completions = getattr(chat, "completions", None)
     if completions is not None:
@@ -60,7 +67,7 @@ def instrument_openai(client: _C, ledger: Ledger, *, agent: str | None = None) -
     responses = getattr(client, "responses", None)
     if responses is not None:
         instrument_resource(responses, "responses", _method(recorder.responses), _METHODS)
-    wrap_copies(client, lambda copy: instrument_openai(copy, ledger, agent=agent))
+    wrap_copies(client, lambda copy: instrument_openai(copy, ledger, agent=agent, budgets=budgets))
     return client
 
 
@@ -75,7 +82,12 @@ def _method(handle: _Handler) -> Callable[..., Any]:
     def call(original: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs, hide = _prepare(handle, kwargs)
         timer = Timer()
-        result = original(*args, **kwargs)
+        handle.recorder.hold(timer, kwargs)  # BudgetExceeded: the request is not sent
+        try:
+            result = original(*args, **kwargs)
+        except BaseException:
+            handle.recorder.give_back(timer)
+            raise
         if inspect.isawaitable(result):
             return _finish_async(result, handle, timer, hide, kwargs)
         return handle(result, timer, hide, kwargs, is_async=False)
@@ -86,7 +98,11 @@ def _method(handle: _Handler) -> Callable[..., Any]:
 async def _finish_async(
     pending: Awaitable[Any], handle: _Handler, timer: Timer, hide: bool, kwargs: dict[str, Any]
 ) -> Any:
-    result = await pending
+    try:
+        result = await pending
+    except BaseException:
+        handle.recorder.give_back(timer)
+        raise
     return handle(result, timer, hide, kwargs, is_async=True, body=await araw_body(result))
 
 
@@ -105,8 +121,8 @@ def _prepare(handle: _Handler, kwargs: dict[str, Any]) -> tuple[dict[str, Any], 
 class _Recorder(Recorder):
     provider = PROVIDER
 
-    def __init__(self, ledger: Ledger, agent: str | None) -> None:
-        super().__init__(ledger, agent)
+    def __init__(self, ledger: Ledger, agent: str | None, *, budgets: bool = True) -> None:
+        super().__init__(ledger, agent, budgets=budgets)
         self.chat = _Handler(
             self,
             chat_stream=True,

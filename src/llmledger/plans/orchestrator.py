@@ -206,7 +206,7 @@ class _PlanRun:
                 self.pending.remove(task)
                 self._skip(task, state[5:])
                 continue
-            if self._over_budget():
+            if self._over_budget(task):
                 return
             self.pending.remove(task)
             self._start(task, pool)
@@ -226,7 +226,9 @@ class _PlanRun:
             return "wait"
         return "ready"
 
-    def _over_budget(self) -> bool:
+    def _over_budget(self, task: Task | None = None) -> bool:
+        if task is not None and self._refused_by_a_budget(task):
+            return True
         for limit in self.limits:
             spent = self.ledger.totals_or_empty(limit.run_id).cost_usd or Decimal(0)
             if spent >= limit.amount:
@@ -238,6 +240,24 @@ class _PlanRun:
                 self.options.echo(f"{self.budget_note}; no new task starts")
                 return True
         return False
+
+    def _refused_by_a_budget(self, task: Task) -> bool:
+        """A ``block`` budget (``llmledger budget``) the task falls in is spent."""
+        from llmledger.budgets.guard import start_refusal
+
+        refused = start_refusal(
+            self.ledger,
+            agent=task.agent,
+            model=task.model,
+            keys=(task.id, task.section_id),
+            parent=self.plan_run,
+        )
+        if refused is None:
+            return False
+        self.stop = "budget"
+        self.budget_note = f"budget reached: {refused}"
+        self.options.echo(f"{self.budget_note}; no new task starts")
+        return True
 
     def _start(self, task: Task, pool: ThreadPoolExecutor) -> None:
         section = self._open_section(task.section_id)
@@ -327,7 +347,7 @@ class _PlanRun:
             if number > 1:
                 if self.options.cancel.is_set():
                     return
-                if self._over_budget():
+                if self._over_budget(task):
                     out.reason = f"no retry: {self.budget_note}"
                     return
                 self.ledger.add_status_event(

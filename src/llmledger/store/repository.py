@@ -7,7 +7,7 @@ import functools
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -171,17 +171,26 @@ class Repository:
             rows.append(_call_row(call, run_id=run_id, price=price, recorded_at=recorded))
         return rows
 
-    def write_call_rows(self, rows: Sequence[Mapping[str, Any]]) -> int:
+    def write_call_rows(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        also: Callable[[Connection], None] | None = None,
+    ) -> int:
         """Insert rows in one transaction; returns how many were inserted or replaced.
 
         A row whose dedupe key is already stored replaces the stored copy only when its token
-        total is larger (streaming snapshots); otherwise it changes nothing.
+        total is larger (streaming snapshots); otherwise it changes nothing. ``also`` runs in
+        the same transaction (a budget reservation is settled there).
         """
         if not rows:
             return 0
         unique = _largest_per_key(rows)
         with self.engine.begin() as conn:
-            return _write_calls(conn, unique)
+            written = _write_calls(conn, unique)
+            if also is not None:
+                also(conn)
+            return written
 
     def add_calls(
         self,

@@ -37,6 +37,9 @@ __all__ = [
     "RunStatus",
     "TerminalRunStatus",
     "api_keys",
+    "budget_alerts",
+    "budget_reservations",
+    "budgets",
     "call_metrics",
     "call_rollup",
     "calls",
@@ -228,4 +231,50 @@ call_metrics = Table(
         for name, length in zip(METRICS_KEY_COLUMNS, (64, 200, 48, 128, 8, 16), strict=True)
     ),
     *(Column(name, BigInteger, nullable=False) for name in METRICS_MEASURE_COLUMNS),
+)
+
+
+#: Spending limits (0008): see ``llmledger.budgets``. ``scope`` maps a scope key (agent,
+#: workflow, project, model, provider, source, host) to the value a call must have.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("limit_usd", Money, nullable=False),
+    Column("window", String(32), nullable=False),
+    Column("tz", String(64), nullable=True),
+    Column("scope", JsonType, nullable=True),
+    Column("action", String(8), nullable=False),
+    Column("thresholds", JsonType, nullable=True),
+    Column("notify", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+#: Live reservations against budgets (0008): one row per reservation and budget, deleted when
+#: the call is recorded (settled), released, or past ``expires_at``.
+budget_reservations = Table(
+    "budget_reservations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("budget", String(64), primary_key=True),
+    Column("amount_usd", Money, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("run_id", String(32), nullable=True),
+    Column("owner_host", String(255), nullable=True),
+    Column("owner_pid", Integer, nullable=True),
+    Index(None, "budget", "expires_at"),
+)
+
+#: Budget warnings already sent (0008), one row per budget, window, kind and threshold, so that
+#: each fires once per window across processes.
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("budget", String(64), primary_key=True),
+    Column("window_start", Timestamp, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("threshold", Integer, primary_key=True),
+    Column("fired_at", Timestamp, nullable=False),
 )
