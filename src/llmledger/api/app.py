@@ -74,7 +74,7 @@ def create_app(
     the SQLite file in the user data directory). With ``no_auth`` every request is allowed;
     else requests need a key with the route's scope once any active key exists. ``pricer``
     prices posted calls (default: the prices in effect, overrides file included)."""
-    from llmledger.api import ingest, metrics, reads
+    from llmledger.api import ingest, metrics, otlp, reads
     from llmledger.pricing import Pricer
 
     store = Store(db)
@@ -115,6 +115,7 @@ def create_app(
     app.include_router(ingest.router)
     app.include_router(reads.router)
     app.include_router(metrics.router)
+    app.include_router(otlp.router)
     return app
 
 
