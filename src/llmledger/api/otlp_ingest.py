@@ -298,13 +298,15 @@ class _Tree:
     def finalize(self) -> None:
         """End the runs whose spans ended here; recompute the roll-ups of ended runs above
         the calls written."""
-        done: set[str] = set()
-        for run_id, status, end in self.ended:
-            self.repo.finalize_run(run_id, status, finished_at=end, idempotent=True)
-            done.add(run_id)
-        for run_id, status in _ended_ancestors(self.repo, self.touched | done).items():
-            if run_id not in done:
-                self.repo.finalize_run(run_id, status, idempotent=True)
+        done = {run_id for run_id, _, _ in self.ended}
+        above = _ended_ancestors(self.repo, self.touched | done)
+        self.repo.finalize_runs(
+            [
+                *self.ended,
+                *((run_id, status, None) for run_id, status in above.items() if run_id not in done),
+            ],
+            idempotent=True,
+        )
 
 
 def _times(span: Mapping[str, Any], ctx: Ctx) -> tuple[datetime | None, datetime | None]:
