@@ -308,7 +308,6 @@ def test_parents_sent_after_children_make_the_same_tree(tmp_path: Path) -> None:
     assert _dump(open_repository(apart)) == _dump(open_repository(together))
 
 
-@pytest.mark.usefixtures("db_url")
 def test_everything_sent_twice_changes_nothing(db_url: str) -> None:
     spans = _genai_spans()
     logs = (OTLP / "claude-code-logs.json").read_bytes()
