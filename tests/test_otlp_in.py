@@ -642,3 +642,28 @@ def test_import_to_the_server_after_telemetry_counts_each_request_once(
     answer = client.post("/v1/calls", json={"items": items, "host": "laptop-ana"}).json()
     assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (1, 2, [])
     assert _by_request(open_repository(sqlite_url)) == _EXPECTED
+
+
+def test_an_event_without_request_id_is_keyed_by_session_and_sequence(
+    client: TestClient, sqlite_url: str
+) -> None:
+    """Claude Code sends no ``request_id`` when the API returned none (some third-party
+    backends): the event is keyed by its session and ``event.sequence``, so a resend is still
+    one call."""
+    document = orjson.loads((OTLP / "claude-code-logs.json").read_bytes())
+    records = document["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+    for record in records:
+        record["attributes"] = [a for a in record["attributes"] if a["key"] != "request_id"]
+    for _ in range(2):
+        client.post("/v1/logs", content=orjson.dumps(document), headers={"Content-Type": otlp.JSON})
+    keys = sorted(row["dedupe_key"] for row in _calls_rows(open_repository(sqlite_url)))
+    assert keys == [f"claude-otel:{SESSION}:2", f"claude-otel:{SESSION}:4"]
+
+
+def test_parse_reads_an_otlp_json_export_by_the_same_rules() -> None:
+    """``llmledger parse``/``import`` of an OTel export and the receiver share the reader: the
+    agent span's summed usage is not a call there either."""
+    from llmledger.sources import parse
+
+    parsed = parse(orjson.loads((OTLP / "genai-traces.json").read_bytes()), format="otel")
+    assert [c.usage.input_tokens for c in parsed.calls] == [1976, 2000]
