@@ -254,7 +254,8 @@ def test_real_exporter_spans_become_calls_and_runs(server: ServerProcess, sqlite
         400,
     )
     assert chat["cache_write_tokens"] is None
-    assert chat["cost_status"] == "computed"
+    # gpt-4o: $2.50/M input, $1.25/M cache reads, $10/M output.
+    assert (chat["cost_usd"], chat["cost_status"]) == (Decimal("0.01022"), "computed")
     assert chat["agent_id"] == "classifier"
     assert chat["host"] == "build-7"
     inner = calls["claude-sonnet-4-5-20250929"]
@@ -265,6 +266,8 @@ def test_real_exporter_spans_become_calls_and_runs(server: ServerProcess, sqlite
         inner["output_tokens"],
     ) == (500, 4000, 500, 120)
     assert inner["dedupe_key"] == "msg_01OtelInnerCall"
+    # claude-sonnet-4-5: $3/M input, $0.30/M cache reads, $3.75/M cache writes, $15/M output.
+    assert inner["cost_usd"] == Decimal("0.006375")
     assert calls["gpt-4o-mini"]["status"] == "error"
     assert calls["text-embedding-3-small"]["run_id"] is None
     # The agent's summed usage attributes are not a call: 4 calls, not 5.
