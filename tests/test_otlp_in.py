@@ -670,3 +670,29 @@ def test_parse_reads_an_otlp_json_export_by_the_same_rules() -> None:
 
     parsed = parse(orjson.loads((OTLP / "genai-traces.json").read_bytes()), format="otel")
     assert [c.usage.input_tokens for c in parsed.calls] == [1976, 2000]
+
+
+def test_text_the_store_cannot_hold_is_cleaned_or_rejected(db_url: str) -> None:
+    """A NUL character (which PostgreSQL cannot store) in a span's name or agent is dropped
+    from the run; in a model name it rejects that span alone; a trace id that is not hex
+    refuses the body (400)."""
+    document = orjson.loads((OTLP / "genai-traces.json").read_bytes())
+    spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[1]["name"] = "invoke_agent class\x00ifier"
+    spans[1]["attributes"][1]["value"] = {"stringValue": "class\x00ifier"}
+    spans[3]["attributes"][3]["value"] = {"stringValue": "gpt-4o\x00"}
+    with TestClient(create_app(db_url, no_auth=True)) as client:
+        answer = client.post(
+            "/v1/traces", content=orjson.dumps(document), headers={"Content-Type": otlp.JSON}
+        ).json()
+        assert answer["partialSuccess"]["rejectedSpans"] == "1"
+        spans[0]["traceId"] = "not-hex"
+        refused = client.post(
+            "/v1/traces", content=orjson.dumps(document), headers={"Content-Type": otlp.JSON}
+        )
+        assert refused.status_code == 400
+    repo = open_repository(db_url)
+    agent = _runs(repo)[span_run_id("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b173")]
+    assert (agent["name"], agent["agent_id"]) == ("invoke_agent classifier", "classifier")
+    assert len(_calls_rows(repo)) == 1
+    repo.engine.dispose()

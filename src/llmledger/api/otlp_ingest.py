@@ -256,7 +256,7 @@ class _Tree:
             "parent_id": parent_id,
             "root_id": root,
             "kind": otel.RUN_OPERATIONS.get(op or "", SECTION),
-            "name": span["name"] or None,
+            "name": _text(span["name"]),
             "agent_id": _agent_name(attrs),
             "started_at": start or datetime.now(UTC),
             "metadata": _run_metadata(span, op),
@@ -316,21 +316,28 @@ def _times(span: Mapping[str, Any], ctx: Ctx) -> tuple[datetime | None, datetime
         return None, None
 
 
+def _text(value: object, limit: int | None = None) -> str | None:
+    """A span's text as a run column holds it: PostgreSQL stores no NUL character."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value.replace("\x00", "")[:limit]
+
+
 def _agent_name(attrs: Mapping[str, Any]) -> str | None:
     for key in ("gen_ai.agent.name", "gen_ai.agent.id"):
-        value = attrs.get(key)
-        if isinstance(value, str) and value:
-            return value[:128]
+        value = _text(attrs.get(key), 128)
+        if value:
+            return value
     return None
 
 
 def _run_metadata(span: Mapping[str, Any], op: str | None) -> dict[str, Any]:
     otel_meta: dict[str, Any] = {"trace_id": span["traceId"], "span_id": span["spanId"]}
     if op:
-        otel_meta["operation"] = op
+        otel_meta["operation"] = _text(op)
     meta: dict[str, Any] = {"otel": otel_meta}
-    service = span["resource"].get("service.name")
-    if isinstance(service, str):
+    service = _text(span["resource"].get("service.name"))
+    if service:
         meta["service"] = service
     return meta
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -151,7 +152,7 @@ def _objects(obj: Mapping[str, Any], key: str) -> Iterator[Mapping[str, Any]]:
         yield item
 
 
-_NUMBER_KINDS = ("intValue",)
+_HEX = re.compile(r"[0-9a-fA-F]{0,64}")
 
 
 def _json_value(value: Any) -> Any:
@@ -204,8 +205,8 @@ def _json_int(obj: Mapping[str, Any], key: str) -> int:
 
 def _json_id(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key) or ""
-    if not isinstance(value, str):
-        raise ParseError(FORMAT, f"{key}: expected a hex string", field=key)
+    if not isinstance(value, str) or not _HEX.fullmatch(value):
+        raise ParseError(FORMAT, f"{key}: expected a hex string, got {value!r}", field=key)
     return value.lower()
 
 
