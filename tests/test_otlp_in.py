@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from google.protobuf import json_format
 from opentelemetry._logs import LogRecord
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -179,8 +180,9 @@ def _genai_spans(*, bad: bool = False) -> list[ReadableSpan]:
     return list(memory.get_finished_spans())
 
 
-def _export(url: str, spans: list[ReadableSpan]) -> None:
-    exporter = OTLPSpanExporter(endpoint=f"{url}/v1/traces", timeout=30)
+def _export(url: str, spans: list[ReadableSpan], *, gzipped: bool = False) -> None:
+    compression = Compression.Gzip if gzipped else Compression.NoCompression
+    exporter = OTLPSpanExporter(endpoint=f"{url}/v1/traces", timeout=30, compression=compression)
     try:
         assert exporter.export(spans) == SpanExportResult.SUCCESS
     finally:
@@ -319,7 +321,7 @@ def test_everything_sent_twice_changes_nothing(db_url: str) -> None:
         _post(running.url, "/v1/logs", logs)
         repo = open_repository(db_url)
         first = _dump(repo)
-        _export(running.url, spans)
+        _export(running.url, spans, gzipped=True)
         _export(running.url, list(reversed(spans)))
         again = _post(running.url, "/v1/logs", logs)
         assert again.json() == {}
