@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import BigInteger, Integer, String, Text, select
 
+from llmledger.agents import CLAUDE
 from llmledger.api.app import pricer, repository
 from llmledger.api.auth import require
 from llmledger.api.errors import error_responses
@@ -50,7 +51,7 @@ from llmledger.store import Repository
 from llmledger.store.engine import READ_ONLY
 from llmledger.store.schema import calls, runs
 
-__all__ = ["ingest_calls", "router"]
+__all__ = ["ingest_calls", "router", "unstorable"]
 
 _log = logging.getLogger("llmledger.api")
 
@@ -262,13 +263,14 @@ def ingest_calls(
             found.rejected.append((index, "an item is {'call': ...} or {'payload': ...}"))
     _add_records(found, records, pricer, batch.host)
     rows, row_indexes = _rows(repo, found, run_id)
+    rows, row_indexes, copies = _without_telemetry_copies(repo, rows, row_indexes)
     # In key order: concurrent batches that share keys then lock them in the same order
     # (PostgreSQL), so they wait for each other instead of deadlocking.
     written = repo.write_call_rows(sorted(rows, key=_dedupe_key)) if rows else 0
     found.rejected.sort()
     return {
         "accepted": written,
-        "duplicates": len(rows) - written,
+        "duplicates": len(rows) - written + copies,
         "rejected": [{"index": index, "error": error} for index, error in found.rejected],
         "calls": [
             {
@@ -284,6 +286,34 @@ def ingest_calls(
 
 
 _dedupe_key = itemgetter("dedupe_key")
+
+
+def _without_telemetry_copies(
+    repo: Repository, rows: list[dict[str, Any]], indexes: list[int]
+) -> tuple[list[dict[str, Any]], list[int], int]:
+    """The rows less the Claude Code transcript calls (``import --to``) of API requests that
+    Claude Code's telemetry stored already through ``/v1/logs``: those count once, as the
+    event's copy (the rule of a local import, :func:`~llmledger.imports.dedupe.telemetry_requests`).
+    Returns the rows and indexes kept and how many were such copies."""
+    sessions = {
+        row["session_id"]
+        for row in rows
+        if row["source"] == CLAUDE.log_source and row["session_id"] and row["request_id"]
+    }
+    if not sessions:
+        return rows, indexes, 0
+    from llmledger.imports.dedupe import telemetry_requests
+
+    with repo.engine.connect().execution_options(**READ_ONLY) as conn:
+        sent = telemetry_requests(conn, sessions)
+    if not sent:
+        return rows, indexes, 0
+    kept = [
+        (row, index)
+        for row, index in zip(rows, indexes, strict=True)
+        if row["source"] != CLAUDE.log_source or (row["session_id"], row["request_id"]) not in sent
+    ]
+    return [row for row, _ in kept], [index for _, index in kept], len(rows) - len(kept)
 
 
 def _by_index(pair: tuple[int, dict[str, Any]]) -> int:
@@ -364,7 +394,7 @@ def _rows(
         rows = repo.call_rows(
             found.calls, run_id=run_id, prices=found.prices, recorded_at=recorded_at
         )
-        problems = [_unstorable(row) for row in rows]
+        problems = [unstorable(row) for row in rows]
         if not any(problems):
             return rows, found.indexes
     except UsageError:
@@ -376,7 +406,7 @@ def _rows(
         except UsageError as exc:
             found.rejected.append((index, str(exc)))
             continue
-        problem = _unstorable(row)
+        problem = unstorable(row)
         if problem:
             found.rejected.append((index, problem))
             continue
@@ -402,7 +432,7 @@ _ints = itemgetter(*_INTS)
 _INT64 = 2**63
 
 
-def _unstorable(row: dict[str, Any]) -> str | None:
+def unstorable(row: dict[str, Any]) -> str | None:
     """Why the store cannot hold ``row`` (a column named), or None."""
     for (name, limit), value in zip(_TEXT, _texts(row), strict=True):
         if value is None:

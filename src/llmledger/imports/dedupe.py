@@ -15,14 +15,15 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from llmledger.agents import CODEX, LIVE_SOURCES, log_source_of
+from llmledger.agents import CLAUDE, CODEX, LIVE_SOURCES, log_source_of
 from llmledger.imports.fastpath import better_copy
-from llmledger.imports.rows import DEDUPE_KEY, MESSAGE_ID, SESSION_ID, STARTED_AT
+from llmledger.imports.rows import DEDUPE_KEY, MESSAGE_ID, ROW_AT, SESSION_ID, STARTED_AT
+from llmledger.sources.claude_code_otel import SOURCE as CLAUDE_TELEMETRY
 from llmledger.store.repository import Repository
 from llmledger.store.schema import calls, runs
 from llmledger.store.types import datetime_to_micros
 
-__all__ = ["Dedupe", "drop_imported_copies", "legacy_codex_keys"]
+__all__ = ["Dedupe", "drop_imported_copies", "legacy_codex_keys", "telemetry_requests"]
 
 _IN_CHUNK = 500
 
@@ -82,6 +83,16 @@ class Dedupe:
             for sid, start, end in conn.execute(query).all():
                 window = (datetime_to_micros(start), end and datetime_to_micros(end))
                 self.live_sessions.setdefault(sid, []).append(window)
+        # Claude Code calls its telemetry sent (session id, request id), loaded per session.
+        self.telemetry = (
+            CLAUDE.log_source in sources
+            and conn.execute(
+                select(calls.c.id).where(calls.c.source == CLAUDE_TELEMETRY).limit(1)
+            ).first()
+            is not None
+        )
+        self.telemetry_sessions: set[str] = set()
+        self.telemetry_requests: set[tuple[str, str]] = set()
         self.best: dict[str, tuple[int, int, bool, bool]] = {}
         # message id -> [(dedupe key, is sidechain, recorded live)] for keys seen or stored;
         # a bare key stands for [(key, False, False)] (see filter()).
@@ -107,11 +118,29 @@ class Dedupe:
                 # A stored copy of the same key is settled by the upsert itself.
         self.by_message.update(stored)
 
+    def load_telemetry(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        """Remember the API requests of these rows' sessions that Claude Code's telemetry
+        stored (only when the store holds telemetry calls)."""
+        if not self.telemetry:
+            return
+        wanted = {row[SESSION_ID] for row in rows if row[SESSION_ID]} - self.telemetry_sessions
+        self.telemetry_sessions.update(wanted)
+        self.telemetry_requests.update(telemetry_requests(self.conn, wanted))
+
     def filter(
         self, rows: list[tuple[Any, ...]], infos: list[tuple[int, int, bool, bool]]
     ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """The rows to write, in order (see :meth:`keep`): those of calls met for the first
-        time, and those that are better copies of calls kept before."""
+        time, and those that are better copies of calls kept before. A row of an API request
+        that Claude Code's telemetry stored is a copy (see :meth:`load_telemetry`)."""
+        if self.telemetry_requests:
+            sent = self.telemetry_requests
+            pairs = [
+                (row, info)
+                for row, info in zip(rows, infos, strict=True)
+                if (row[SESSION_ID], row[_REQUEST_ID]) not in sent
+            ]
+            rows, infos = [row for row, _ in pairs], [info for _, info in pairs]
         best, by_message = self.best, self.by_message
         kept: list[tuple[Any, ...]] = []
         replacing: list[tuple[Any, ...]] = []
@@ -188,9 +217,27 @@ class Dedupe:
         return True
 
 
+_REQUEST_ID = ROW_AT["request_id"]
 _KEY_OF = itemgetter(DEDUPE_KEY)
 _MESSAGE_OF = itemgetter(MESSAGE_ID)
 _SIDECHAIN_OF = itemgetter(3)
+
+
+def telemetry_requests(conn: Connection, sessions: Iterable[str]) -> set[tuple[str, str]]:
+    """The (session id, request id) of every API request of these Claude Code sessions that
+    its telemetry stored (source ``claude_code_otel``): a transcript line of one of them is a
+    copy. Also what the service's ``POST /v1/calls`` checks the calls of ``import --to``
+    against."""
+    wanted = sorted(sid for sid in set(sessions) if "\x00" not in sid)  # none such is stored
+    found: set[tuple[str, str]] = set()
+    for i in range(0, len(wanted), _IN_CHUNK):
+        query = select(calls.c.session_id, calls.c.request_id).where(
+            calls.c.source == CLAUDE_TELEMETRY,
+            calls.c.session_id.in_(wanted[i : i + _IN_CHUNK]),
+            calls.c.request_id.is_not(None),
+        )
+        found.update((sid, rid) for sid, rid in conn.execute(query).all())
+    return found
 
 
 def legacy_codex_keys(conn: Connection, sessions: set[str]) -> list[str]:

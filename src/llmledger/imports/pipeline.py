@@ -193,6 +193,7 @@ def _import_rows(repo: Repository, reading: Reading, progress: Progress | None) 
             done_bytes += task.size - task.offset
             _account(summary, skipped, plan, result)
             dedupe.load_stored(r[MESSAGE_ID] for r in result.rows if r[MESSAGE_ID])
+            dedupe.load_telemetry(result.rows)
             meta = {
                 "project": plan.file.project,
                 "cwd": result.cwd,

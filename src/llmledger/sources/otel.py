@@ -5,6 +5,13 @@ Accepts a span with an attribute map, a list of spans, or an OTLP/JSON export
 Current semconv puts cache reads and writes inside ``gen_ai.usage.input_tokens``, so they are
 subtracted; older Anthropic instrumentations reported the exclusive count, recognizable when
 the cache counts exceed it (trap 18), and then nothing is subtracted.
+
+A span is a model call when its ``gen_ai.operation.name`` is a model operation (``chat``,
+``text_completion``, ``generate_content``, ``embeddings``, …) or, without an operation name,
+when it carries usage. Agent, workflow and tool spans (``invoke_agent``, ``invoke_workflow``,
+``create_agent``, ``execute_tool``) are never calls, even when a framework puts its children's
+summed usage on them: counting them too would count those calls twice. The OTLP receiver
+(:mod:`llmledger.api.otlp`) reads spans with the same functions (:func:`span_call`).
 """
 
 from __future__ import annotations
@@ -41,6 +48,18 @@ _CACHE_WRITE = (
     "gen_ai.usage.cache_creation_input_tokens",
 )
 _REASONING = ("gen_ai.usage.reasoning.output_tokens",)
+#: The ``gen_ai.operation.name`` values of a span that is one model request.
+MODEL_OPERATIONS = frozenset(
+    {"chat", "text_completion", "generate_content", "embeddings", "completion", "responses"}
+)
+#: The operations of spans that are not model requests but hold them: agent, workflow and
+#: tool spans; their run kind in the ledger.
+RUN_OPERATIONS = {
+    "invoke_workflow": "workflow",
+    "invoke_agent": "agent",
+    "create_agent": "agent",
+    "execute_tool": "tool",
+}
 _PROVIDERS = {
     "aws.bedrock": "aws-bedrock",
     "gcp.gemini": "google",
@@ -51,7 +70,8 @@ _PROVIDERS = {
 }
 
 
-def _attributes(span: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
+def attributes(span: Mapping[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """The span's attributes as a map: given as one, or read from OTLP/JSON's key-value list."""
     attrs = span.get("attributes")
     if isinstance(attrs, dict):
         return attrs
@@ -131,7 +151,37 @@ def _from_nanos(nanos: int, ctx: Ctx, name: str) -> datetime:
     return in_time_range(at, nanos, ctx, name)
 
 
-def _call(span: JsonObj, usage: Usage, attrs: Mapping[str, Any], ctx: Ctx) -> Call:
+def span_times(span: Mapping[str, Any], ctx: Ctx) -> tuple[datetime | None, datetime | None]:
+    """The span's start and end times (None where missing)."""
+    start, end = _nanos(span, "startTimeUnixNano"), _nanos(span, "endTimeUnixNano")
+    return (
+        None if not start else _from_nanos(start, ctx, "startTimeUnixNano"),
+        None if not end else _from_nanos(end, ctx, "endTimeUnixNano"),
+    )
+
+
+def operation(attrs: Mapping[str, Any]) -> str | None:
+    """The span's ``gen_ai.operation.name``, or None."""
+    value = attrs.get("gen_ai.operation.name")
+    return value if isinstance(value, str) else None
+
+
+def span_call(span: Mapping[str, Any], attrs: Mapping[str, Any], ctx: Ctx) -> Call | None:
+    """The model call a span records (see the module's rules), or None when it records none.
+    Raises :class:`~llmledger.errors.ParseError` for usage that cannot be read (a negative
+    count, a count that is not a number)."""
+    op = operation(attrs)
+    if op in RUN_OPERATIONS:
+        return None
+    usage = span_usage(attrs, ctx)
+    if usage is None:
+        if op not in MODEL_OPERATIONS:
+            return None
+        usage = Usage()
+    return _call(span, usage, attrs, ctx)
+
+
+def _call(span: Mapping[str, Any], usage: Usage, attrs: Mapping[str, Any], ctx: Ctx) -> Call:
     model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
     model = model if isinstance(model, str) else None
     system = attrs.get("gen_ai.provider.name") or attrs.get("gen_ai.system")
@@ -141,6 +191,7 @@ def _call(span: JsonObj, usage: Usage, attrs: Mapping[str, Any], ctx: Ctx) -> Ca
     trace, span_id = span.get("traceId"), span.get("spanId")
     key = response_id or (f"{trace}:{span_id}" if trace and span_id else None)
     start, end = _nanos(span, "startTimeUnixNano"), _nanos(span, "endTimeUnixNano")
+    conversation = attrs.get("gen_ai.conversation.id")
     call = Call(
         usage=usage,
         source=FORMAT,
@@ -148,6 +199,7 @@ def _call(span: JsonObj, usage: Usage, attrs: Mapping[str, Any], ctx: Ctx) -> Ca
         provider=provider or guess_provider(model),
         dedupe_key=key,
         message_id=response_id,
+        session_id=conversation if isinstance(conversation, str) else None,
     )
     if start is not None and end is not None and end >= start:
         call.started_at = _from_nanos(start, ctx, "startTimeUnixNano")
@@ -165,7 +217,9 @@ def parse_spans(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summar
     for rec in records:
         ctx.line = rec.line
         for span in _spans(rec.value, ctx):
-            attrs = _attributes(span, ctx)
+            attrs = attributes(span, ctx)
+            if operation(attrs) in RUN_OPERATIONS:
+                continue  # an agent's or workflow's summed usage: its calls are spans too
             usage = span_usage(attrs, ctx)
             if usage is not None:
                 calls.append(_call(span, usage, attrs, ctx))
@@ -174,4 +228,14 @@ def parse_spans(records: Sequence[Record], ctx: Ctx) -> tuple[list[Call], Summar
     return calls, None
 
 
-__all__ = ["FORMAT", "parse_spans", "span_usage"]
+__all__ = [
+    "FORMAT",
+    "MODEL_OPERATIONS",
+    "RUN_OPERATIONS",
+    "attributes",
+    "operation",
+    "parse_spans",
+    "span_call",
+    "span_times",
+    "span_usage",
+]

@@ -135,6 +135,7 @@ class Repository:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._inclusive_usage: Select[Any] | None = None
 
     @property
     def dialect(self) -> str:
@@ -310,60 +311,96 @@ class Repository:
         ``metadata`` is merged again. A run that ended with another status raises
         :class:`~llmledger.errors.ConflictError` (field ``status``) and is left as it was.
         Without it, finalizing an ended run overwrites its status, times and roll-up."""
+        with self.engine.begin() as conn:
+            return self._finalize(
+                conn,
+                run_id,
+                status,
+                finished_at=finished_at,
+                metadata=metadata,
+                finish_unknown=finish_unknown,
+                idempotent=idempotent,
+            )
+
+    def finalize_runs(
+        self,
+        ends: Iterable[tuple[str, TerminalRunStatus, datetime | None]],
+        *,
+        idempotent: bool = False,
+    ) -> None:
+        """:meth:`finalize_run` of each ``(run_id, status, finished_at)`` (``finished_at``
+        None: keep an ended run's, else now), all in one transaction: a writer that ends many
+        runs at once (the OTLP receiver) pays one commit, not one per run."""
+        with self.engine.begin() as conn:
+            for run_id, status, finished_at in ends:
+                self._finalize(conn, run_id, status, finished_at=finished_at, idempotent=idempotent)
+
+    def _finalize(
+        self,
+        conn: Connection,
+        run_id: str,
+        status: TerminalRunStatus,
+        *,
+        finished_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        finish_unknown: bool = False,
+        idempotent: bool = False,
+    ) -> Totals:
         if status not in TERMINAL_RUN_STATUSES:
             raise UsageError(
                 "status",
                 f"unknown terminal status {status!r}; one of {sorted(TERMINAL_RUN_STATUSES)}",
             )
         finished = None if finish_unknown else finished_at or _now()
-        with self.engine.begin() as conn:
-            query = select(
-                runs.c.started_at,
-                runs.c.metadata,
-                runs.c.status,
-                runs.c.finished_at,
-                runs.c.duration_ms,
-            ).where(runs.c.id == run_id)
-            # The row lock (PostgreSQL; SQLite's write transaction serializes anyway) keeps two
-            # racing finishes from both seeing the run still running.
-            started = conn.execute(query.with_for_update() if idempotent else query).first()
-            if started is None:
-                raise UsageError("run_id", f"no run {run_id!r} in the ledger")
-            ended = idempotent and started.status in TERMINAL_RUN_STATUSES
-            if ended and started.status != status:
-                raise ConflictError(
-                    "status",
-                    f"run {run_id!r} ended {started.status!r} already; it cannot end {status!r}",
-                )
-            duration_ms = None
-            if ended:
-                finished, duration_ms = started.finished_at, started.duration_ms
-            elif finished is not None and started.started_at is not None:
-                duration_ms = int((finished - started.started_at).total_seconds() * 1000)
-                if duration_ms < 0 and finished_at is not None:
-                    raise UsageError(
-                        "finished_at",
-                        f"{finished_at.isoformat()} is before the run started "
-                        f"({started.started_at.isoformat()}); a duration is never negative",
-                    )
-                if duration_ms < 0:
-                    duration_ms = None
-            totals = Totals.total(
-                _totals_from_row(row)
-                for row in conn.execute(self._usage_query(run_id, True)).mappings()
+        query = select(
+            runs.c.started_at,
+            runs.c.metadata,
+            runs.c.status,
+            runs.c.finished_at,
+            runs.c.duration_ms,
+        ).where(runs.c.id == run_id)
+        # The row lock (PostgreSQL; SQLite's write transaction serializes anyway) keeps two
+        # racing finishes from both seeing the run still running.
+        started = conn.execute(query.with_for_update() if idempotent else query).first()
+        if started is None:
+            raise UsageError("run_id", f"no run {run_id!r} in the ledger")
+        ended = idempotent and started.status in TERMINAL_RUN_STATUSES
+        if ended and started.status != status:
+            raise ConflictError(
+                "status",
+                f"run {run_id!r} ended {started.status!r} already; it cannot end {status!r}",
             )
-            values: dict[str, Any] = {
-                "status": status,
-                "finished_at": finished,
-                "duration_ms": duration_ms,
-                **{name: getattr(totals.usage, name) for name in TOKEN_COLUMNS},
-                "cost_usd": totals.cost_usd,
-                "unpriced_calls": totals.unpriced_calls,
-                "call_count": totals.calls,
-            }
-            if metadata:
-                values["metadata"] = {**(started.metadata or {}), **metadata}
-            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+        duration_ms = None
+        if ended:
+            finished, duration_ms = started.finished_at, started.duration_ms
+        elif finished is not None and started.started_at is not None:
+            duration_ms = int((finished - started.started_at).total_seconds() * 1000)
+            if duration_ms < 0 and finished_at is not None:
+                raise UsageError(
+                    "finished_at",
+                    f"{finished_at.isoformat()} is before the run started "
+                    f"({started.started_at.isoformat()}); a duration is never negative",
+                )
+            if duration_ms < 0:
+                duration_ms = None
+        if self._inclusive_usage is None:  # built once: building it costs more than running it
+            self._inclusive_usage = self._usage_query("", True)
+        totals = Totals.total(
+            _totals_from_row(row)
+            for row in conn.execute(self._inclusive_usage, {"root": run_id}).mappings()
+        )
+        values: dict[str, Any] = {
+            "status": status,
+            "finished_at": finished,
+            "duration_ms": duration_ms,
+            **{name: getattr(totals.usage, name) for name in TOKEN_COLUMNS},
+            "cost_usd": totals.cost_usd,
+            "unpriced_calls": totals.unpriced_calls,
+            "call_count": totals.calls,
+        }
+        if metadata:
+            values["metadata"] = {**(started.metadata or {}), **metadata}
+        conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
         return totals
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
