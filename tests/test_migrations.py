@@ -54,6 +54,14 @@ EXPECTED_COLUMNS = {
         "cost_auto", "priced_auto", "cost_reported", "priced_reported", "cost_calculated",
         "priced_calculated",
     ],
+    "call_rollup_hour": [
+        "hour", "source", "model", "calls",
+        "input_tokens", "input_tokens_known", "cache_read_tokens", "cache_read_tokens_known",
+        "cache_write_tokens", "cache_write_tokens_known", "output_tokens",
+        "output_tokens_known", "reasoning_tokens", "reasoning_tokens_known",
+        "cost_auto", "priced_auto", "cost_reported", "priced_reported", "cost_calculated",
+        "priced_calculated",
+    ],
     "call_metrics": [
         "provider", "model", "source", "agent", "status", "cost_status", "calls",
         *(c for name in [*TOKENS[:5], "cache_write_unknown_tokens", *TOKENS[5:], "cost_usd"]
@@ -401,3 +409,23 @@ def test_calls_at_0007_stay_and_budgets_work_after_0008(engine: sa.Engine) -> No
     tables = set(inspect(engine).get_table_names())
     assert not tables & {"budgets", "budget_reservations", "budget_alerts"}
     assert "calls" in tables
+
+
+def test_calls_at_0010_fill_the_hour_rollup_and_triggers_keep_it(engine: sa.Engine) -> None:
+    upgrade(engine, "0010")
+    at = 1_700_000_000_000_000  # 22:13:20 UTC: the quarter hours 0 and 3 of one hour
+    with engine.begin() as conn:
+        conn.execute(_INSERT_CALL, {"k": "k1", "at": at, "tokens": 10, "cost": 5})
+        conn.execute(_INSERT_CALL, {"k": "k2", "at": at + 2_700_000_000, "tokens": 4, "cost": 1})
+    upgrade(engine)
+    read = sa.text("SELECT hour, calls, input_tokens, cost_auto FROM call_rollup_hour")
+    hour = at // 3_600_000_000
+    with engine.begin() as conn:
+        assert [tuple(r) for r in conn.execute(read)] == [(hour, 2, 14, 6)]
+        conn.execute(_INSERT_CALL, {"k": "k3", "at": at + 1, "tokens": 7, "cost": 1})
+        conn.execute(sa.text("DELETE FROM calls WHERE dedupe_key = 'k1'"))
+        assert [tuple(r) for r in conn.execute(read)] == [(hour, 2, 11, 2)]
+    downgrade(engine, "0010")
+    assert "call_rollup_hour" not in inspect(engine).get_table_names()
+    with engine.begin() as conn:  # no trigger is left behind to write to a dropped table
+        conn.execute(_INSERT_CALL, {"k": "k4", "at": at, "tokens": 1, "cost": 1})

@@ -4,8 +4,10 @@ A period report groups by (local day, model) in SQL. The local day of a time ``t
 ``(t + offset) // day``, where the zone's UTC offset is taken per segment of constant offset
 between the ledger's first and last call (a CASE over the DST changes), so any zone is exact on
 both engines. The sums come from the call roll-up (``store/rollup.py``: totals per 15-minute
-bucket) wherever it answers exactly — every bucket wholly inside the selected range, in a zone
-whose offsets and changes fall on quarter hours — and from ``calls`` for the rest: the partial
+bucket, and ``store/hour_rollup.py``: the same per hour, four times fewer rows, read wherever
+the local days are unions of whole hours) wherever it answers exactly — every bucket wholly
+inside the selected range, in a zone whose offsets and changes fall on quarter hours — and
+from ``calls`` for the rest: the partial
 buckets at the ends of a ``--since``/``--until`` range, reports filtered by project or agent,
 and the rare zone off the quarter-hour grid. With ``by_project`` (``daily --by-project``, as
 ccusage's ``--instances``) the rows are per period and project, from ``calls``. Sums keep
@@ -25,6 +27,7 @@ from typing import Any
 
 from llmledger.reports.filters import COST_MODES, Filters, calls_where, in_values
 from llmledger.reports.sums import ReportRow, add_sums, calls_sums, sums_to_totals
+from llmledger.store.hour_rollup import HOUR_BUCKETS
 from llmledger.store.rollup import BUCKET_MICROS, COST_COLUMNS, NO_TIME, SUMMED
 from llmledger.store.sqlite_reader import Reader
 from llmledger.values import datetime_to_micros
@@ -36,12 +39,17 @@ PERIODS: tuple[str, ...] = ("daily", "weekly", "monthly")
 _DAY_MICROS = 86_400 * 1_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DATE = date(1970, 1, 1)
+_HOUR_MICROS = HOUR_BUCKETS * BUCKET_MICROS
+#: The roll-up tables: (name, time key column, its width in µs).
+_QUARTERS = ("call_rollup", "bucket", BUCKET_MICROS)
+_HOURS = ("call_rollup_hour", "hour", _HOUR_MICROS)
 
 
 def offset_segments(tz: tzinfo, first: int, last: int) -> list[tuple[int | None, int]]:
     """``tz``'s UTC offset (µs) over [first, last] (epoch µs) as segments ``(until, offset)``;
-    the last segment's ``until`` is None. Offsets change only at DST or zone-rule changes, so
-    a year of data has a handful of segments."""
+    the last segment's ``until`` is None, each ``until`` the first microsecond of the next
+    offset. Offsets change only at DST or zone-rule changes, so a year of data has a handful of
+    segments."""
 
     def offset_at(micros: int) -> int:
         moment = _EPOCH + timedelta(microseconds=micros)
@@ -53,8 +61,10 @@ def offset_segments(tz: tzinfo, first: int, last: int) -> list[tuple[int | None,
     while at < last:
         step = min(at + _DAY_MICROS, last)
         if offset_at(step) != current:
-            lo, hi = at, step  # the change lies in (lo, hi]: find it to the second
-            while hi - lo > 1_000_000:
+            # The change lies in (lo, hi]: find its microsecond, so that a change on the
+            # hour is a segment boundary on the hour (and the roll-ups can answer).
+            lo, hi = at, step
+            while hi - lo > 1:
                 mid = (lo + hi) // 2
                 lo, hi = (mid, hi) if offset_at(mid) == current else (lo, mid)
             segments.append((hi, current))
@@ -86,9 +96,36 @@ def _from_rollup(
     lo: int | None,
     hi: int | None,
 ) -> list[tuple[Any, ...]]:
-    """(day, model, *sums) over the roll-up buckets ``lo <= bucket < hi``."""
-    start = f"bucket * {BUCKET_MICROS}"
-    day = f"CASE WHEN bucket < 0 THEN NULL ELSE {local_day_sql(segments, start)} END"
+    """(day, model, *sums) over the roll-up buckets ``lo <= bucket < hi``: the whole hours
+    from ``call_rollup_hour`` when the local days are unions of hours, the quarter hours at the
+    ends (and every bucket in other zones) from ``call_rollup``."""
+    if not _on_grid(segments, _HOUR_MICROS):
+        return _rollup_rows(reader, _QUARTERS, segments, filters, cost, lo, hi)
+    first = None if lo is None else -(-lo // HOUR_BUCKETS)
+    last = None if hi is None else hi // HOUR_BUCKETS
+    if first is not None and last is not None and first >= last:
+        return _rollup_rows(reader, _QUARTERS, segments, filters, cost, lo, hi)
+    rows = _rollup_rows(reader, _HOURS, segments, filters, cost, first, last)
+    if lo is not None and first is not None and lo < first * HOUR_BUCKETS:
+        rows += _rollup_rows(reader, _QUARTERS, segments, filters, cost, lo, first * HOUR_BUCKETS)
+    if hi is not None and last is not None and last * HOUR_BUCKETS < hi:
+        rows += _rollup_rows(reader, _QUARTERS, segments, filters, cost, last * HOUR_BUCKETS, hi)
+    return rows
+
+
+def _rollup_rows(
+    reader: Reader,
+    table: tuple[str, str, int],
+    segments: Sequence[tuple[int | None, int]],
+    filters: Filters,
+    cost: str,
+    lo: int | None,
+    hi: int | None,
+) -> list[tuple[Any, ...]]:
+    """(day, model, *sums) over the rows ``lo <= key < hi`` of a roll-up ``table``: (name,
+    time key column, its width in µs); a key below 0 (no time, or before 1970) has no day."""
+    name, key, width = table
+    day = f"CASE WHEN {key} < 0 THEN NULL ELSE {local_day_sql(segments, f'{key} * {width}')} END"
     total, priced = COST_COLUMNS[cost]
     sums = [f"CASE WHEN SUM({n}_known) > 0 THEN SUM({n}) END" for n in SUMMED]
     sums += [
@@ -99,16 +136,16 @@ def _from_rollup(
     where: list[str] = []
     params: list[Any] = []
     if lo is not None or hi is not None:
-        where.append("bucket >= ?")
+        where.append(f"{key} >= ?")
         params.append(max(lo or 0, 0))
     if hi is not None:
-        where.append("bucket < ?")
+        where.append(f"{key} < ?")
         params.append(hi)
     in_values("source", filters.sources, where, params)
     in_values("model", filters.models, where, params)
     sql = (
         f"SELECT {day} AS day, NULLIF(model, '') AS model_name, {', '.join(sums)} "
-        f"FROM call_rollup {'WHERE ' + ' AND '.join(where) if where else ''} "
+        f"FROM {name} {'WHERE ' + ' AND '.join(where) if where else ''} "
         "GROUP BY day, model_name HAVING SUM(calls) > 0"
     )
     return reader.fetch(sql, params)
@@ -135,11 +172,11 @@ def _from_calls(
     return reader.fetch(sql, params)
 
 
-def _on_grid(segments: Sequence[tuple[int | None, int]]) -> bool:
-    """Whether every offset and every change of offset falls on a bucket boundary."""
+def _on_grid(segments: Sequence[tuple[int | None, int]], width: int = BUCKET_MICROS) -> bool:
+    """Whether every offset and every change of offset falls on a multiple of ``width`` µs
+    (a roll-up bucket's, by default)."""
     return all(
-        off % BUCKET_MICROS == 0 and (until is None or until % BUCKET_MICROS == 0)
-        for until, off in segments
+        off % width == 0 and (until is None or until % width == 0) for until, off in segments
     )
 
 

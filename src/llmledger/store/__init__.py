@@ -42,7 +42,7 @@ __all__ = [
 BUSY_TIMEOUT_MS = 60_000
 #: The newest migration; a test keeps it equal to what Alembic finds, so that opening a current
 #: ledger needs one query and no Alembic import.
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 
 _LAZY = {
     "Repository": "llmledger.store.repository",

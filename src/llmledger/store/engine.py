@@ -323,7 +323,7 @@ def ensure_current(engine: Engine) -> None:
 
 
 def _create_empty(engine: Engine) -> bool:
-    from llmledger.store import metrics_rollup, rollup
+    from llmledger.store import hour_rollup, metrics_rollup, rollup
     from llmledger.store.schema import metadata
 
     try:
@@ -333,6 +333,7 @@ def _create_empty(engine: Engine) -> bool:
                 return False
             metadata.create_all(conn)
             rollup.create_triggers(conn)
+            hour_rollup.create_triggers(conn)
             metrics_rollup.create_triggers(conn)
             _ALEMBIC_VERSION.create(conn)
             conn.execute(_ALEMBIC_VERSION.insert().values(version_num=HEAD_REVISION))

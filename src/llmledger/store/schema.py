@@ -42,6 +42,7 @@ __all__ = [
     "budgets",
     "call_metrics",
     "call_rollup",
+    "call_rollup_hour",
     "calls",
     "import_state",
     "metadata",
@@ -214,6 +215,17 @@ call_rollup = Table(
     "call_rollup",
     metadata,
     Column("bucket", BigInteger, primary_key=True),
+    Column("source", String(48), primary_key=True),
+    Column("model", String(200), primary_key=True),
+    *(Column(name, BigInteger, nullable=False) for name in MEASURE_COLUMNS),
+)
+
+#: ``call_rollup`` summed per hour (0011), kept by triggers on ``call_rollup`` (see
+#: ``store/hour_rollup.py``).
+call_rollup_hour = Table(
+    "call_rollup_hour",
+    metadata,
+    Column("hour", BigInteger, primary_key=True),
     Column("source", String(48), primary_key=True),
     Column("model", String(200), primary_key=True),
     *(Column(name, BigInteger, nullable=False) for name in MEASURE_COLUMNS),
