@@ -13,11 +13,15 @@ the active block and the burn rate have something to show), and times, as separa
 
 Prints median and p90 wall times, the median CPU time of each process (user + system: less
 moved by other work on the machine than the wall time) and the line shown, and writes
-bench/results/statusline.json.
+bench/results/statusline.json. With ``--baseline SRC`` (another checkout's ``src``) each case
+also runs that code (``PYTHONPATH=SRC``, the same console script and ledger), alternating run
+by run with this one, so that both see the same machine: the machine is shared and its speed
+drifts.
 Python writes its bytecode caches here as an installed package would (PYTHONDONTWRITEBYTECODE
 is unset for the runs). Asserts nothing.
 
     .venv/bin/python bench/bench_statusline.py [--runs 30] [--files 1500] [--lines 600000]
+        [--work DIR] [--baseline OTHER/src]
 """
 
 from __future__ import annotations
@@ -99,14 +103,20 @@ def _run(cmd: list[str], stdin: bytes, env: dict[str, str]) -> tuple[float, str]
     return wall, proc.stdout.decode().strip()
 
 
-def _timed(runs: int, run: Any) -> dict[str, float]:
-    """Wall and CPU figures of ``runs`` calls of ``run`` (each returns a wall time)."""
-    walls = []
-    cpus = []
+def _timed(runs: int, run: Any, sides: int = 1) -> list[dict[str, float]]:
+    """Wall and CPU figures of ``runs`` calls of ``run(n, side)`` (each returns a wall time)
+    for each of ``sides`` (the code under test, the baseline), the sides alternating."""
+    walls: list[list[float]] = [[] for _ in range(sides)]
+    cpus: list[list[float]] = [[] for _ in range(sides)]
     for n in range(runs):
-        walls.append(run(n))
-        cpus.append(_CPU[-1])
-    return {**_figures(walls), "cpu_median_ms": round(statistics.median(cpus) * 1000, 1)}
+        for k in range(sides):
+            side = (n + k) % sides  # who goes first alternates too
+            walls[side].append(run(n, side))
+            cpus[side].append(_CPU[-1])
+    return [
+        {**_figures(w), "cpu_median_ms": round(statistics.median(c) * 1000, 1)}
+        for w, c in zip(walls, cpus, strict=True)
+    ]
 
 
 def _imported(ledger: Path, path: Path, timeout: float = 60) -> None:
@@ -142,6 +152,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1500)
     parser.add_argument("--lines", type=int, default=600_000)
     parser.add_argument("--work", type=Path, help="Directory to build in (default: a temp dir).")
+    parser.add_argument(
+        "--baseline", type=Path, help="Another checkout's src/ to time, run by run with this one."
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-statusline-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -183,7 +196,11 @@ def main() -> None:
         }
     ).encode()
     cmd = [script, "statusline", "--no-color"]
-    _, line = _run(cmd, hook, env)  # warm: bytecode, the context-window cache
+    envs = [env]
+    if args.baseline:
+        envs.append({**env, "PYTHONPATH": str(args.baseline.resolve())})
+    for side_env in envs:
+        _, line = _run(cmd, hook, side_env)  # warm: bytecode, the context-window cache
     [calls] = [
         int(r)
         for r in subprocess.run(
@@ -202,36 +219,46 @@ def main() -> None:
 
     added = 0
 
-    def grow(wait: bool) -> float:
+    def grow(wait: bool, side: int) -> float:
         nonlocal added
         with live.open("a") as fh:
             fh.write(_turn(turns + added, datetime.now(UTC)))
         added += 1
-        took = _run([*cmd, "--wait"] if wait else cmd, hook, env)[0]
+        took = _run([*cmd, "--wait"] if wait else cmd, hook, envs[side])[0]
         _imported(ledger, live)
         return took
 
-    baseline = _timed(args.runs, lambda _: _run([sys.executable, "-c", "pass"], b"", env)[0])
-    unchanged = _timed(args.runs, lambda _: _run(cmd, hook, env)[0])
-    grown = _timed(args.runs, lambda _: grow(False))
-    grown_wait = _timed(args.runs, lambda _: grow(True))
+    load = os.getloadavg()
+    sides = len(envs)
+    [startup] = _timed(args.runs, lambda n, _: _run([sys.executable, "-c", "pass"], b"", env)[0])
+    unchanged = _timed(args.runs, lambda n, side: _run(cmd, hook, envs[side])[0], sides)
+    grown = _timed(args.runs, lambda n, side: grow(False, side), sides)
+    grown_wait = _timed(args.runs, lambda n, side: grow(True, side), sides)
     _, last = _run(cmd, hook, env)
+    cases = {"unchanged": unchanged, "grown_one_turn": grown, "grown_one_turn_wait": grown_wait}
     results: dict[str, Any] = {
         "machine": platform.platform(),
         "cpus": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        "load_average": [load, os.getloadavg()],
         "ledger_calls": calls,
         "runs": args.runs,
-        "python_startup": baseline,
-        "unchanged": unchanged,
-        "grown_one_turn": grown,
-        "grown_one_turn_wait": grown_wait,
+        "python_startup": startup,
+        **{name: figures[0] for name, figures in cases.items()},
         "line": last,
     }
-    print(f"ledger: {calls:,} calls over a year; load average {os.getloadavg()[0]:.1f}")
+    if args.baseline:
+        results["baseline"] = {"src": str(args.baseline), **{n: f[1] for n, f in cases.items()}}
+    print(
+        f"ledger: {calls:,} calls over a year; load average {load[0]:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end"
+    )
     print(f"line: {line}")
-    for name in ("python_startup", "unchanged", "grown_one_turn", "grown_one_turn_wait"):
-        f = results[name]
+    rows = [("python_startup", startup)]
+    for name, figures in cases.items():
+        rows.append((name, figures[0]))
+        if args.baseline:
+            rows.append(("  baseline", figures[1]))
+    for name, f in rows:
         print(
             f"{name:>20}: median {f['median_ms']:7.1f} ms   p90 {f['p90_ms']:7.1f} ms   "
             f"CPU median {f['cpu_median_ms']:6.1f} ms"

@@ -380,3 +380,125 @@ def test_the_background_import_process(tree: Tree) -> None:
     assert calls == 3
     lock = Path(os.environ["XDG_CACHE_HOME"]) / "llmledger" / "statusline-import.lock"
     assert lock.exists()
+
+
+def _claude_turns(tree: Tree, times: list[datetime]) -> None:
+    """A session whose assistant turns were at ``times`` (priced: $0.003 + $0.015 each)."""
+    sid = "5e550000-0000-4000-8000-0000000000b1"
+    path = tree.root / "projects" / "-home-dev-status" / f"{sid}.jsonl"
+    path.write_text("".join(_line(sid, n, at, _usage(1000, 1000)) for n, at in enumerate(times)))
+
+
+def test_the_figures_are_the_reports_figures(tree: Tree) -> None:
+    """The line reads its own few queries; they give what the reports give (the session's
+    and today's totals, ``blocks --active``), around block edges and idle stretches."""
+    from llmledger.agents import SOURCE_OF
+    from llmledger.reports.blocks import active_block
+    from llmledger.reports.filters import Filters
+    from llmledger.reports.statusline import _CLAUDE_SOURCE
+    from llmledger.reports.sums import calls_sums, sums_to_totals
+
+    assert SOURCE_OF["claude"] == _CLAUDE_SOURCE
+    start = tree.now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=30)
+    # Blocks that end at 5 h from their hour, chains broken by idle stretches of > 5 h, and
+    # more calls than one page of the walk back.
+    times = [start + timedelta(minutes=m) for m in (0, 50, 290, 301, 599, 600, 960, 1320)]
+    times += [start + timedelta(hours=24, seconds=15 * n) for n in range(1500)]
+    _claude_turns(tree, times)
+    repo = open_repository(tree.url)
+    import_logs(repo, ["claude"], [tree.root], workers=1)
+    hook = HookInput.parse(json.dumps(tree.hook()).encode())
+    claude = Filters(sources=(SOURCE_OF["claude"],))
+    moments = [tree.now + timedelta(hours=h) for h in (-29.5, -25, -20, -10, -5.9, -1, 0, 4.9, 6)]
+    for now in [*moments, *times[:8]]:
+        figures = status_figures(repo, hook, session_id=_SESSION, now=now, tz=UTC)
+        expected = active_block(repo, filters=claude, now=now)
+        if expected is None:
+            assert figures.block is None, now
+            continue
+        block = figures.block
+        assert block is not None, now
+        assert (block.start, block.end) == (expected.start, expected.end)
+        assert (block.first_at, block.last_at) == (expected.first_at, expected.last_at)
+        totals = expected.totals
+        assert block.totals == (totals.cost_usd, totals.unpriced_calls, totals.calls)
+        rate = expected.burn_rate()
+        assert block.cost_per_hour() == (None if rate is None else rate["cost_per_hour"])
+    figures = status_figures(repo, hook, session_id=_SESSION, now=tree.now, tz=UTC)
+    sums = ", ".join(calls_sums(repo, "auto"))
+    [row] = repo.fetch(f"SELECT {sums} FROM calls WHERE session_id = ?", [_SESSION])
+    session = sums_to_totals(row)
+    assert figures.session == (session.cost_usd, session.unpriced_calls, session.calls)
+
+
+def test_the_quick_look_is_the_importers_plan(tree: Tree, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the importer's modules the line finds the session and whether the transcript
+    changed as the importer would; the line is the same either way."""
+    from llmledger.imports.logfiles import discover
+
+    root = tree.root / "projects"
+    for path in [root / "-p" / "5e55.jsonl", tree.root.parent / "elsewhere" / "5e56.jsonl"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+        [file] = discover(["claude"], [str(path)])
+        assert (file.path, file.session_id) == (str(path), status_hook._plain_session(str(path)))
+    # Left to the importer: a sub-agent's file, a path to normalize.
+    for odd in ["-p/5e55/subagents/agent-a1.jsonl", "-p/agent-a1.jsonl", "-p/../-p/5e55.jsonl"]:
+        assert status_hook._plain_session(f"{root}/{odd}") is None
+    assert status_hook._plain_session("relative/5e55.jsonl") is None
+
+    started: list[str] = []
+    monkeypatch.setattr(status_hook, "_start_background_import", lambda db, p: started.append(p))
+    _run(tree.url, tree.hook(), "--no-color")  # imports the transcript
+
+    def both_ways() -> tuple[str, str]:
+        quick, _ = _run(tree.url, tree.hook(), wait=False)
+        with monkeypatch.context() as patch:  # the importer's way: discover, plan_import
+            patch.setattr(status_hook, "_quick_look", lambda db, path: None)
+            full, _ = _run(tree.url, tree.hook(), wait=False)
+        return quick, full
+
+    quick, full = both_ways()
+    assert quick == full
+    assert not quick.endswith(" ↻\n")
+    assert started == []
+    with tree.transcript.open("a") as fh:
+        fh.write(_line(_SESSION, 10, tree.now, _usage(0, 1000)))
+    quick, full = both_ways()
+    assert quick == full
+    assert quick.endswith(" ↻\n")
+    assert started == [str(tree.transcript)] * 2
+
+
+def test_the_cache_directory_is_platformdirs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    from llmledger.reports.statusline import user_cache_dir
+
+    for value in (None, "/tmp/caches", "  "):
+        if value is None:
+            monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_CACHE_HOME", value)
+        assert user_cache_dir() == platformdirs.user_cache_dir("llmledger", appauthor=False)
+
+
+def test_a_warm_line_loads_no_heavy_module(tree: Tree) -> None:
+    """The line runs after every message: once the transcript is imported, drawing it again
+    loads neither Typer nor SQLAlchemy nor the reports' or the importer's modules."""
+    _run(tree.url, tree.hook(context_window=None), "--no-color")  # imports; caches the window
+    heavy = ["typer", "sqlalchemy", "genai_prices", "llmledger.reports.blocks"]
+    heavy += ["llmledger.imports.plan", "llmledger.totals", "platformdirs", "subprocess"]
+    code = (
+        "import sys; from llmledger.cli import main; main(); "
+        f"print([m for m in {heavy!r} if m in sys.modules], file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "statusline", "--no-color", "--db", tree.url],
+        input=json.dumps(tree.hook(context_window=None)).encode(),
+        capture_output=True,
+        env={**os.environ},
+        check=True,
+    )
+    assert done.stdout.decode().startswith("Sonnet 4 · session $0.07 · today $")
+    assert done.stderr.decode().strip() == "[]"

@@ -21,16 +21,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from llmledger._lazy import lazy_getattr
-from llmledger.errors import BudgetExceeded, LedgerError, ParseError, StoreError, UsageError
-from llmledger.totals import Totals
-from llmledger.usage import Usage
 
 if TYPE_CHECKING:
     from llmledger.call import Call
+    from llmledger.errors import BudgetExceeded, LedgerError, ParseError, StoreError, UsageError
     from llmledger.estimate import Estimate, estimate_cost, should_warn_cost
     from llmledger.ledger import Ledger, Run
     from llmledger.pricing import Price, Pricer
     from llmledger.sources import Parsed, detect, parse, parse_file
+    from llmledger.totals import Totals
+    from llmledger.usage import Usage
 
 __version__ = "0.1.0"
 
@@ -57,7 +57,16 @@ __all__ = [
     "should_warn_cost",
 ]
 
+# Even the errors and totals load on first use: the status line (cli/status_hook.py) runs
+# after every message of Claude Code and needs neither (their dataclasses cost it ~15 ms).
 _LAZY = {
+    "BudgetExceeded": "llmledger.errors",
+    "LedgerError": "llmledger.errors",
+    "ParseError": "llmledger.errors",
+    "StoreError": "llmledger.errors",
+    "UsageError": "llmledger.errors",
+    "Totals": "llmledger.totals",
+    "Usage": "llmledger.usage",
     "Call": "llmledger.call",
     "Ledger": "llmledger.ledger",
     "Run": "llmledger.ledger",

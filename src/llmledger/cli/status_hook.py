@@ -20,7 +20,7 @@ from llmledger.reports.statusline import SEGMENTS, HookInput, parse_segments, re
 
 if TYPE_CHECKING:
     from llmledger.store import Repository
-    from llmledger.store.sqlite_reader import Reader
+    from llmledger.store.sqlite_reader import Reader, SqliteReader
 
 __all__ = ["DEFAULT_SEGMENTS", "background_import", "fast_main", "status_line"]
 
@@ -144,6 +144,14 @@ def _import_transcript(db: str | None, path: str, wait: bool) -> tuple[Reader, s
     changed: a stat and one query), now with ``wait``, else in a background process. Returns
     the reader the figures are read through, the session the importer files the transcript
     under, and whether a background import was started."""
+    quick = _quick_look(db, path)
+    if quick is not None:
+        current, session_id, changed = quick
+        if changed and not wait:
+            _start_background_import(db, path)
+        if not changed or not wait:
+            return current, session_id, changed
+        current.close()  # --wait: the importer's way
     from llmledger.imports.logfiles import discover
     from llmledger.imports.plan import plan_import
     from llmledger.store.sqlite_reader import open_reader
@@ -185,16 +193,76 @@ def _import_transcript(db: str | None, path: str, wait: bool) -> tuple[Reader, s
     return reader, files[0].session_id, pending
 
 
+def _quick_look(db: str | None, path: str) -> tuple[SqliteReader, str, bool] | None:
+    """The common case without the importer's modules (their dataclasses and pathlib cost
+    more than the work): a current SQLite ledger and a transcript at a plain path where the
+    session is the file's name. Returns the reader, the session and whether the transcript
+    changed since it was imported (what :func:`~llmledger.imports.plan.plan_import` would
+    plan: a file it has not seen, or another size, mtime, inode or device); None for
+    anything else, which goes the importer's way."""
+    from llmledger.store.sqlite_reader import open_reader
+
+    session_id = _plain_session(path)
+    if session_id is None:
+        return None
+    reader = open_reader(db)
+    if reader is None:
+        return None
+    st = os.stat(path)
+    rows = reader.fetch(
+        "SELECT device, inode, size, mtime_ns FROM import_state WHERE path = ?", [path]
+    )
+    unchanged = bool(rows) and (
+        rows[0][0] in (None, st.st_dev)
+        and rows[0][1] in (None, st.st_ino)
+        and rows[0][2] == st.st_size
+        and rows[0][3] == st.st_mtime_ns
+    )
+    return reader, session_id, not unchanged
+
+
+def _plain_session(path: str) -> str | None:
+    """The session the importer files the Claude Code transcript at ``path`` under, when the
+    path is absolute and normal (the import state's key is then ``path`` itself) and the
+    file is a session's own (``projects/<project>/<session>.jsonl``, or not below a
+    ``projects`` folder); None for anything else (a sub-agent's file: the importer knows
+    those). tests/test_statusline.py keeps this equal to ``imports.logfiles.discover``."""
+    if not os.path.isabs(path) or os.path.normpath(path) != path:
+        return None
+    parts = path.split(os.sep)
+    stem = os.path.splitext(parts[-1])[0]
+    if "projects" in parts[:-1] and parts[-3:-2] != ["projects"]:
+        return None
+    if not stem or stem.startswith("agent-"):
+        return None
+    return stem
+
+
 def _start_background_import(db: str | None, path: str) -> None:
     """Start ``python -m llmledger.cli.status_hook PATH`` on its own: it outlives this
     process (Claude Code may stop the status line when the next message comes)."""
-    import subprocess
-
     env = dict(os.environ)
     if db:
         env["LLMLEDGER_DB"] = db
+    argv = [sys.executable, "-m", "llmledger.cli.status_hook", path]
+    if hasattr(os, "posix_spawn"):  # cheaper than loading subprocess
+        null = os.devnull
+        os.posix_spawn(
+            sys.executable,
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, null, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, null, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, null, os.O_WRONLY, 0),
+            ],
+            setsid=True,
+        )
+        return
+    import subprocess
+
     subprocess.Popen(
-        [sys.executable, "-m", "llmledger.cli.status_hook", path],
+        argv,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -8,38 +8,39 @@ last turn's ``current_usage``); :class:`HookInput` keeps the fields we use and i
 :func:`status_figures` reads the ledger (through the
 :class:`~llmledger.store.sqlite_reader.Reader` protocol: no SQLAlchemy on a current SQLite
 ledger) and :func:`render` writes the line. The import of the transcript's new lines is the
-surface's job (``cli/statusline.py``).
+surface's job (``cli/status_hook.py``).
+
+The line runs after every message, and Python's imports are most of its time: this module
+loads the standard library's ``json``, ``decimal`` and ``datetime`` and nothing of the
+reports' (their dataclasses and the price data cost more than the queries). What it shares
+with them (the block rules, the cost sums) is kept equal by tests/test_statusline.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
-import orjson
-
-from llmledger.agents import SOURCE_OF
-from llmledger.display import plain_text
-from llmledger.reports.blocks import Block, active_block
-from llmledger.reports.filters import Filters, calls_where
-from llmledger.reports.sums import calls_sums, sums_to_totals
 from llmledger.store.sqlite_reader import Reader
-from llmledger.totals import Totals
-from llmledger.values import datetime_to_micros
+from llmledger.values import datetime_to_micros, micros_to_datetime, money_from_pico
 
 __all__ = [
     "SEGMENTS",
     "HookInput",
+    "Spent",
+    "StatusBlock",
     "StatusFigures",
     "context_window_of",
     "last_turn_context",
     "parse_segments",
     "render",
     "status_figures",
+    "user_cache_dir",
 ]
 
 #: The segments of the line, in their default order.
@@ -87,8 +88,7 @@ def _prompt_tokens(usage: Any) -> int | None:
     return sum(known) if known else None
 
 
-@dataclass(frozen=True, slots=True)
-class HookInput:
+class HookInput(NamedTuple):
     """The fields of Claude Code's status-line JSON that the line uses (each None when absent
     or of the wrong type)."""
 
@@ -108,8 +108,8 @@ class HookInput:
     def parse(cls, data: bytes) -> HookInput:
         """Read the hook's JSON; :class:`ValueError` when it is not a JSON object."""
         try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
+            doc = json.loads(data)
+        except ValueError as exc:  # not JSON, or not UTF-8
             raise ValueError(f"invalid JSON on stdin: {exc}") from None
         if not isinstance(doc, dict):
             raise ValueError("the JSON on stdin is not an object")
@@ -144,8 +144,8 @@ def last_turn_context(path: str, tail: int = TAIL_BYTES) -> tuple[int | None, st
         if b'"usage"' not in line:
             continue
         try:
-            doc = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            doc = json.loads(line)
+        except ValueError:
             continue  # the cut first line, or a line being written
         if not isinstance(doc, dict) or doc.get("isSidechain") is True:
             continue
@@ -155,11 +155,20 @@ def last_turn_context(path: str, tail: int = TAIL_BYTES) -> tuple[int | None, st
     return None, None
 
 
-def _windows_cache() -> str:
+def user_cache_dir() -> str:
+    """platformdirs' ``user_cache_dir("llmledger")``; on Linux without loading platformdirs
+    (its import, with tempfile and shutil, costs the line ~10 ms): ``$XDG_CACHE_HOME``, else
+    ``~/.cache``, then ``llmledger`` (a test keeps the two equal)."""
+    if sys.platform == "linux":
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or os.path.expanduser("~/.cache")
+        return os.path.join(base, "llmledger")
     import platformdirs
 
-    folder = platformdirs.user_cache_dir("llmledger", appauthor=False)
-    return os.path.join(folder, "context-windows.json")
+    return platformdirs.user_cache_dir("llmledger", appauthor=False)
+
+
+def _windows_cache() -> str:
+    return os.path.join(user_cache_dir(), "context-windows.json")
 
 
 def context_window_of(model: str, cache_path: str | None = None) -> int | None:
@@ -175,10 +184,10 @@ def context_window_of(model: str, cache_path: str | None = None) -> int | None:
     known: dict[str, Any] = {}
     try:
         with open(path, "rb") as fh:
-            cached = orjson.loads(fh.read())
+            cached = json.loads(fh.read())
         if isinstance(cached, dict) and cached.get("llmledger") == __version__:
             known = cached.get("models") or {}
-    except (OSError, orjson.JSONDecodeError):
+    except (OSError, ValueError):
         pass
     if model in known:
         value = known[model]
@@ -190,8 +199,8 @@ def context_window_of(model: str, cache_path: str | None = None) -> int | None:
 
         make_private_dirs(os.path.dirname(path))
         temporary = f"{path}.{os.getpid()}"
-        with open(temporary, "wb") as fh:
-            fh.write(orjson.dumps({"llmledger": __version__, "models": known}))
+        with open(temporary, "w", encoding="utf-8") as fh:
+            json.dump({"llmledger": __version__, "models": known}, fh, separators=(",", ":"))
         os.replace(temporary, path)
     except OSError:
         pass  # a read-only cache directory costs a lookup next time, nothing more
@@ -212,26 +221,133 @@ def _genai_window(model: str) -> int | None:
     return None
 
 
-@dataclass(slots=True)
-class StatusFigures:
-    """What the line shows: the model, the session's and today's totals, the active block
+class Spent(NamedTuple):
+    """What a set of calls cost, as the line shows it: the known costs' sum (None when no call
+    had one), the calls without a price, and the calls."""
+
+    cost_usd: Decimal | None
+    unpriced_calls: int
+    calls: int
+
+
+class StatusBlock(NamedTuple):
+    """The active 5-hour block, as the line shows it (the blocks report's
+    :class:`~llmledger.reports.blocks.Block` has the rest): when it started and ends, its
+    first and last call, and what its calls cost."""
+
+    start: datetime
+    end: datetime
+    first_at: datetime
+    last_at: datetime
+    totals: Spent
+
+    @property
+    def is_active(self) -> bool:
+        """Always: the line shows no other block."""
+        return True
+
+    def cost_per_hour(self) -> float | None:
+        """USD per hour between the first and the last call (None when they are the same
+        moment), as :meth:`~llmledger.reports.blocks.Block.burn_rate` has it."""
+        minutes = (self.last_at - self.first_at).total_seconds() / 60
+        if minutes <= 0:
+            return None
+        return float(self.totals.cost_usd or 0) / minutes * 60
+
+
+class StatusFigures(NamedTuple):
+    """What the line shows: the model, the session's and today's costs, the active block
     (None when none), and the last turn's context against the model's window."""
 
     now: datetime
     model: str | None
-    session: Totals
-    today: Totals
-    block: Block | None
+    session: Spent
+    today: Spent
+    block: StatusBlock | None
     context_tokens: int | None
     context_window: int | None
 
 
-def _totals(reader: Reader, cost: str, extra: str, params: Sequence[Any]) -> Totals:
-    where, base = calls_where(Filters(), None, None)
-    clause = f"{where} AND {extra}" if where else f"WHERE {extra}"
-    sql = f"SELECT {', '.join(calls_sums(reader, cost))} FROM calls {clause}"
-    [row] = reader.fetch(sql, [*base, *params])
-    return sums_to_totals(row)
+_NOTHING = Spent(None, 0, 0)
+_HOUR = 3_600_000_000  # µs
+_BLOCK_HOURS = 5
+#: The calls the block counts: Claude Code's (its window is Anthropic's); a test keeps it
+#: equal to agents.SOURCE_OF["claude"] (agents.py loads dataclasses).
+_CLAUDE_SOURCE = "claude_code_transcript"
+
+
+def _money_sql(reader: Reader, cost: str) -> str:
+    # "auto" (the reports' default) is the stored cost; the other modes' SQL is the roll-up's.
+    if cost == "auto":
+        return "cost_usd"
+    from llmledger.store.rollup import cost_expressions
+
+    return cost_expressions("calls", reader.dialect)[cost]
+
+
+def _spent(reader: Reader, money: str, where: str, params: Sequence[Any]) -> Spent:
+    """The sums :func:`llmledger.reports.sums.calls_sums` reads, the ones the line shows."""
+    sql = (
+        f"SELECT SUM({money}), SUM(CASE WHEN ({money}) IS NULL THEN 1 ELSE 0 END), COUNT(*) "
+        f"FROM calls WHERE {where}"
+    )
+    [(cost, unpriced, count)] = reader.fetch(sql, params)
+    return Spent(money_from_pico(cost), int(unpriced or 0), int(count))
+
+
+def _active_block(reader: Reader, money: str, now: datetime) -> StatusBlock | None:
+    """The active block of Claude Code's calls at ``now``, or None: what
+    :func:`llmledger.reports.blocks.active_block` finds (a test keeps them equal), with
+    three indexed queries and no objects per call. The call times are walked back from the
+    latest to the first idle stretch longer than the block (the call after one always starts a
+    block), then grouped forward as the blocks report groups them; only the last group's
+    sums are read."""
+    span = _BLOCK_HOURS * _HOUR
+    mine = "source = ? AND started_at IS NOT NULL"
+    [(latest,)] = reader.fetch(f"SELECT MAX(started_at) FROM calls WHERE {mine}", [_CLAUDE_SOURCE])
+    at_now = datetime_to_micros(now)
+    if latest is None or at_now - latest >= span:
+        return None
+    start, page = latest, 1000
+    while True:
+        times = reader.fetch(
+            f"SELECT started_at FROM calls WHERE {mine} AND started_at < ? "
+            f"ORDER BY started_at DESC LIMIT {page}",
+            [_CLAUDE_SOURCE, start],
+        )
+        for (at,) in times:
+            if start - at > span:
+                break
+            start = at
+        else:
+            if len(times) == page:
+                continue
+        break
+    block: tuple[int, int, int] | None = None  # its start, first call, last call (µs)
+    for (at,) in reader.fetch(
+        f"SELECT started_at FROM calls WHERE {mine} AND started_at >= ? ORDER BY started_at",
+        [_CLAUDE_SOURCE, start],
+    ):
+        if block is None or at - block[0] > span or at - block[2] > span:
+            block = (at - at % _HOUR, at, at)
+        else:
+            block = (block[0], block[1], at)
+    if block is None:
+        return None
+    begin, first, last = block
+    if not (at_now - last < span and at_now < begin + span):
+        return None
+    within = f"{mine} AND started_at >= ? AND started_at <= ?"
+    totals = _spent(reader, money, within, [_CLAUDE_SOURCE, first, last])
+    return StatusBlock(
+        _datetime(begin), _datetime(begin + span), _datetime(first), _datetime(last), totals
+    )
+
+
+def _datetime(micros: int) -> datetime:
+    value = micros_to_datetime(micros)
+    assert value is not None
+    return value
 
 
 def status_figures(
@@ -247,7 +363,8 @@ def status_figures(
 ) -> StatusFigures:
     """The figures of ``segments`` for the session ``session_id`` (as the importer filed its
     transcript), as of ``now`` (default: the current time); today is the local day in ``tz``
-    (default: the local zone). Only what the segments need is read.
+    (default: the local zone). Only what the segments need is read, with a few indexed
+    queries and the standard library (the reports' modules load more than the line's budget).
 
     The block is Claude Code's: its 5-hour window is Anthropic's, so only the calls of Claude
     Code transcripts count in it. Today counts every call in the ledger. The context is the
@@ -255,20 +372,17 @@ def status_figures(
     the window Claude Code reports, else the model's in genai-prices (``window_of``)."""
     now = now or datetime.now(UTC)
     wanted = set(segments)
-    empty = Totals()
-    session = empty
+    money = _money_sql(reader, cost)
+    session = _NOTHING
     if "session" in wanted and session_id is not None:
-        session = _totals(reader, cost, "session_id = ?", [session_id])
-    today = empty
+        session = _spent(reader, money, "session_id = ?", [session_id])
+    today = _NOTHING
     if "today" in wanted:
         local = now.astimezone(tz) if tz is not None else now.astimezone()
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         bounds = [datetime_to_micros(midnight), datetime_to_micros(midnight + timedelta(days=1))]
-        today = _totals(reader, cost, "started_at >= ? AND started_at < ?", bounds)
-    block = None
-    if wanted & {"block", "burn"}:
-        claude = Filters(sources=(SOURCE_OF["claude"],))
-        block = active_block(reader, filters=claude, cost=cost, now=now)
+        today = _spent(reader, money, "started_at >= ? AND started_at < ?", bounds)
+    block = _active_block(reader, money, now) if wanted & {"block", "burn"} else None
     tokens, model = hook.context_tokens, hook.model_id
     missing = ("context" in wanted and tokens is None) or model is None
     if missing and hook.transcript_path is not None:
@@ -300,7 +414,7 @@ def _paint(text: str, color: str | None, enabled: bool) -> str:
     return f"{_COLORS[color]}{text}{_RESET}" if enabled and color else text
 
 
-def _money(totals: Totals) -> str:
+def _money(totals: Spent) -> str:
     """A cost for the line: ``$0.00`` for no calls at all (nothing was spent), ``$1.20 +3
     unpriced``, ``unpriced (3)`` when no call had a price: never $0 for an unknown cost."""
     if totals.calls == 0:
@@ -313,7 +427,7 @@ def _money(totals: Totals) -> str:
     return f"{text} +{totals.unpriced_calls} unpriced" if totals.unpriced_calls else text
 
 
-def _left(block: Block, now: datetime) -> str:
+def _left(block: StatusBlock, now: datetime) -> str:
     minutes = max(0, int((block.end - now).total_seconds() // 60))
     return f"{minutes // 60}h {minutes % 60:02d}m left"
 
@@ -324,7 +438,7 @@ def render(figures: StatusFigures, segments: Sequence[str] = SEGMENTS, *, color:
     parts: list[str] = []
     for name in segments:
         if name == "model":
-            parts.append(_paint(plain_text(figures.model or "unknown model"), "cyan", color))
+            parts.append(_paint(_plain(figures.model or "unknown model"), "cyan", color))
         elif name == "session":
             parts.append(f"session {_money(figures.session)}")
         elif name == "today":
@@ -336,14 +450,21 @@ def render(figures: StatusFigures, segments: Sequence[str] = SEGMENTS, *, color:
             else:
                 parts.append(f"block {_money(block.totals)} ({_left(block, figures.now)})")
         elif name == "burn":
-            rate = figures.block.burn_rate() if figures.block is not None else None
-            if rate is not None:
-                per_hour = rate["cost_per_hour"]
+            per_hour = figures.block.cost_per_hour() if figures.block is not None else None
+            if per_hour is not None:
                 hot = "red" if per_hour >= 20 else "yellow" if per_hour >= 5 else "green"
                 parts.append(_paint(f"${per_hour:,.2f}/h", hot, color))
         elif name == "context":
             parts.append(_context(figures, color))
     return _SEP.join(parts)
+
+
+def _plain(name: str) -> str:
+    if name.isprintable():  # the common case; llmledger.display loads the totals' dataclasses
+        return name
+    from llmledger.display import plain_text
+
+    return plain_text(name)
 
 
 def _context(figures: StatusFigures, color: bool) -> str:

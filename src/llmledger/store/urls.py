@@ -10,13 +10,13 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import platformdirs
-
 __all__ = ["check_url", "default_url", "missing_sqlite_file", "resolve_url", "sqlite_path"]
 
 
 def default_url() -> str:
     """The embedded default: ``ledger.db`` in the user's data directory."""
+    import platformdirs  # here: a ledger named by URL (the status line's too) needs none
+
     data_dir = Path(platformdirs.user_data_dir("llmledger", appauthor=False))
     return f"sqlite:///{data_dir / 'ledger.db'}"
 
