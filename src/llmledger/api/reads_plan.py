@@ -34,6 +34,7 @@ from llmledger.api.reads import Document, _no_nul
 from llmledger.budgets import budget_status, get_budget, list_budgets
 from llmledger.forecast.lanes import resolve_lanes
 from llmledger.forecast.report import NoHistory, Settings, eta_report, velocity_report
+from llmledger.forecast.velocity import Mode
 from llmledger.store import Repository
 from llmledger.timespec import parse_instant
 
@@ -75,11 +76,10 @@ def budgets_document(repo: Repository, name: str | None = None) -> dict[str, Any
 
 
 def forecast_settings(
-    *, project: str | None = None, window: int = 10, mode: str = "empirical", alpha: float = 0.5
+    *, project: str | None = None, window: int = 10, mode: Mode = "empirical", alpha: float = 0.5
 ) -> Settings:
     """The forecast settings of a read: the default lanes, the CLI's defaults otherwise."""
-    chosen: Any = mode  # one of MODES: checked by the route's Literal
-    return Settings(resolve_lanes(None), window, chosen, alpha, project or None)
+    return Settings(resolve_lanes(None), window, mode, alpha, project or None)
 
 
 def velocity_document(repo: Repository, settings: Settings, at: datetime) -> dict[str, Any]:
