@@ -7,7 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from llmledger import Ledger, Usage
-from llmledger.budgets import CallContext, make_budget, reserve, set_budget
+from llmledger.budgets import CallContext, make_budget, set_budget
+from llmledger.budgets.reserve import reserve  # the function (the package's name can be the module)
 from llmledger.store import open_repository
 from llmledger.timespec import parse_instant
 
