@@ -20,13 +20,15 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 from llmledger import Usage
 from llmledger.api import create_app
 from llmledger.api.app import Store
+from llmledger.budgets import make_budget, set_budget
 from llmledger.keys import create_key
 from llmledger.ledger import Ledger
 from llmledger.store import open_repository
 
 
 def _ledger_with_runs(url: str) -> None:
-    """A workflow with a task and its attempts, calls at known times, and a call with no run."""
+    """A workflow with a task and its attempts, calls at known times, a call with no run, task
+    status events and a budget."""
     start = datetime.now(UTC) - timedelta(hours=2)
     with (
         Ledger(url) as ledger,
@@ -43,6 +45,13 @@ def _ledger_with_runs(url: str) -> None:
         ledger.record(Usage(input_tokens=7), model="unknown-model", started_at=start)
     with Ledger(url) as ledger:
         ledger.record(Usage(input_tokens=1, output_tokens=1), model="gpt-4o", agent="codex")
+        # A status history and a budget, for the forecast and budget reads.
+        ledger.task_status("1.1", "in_progress", at=start)
+        ledger.task_status("1.1", "ready_to_review", at=start + timedelta(hours=1))
+        ledger.task_status("1.2", "in_progress", at=start + timedelta(hours=1))
+    repo = open_repository(url)
+    set_budget(repo, make_budget("daily", 25, window="day", scope=["agent=claude"]))
+    repo.engine.dispose()
 
 
 # The app is built at import (schemathesis reads its OpenAPI while collecting, which opens no

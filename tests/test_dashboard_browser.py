@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from dashboard_plan_seed import NOW, seed_budgets, seed_worked_example
 from dashboard_seed import SMALL_TASKS, seed
 from server import ServerProcess
 
@@ -63,6 +64,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     workflow = seed(db)
     with ServerProcess(db, log=where / "server.log") as server:
         yield server.url, workflow
+
+
+@pytest.fixture(scope="module")
+def plan_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real service on a ledger with budgets and a status history: its URL."""
+    _browser_or_skip()
+    where = tmp_path_factory.mktemp("plan-ledger")
+    db = f"sqlite:///{where / 'ledger.db'}"
+    seed_budgets(db)
+    seed_worked_example(db)
+    with ServerProcess(db, log=where / "server.log") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +297,19 @@ def test_the_runs_list_pages(browser: Any, service: tuple[str, str]) -> None:
     _wait(browser, "return location.search.includes('page=1')")
     assert ids() == first
     assert _errors(browser) == []
+
+
+def test_budgets_and_forecast_pages_load(browser: Any, plan_service: str, shots: Path) -> None:
+    base = plan_service
+    browser.get_log("browser")  # start clean
+    for name, path in {"budgets": "/budgets", "forecast": f"/forecast?at={NOW}"}.items():
+        _open(browser, base + path)
+        assert browser.find_element("css selector", "h1").text == name.capitalize()
+        assert _errors(browser) == [], name
+        _shot(browser, shots, name)
+    budgets = {b["name"]: b for b in _api(base, "/v1/budgets")["budgets"]}
+    _open(browser, base + "/budgets")
+    spent = browser.execute_script(
+        "return document.querySelector('[data-budget=daily][data-field=spent_usd]').dataset.value"
+    )
+    assert float(spent) == budgets["daily"]["spent_usd"]

@@ -75,7 +75,7 @@ def create_app(
     else requests need a key with the route's scope once any active key exists. ``pricer``
     prices posted calls (default: the prices in effect, overrides file included)."""
     from llmledger import web
-    from llmledger.api import ingest, metrics, otlp, reads
+    from llmledger.api import ingest, metrics, otlp, reads, reads_plan
     from llmledger.pricing import Pricer
 
     store = Store(db)
@@ -115,6 +115,7 @@ def create_app(
     )
     app.include_router(ingest.router)
     app.include_router(reads.router)
+    app.include_router(reads_plan.router)  # budgets and forecasts (docs/service.md)
     app.include_router(metrics.router)
     app.include_router(otlp.router)
     web.install(app)  # the dashboard's pages at / (docs/dashboard.md)

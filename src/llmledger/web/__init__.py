@@ -19,6 +19,7 @@ def install(app: FastAPI) -> None:
     from starlette.staticfiles import StaticFiles
 
     from llmledger.web.access import LoginNeeded
+    from llmledger.web.plan_pages import pages as plan_pages
     from llmledger.web.routes import router
     from llmledger.web.views import STATIC, render
 
@@ -30,5 +31,6 @@ def install(app: FastAPI) -> None:
         return response
 
     app.include_router(router)
+    app.include_router(plan_pages)  # budgets and forecast
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_exception_handler(LoginNeeded, login_needed)

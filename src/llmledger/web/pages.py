@@ -22,4 +22,6 @@ PAGES: tuple[Page, ...] = (
     Page("overview", "/", "Overview"),
     Page("runs", "/runs", "Runs"),
     Page("models", "/models", "Models and prices"),
+    Page("budgets", "/budgets", "Budgets"),
+    Page("forecast", "/forecast", "Forecast"),
 )
