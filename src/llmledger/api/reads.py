@@ -52,10 +52,10 @@ from llmledger.reports.options import (
 from llmledger.reports.subjects import subject_usage
 from llmledger.store import Repository
 
-__all__ = ["router"]
+__all__ = ["no_nul_in_query", "router"]
 
 
-def _no_nul(request: Request) -> None:
+def no_nul_in_query(request: Request) -> None:
     """422 for a parameter holding a NUL character, which no stored text holds (PostgreSQL
     cannot even compare with one)."""
     given = [
@@ -71,7 +71,7 @@ def _no_nul(request: Request) -> None:
 router = APIRouter(
     prefix="/v1",
     tags=["reads"],
-    dependencies=[Depends(require("read")), Depends(_no_nul)],
+    dependencies=[Depends(require("read")), Depends(no_nul_in_query)],
     responses=error_responses(401, 403),
 )
 

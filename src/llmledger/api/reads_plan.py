@@ -30,7 +30,7 @@ from llmledger.api.plan_models import (
     EtaDocument,
     VelocityDocument,
 )
-from llmledger.api.reads import Document, _no_nul
+from llmledger.api.reads import Document, no_nul_in_query
 from llmledger.budgets import budget_status, get_budget, list_budgets
 from llmledger.forecast.lanes import resolve_lanes
 from llmledger.forecast.report import NoHistory, Settings, eta_report, velocity_report
@@ -49,7 +49,7 @@ __all__ = [
 router = APIRouter(
     prefix="/v1",
     tags=["reads"],
-    dependencies=[Depends(require("read")), Depends(_no_nul)],
+    dependencies=[Depends(require("read")), Depends(no_nul_in_query)],
     responses=error_responses(401, 403),
 )
 
