@@ -10,23 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dashboard_plan_seed import NOW, WORKED  # docs/forecast.md's worked example
 from llmledger.cli import app
 from llmledger.cli._app import _register_commands
 
 _register_commands(["task"])
-
-WORKED = [
-    ("H", "in_progress", "2026-12-01T00:00Z"),
-    ("H", "ready_to_review", "2026-12-01T04:00Z"),
-    ("H", "ready_to_qa", "2026-12-01T05:00Z"),
-    ("H", "completed", "2026-12-01T05:30Z"),
-    ("B", "in_progress", "2026-12-01T04:00Z"),
-    ("B", "ready_to_review", "2026-12-01T08:00Z"),
-    ("C", "todo", "2026-12-01T01:00Z"),
-    ("A", "todo", "2026-12-01T01:00Z"),
-    ("A", "in_progress", "2026-12-01T09:00Z"),
-]
-NOW = "2026-12-01T10:00Z"
 
 
 def run(*args: str) -> tuple[int, str, str]:
